@@ -1,0 +1,29 @@
+"""course_lib: the helper library of the transfer-learning course.
+
+Notebooks import it once, as `import course_lib as cl`, and call helpers through
+their concept module: `cl.backbones.load(...)`, `cl.data.load(...)`, `cl.features...`.
+Submodules are imported on first use, so `import course_lib` does no work and has no
+side effects; `cl.setup(notebook)` is the one explicit call that applies settings.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "backbones", "cli", "config", "data", "data_sources", "domain", "errors", "features",
+    "finetune", "grading", "mirror", "mirror_build", "plots", "report", "runner",
+    "scale", "transferability",
+)
+
+
+def __getattr__(name):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"course_lib.{name}")
+    if name == "setup":
+        return importlib.import_module("course_lib.config").setup
+    raise AttributeError(f"module 'course_lib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES) + ["setup"])

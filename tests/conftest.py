@@ -1,0 +1,50 @@
+"""Shared fixtures: the mirror (skips cleanly when none is configured), tiny image folders."""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def mirror_root():
+    """The configured offline mirror, or skip."""
+    value = os.environ.get("COURSE_MIRROR")
+    if not value or not pathlib.Path(value).is_dir():
+        pytest.skip("needs COURSE_MIRROR (the README's offline route)")
+    return pathlib.Path(value)
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch):
+    """A private COURSE_CACHE for one test."""
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def write_image(path, size=(20, 20), mode="RGB", seed=0, fmt=None):
+    """Write a small random image file."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    channels = {"RGB": 3, "RGBA": 4, "L": None}[mode]
+    shape = size + ((channels,) if channels else ())
+    arr = rng.integers(0, 255, shape, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr, mode=mode).save(path, format=fmt)
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path, isolated_cache):
+    """A user folder: 2 classes x 6 images, one grayscale, one RGBA, one corrupt, one text file."""
+    root = tmp_path / "my_images"
+    for c, cls in enumerate(["cats", "dogs"]):
+        for i in range(6):
+            write_image(root / cls / f"{cls}_{i}.jpg", seed=10 * c + i)
+    write_image(root / "cats" / "gray.png", mode="L", seed=99)
+    write_image(root / "dogs" / "alpha.png", mode="RGBA", seed=98)
+    (root / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (root / "cats" / "notes.txt").write_text("not an image")
+    return root

@@ -1,0 +1,124 @@
+"""Datasets: user folders (corrupt, grayscale, RGBA files), splits, pipelines, mirror, TFDS."""
+
+import numpy as np
+import pytest
+
+from course_lib import data
+
+from .conftest import write_image
+
+
+def test_user_folder_skips_bad_files_and_reports_once(image_folder, capsys):
+    ds = data.load(str(image_folder), allow_override=False)
+    out = capsys.readouterr().out
+    assert len(ds) == 14 and ds.class_names == ["cats", "dogs"]
+    assert sorted(p.split("/")[-1] for p in ds.skipped) == ["broken.jpg", "notes.txt"]
+    skipped_lines = [line for line in out.splitlines() if line.startswith("Skipped")]
+    assert len(skipped_lines) == 1 and "2 unreadable file(s)" in skipped_lines[0]
+    assert "broken.jpg" in skipped_lines[0]
+
+
+def test_grayscale_and_rgba_become_rgb_and_an_epoch_completes(image_folder):
+    ds = data.load_folder(image_folder)
+    pipe = data.pipeline(ds, 32, preprocess="mobilenet_v2", batch_size=4)
+    seen = 0
+    for x, y in pipe:  # a whole epoch: no corrupt file can crash it
+        assert x.shape[1:] == (32, 32, 3)
+        seen += int(x.shape[0])
+    assert seen == len(ds)
+    x, _ = data.to_numpy(ds, 16)
+    assert x.dtype == np.uint8 and x.shape == (14, 16, 16, 3)
+
+
+def test_course_dataset_setting_swaps_in_the_learners_folder(image_folder, monkeypatch):
+    monkeypatch.setenv("COURSE_DATASET", str(image_folder))
+    ds = data.load("flowers")
+    assert ds.class_names == ["cats", "dogs"]
+
+
+def test_split_folder_layout(tmp_path, isolated_cache):
+    for split, n in [("train", 5), ("test", 2)]:
+        for cls in ("a", "b"):
+            for i in range(n):
+                write_image(tmp_path / "ds" / split / cls / f"{i}.png", seed=i)
+    ds = data.load_folder(tmp_path / "ds")
+    parts = data.split(ds, seed=0, val_fraction=0.2)
+    assert len(parts["test"]) == 4 and len(parts["val"]) == 2 and len(parts["train"]) == 8
+
+
+def test_split_is_stratified_seeded_and_disjoint(image_folder):
+    ds = data.load_folder(image_folder)
+    a = data.split(ds, seed=1, train=3, val=2, test=1)
+    b = data.split(ds, seed=1, train=3, val=2, test=1)
+    c = data.split(ds, seed=2, train=3, val=2, test=1)
+    assert a["train"].items == b["train"].items
+    assert a["train"].items != c["train"].items
+    assert a["train"].counts() == {"cats": 3, "dogs": 3}
+    assert a["val"].counts() == {"cats": 2, "dogs": 2}
+    sets = [set(a[k].items) for k in ("train", "val", "test")]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+
+
+def test_cache_comes_before_random_augmentation(image_folder):
+    """Augmentation after cache: a new random view every epoch; the cached images stay fixed."""
+    import keras
+
+    ds = data.load_folder(image_folder)
+    aug = keras.Sequential([keras.layers.RandomFlip("horizontal"), keras.layers.RandomRotation(0.2)])
+    pipe = data.pipeline(ds, 24, batch_size=64, augment=aug)
+    e1, e2 = [next(iter(pipe))[0].numpy() for _ in range(2)]
+    assert not np.allclose(e1, e2), "augmentation must differ between epochs"
+    plain = data.pipeline(ds, 24, batch_size=64)
+    p1, p2 = [next(iter(plain))[0].numpy() for _ in range(2)]
+    assert np.array_equal(p1, p2)
+
+
+def test_missing_folder_and_single_class(tmp_path, isolated_cache):
+    with pytest.raises(FileNotFoundError, match="Image folder not found"):
+        data.load_folder(tmp_path / "nope")
+    write_image(tmp_path / "one" / "only" / "x.png")
+    with pytest.raises(ValueError, match="at least 2 class folders"):
+        data.load_folder(tmp_path / "one")
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(ValueError, match=r"Unknown dataset. Received: name='cifar'"):
+        data.load("cifar", allow_override=False)
+
+
+def test_fingerprint_changes_with_content(image_folder):
+    ds = data.load_folder(image_folder)
+    f1 = ds.fingerprint()
+    assert ds.subset(range(len(ds) - 1)).fingerprint() != f1
+    write_image(image_folder / "cats" / "cats_0.jpg", seed=123)
+    assert data.load_folder(image_folder).fingerprint() != f1
+
+
+def test_mirror_flowers_and_pacs(mirror_root, monkeypatch, isolated_cache):
+    monkeypatch.setenv("COURSE_MIRROR", str(mirror_root))
+    monkeypatch.delenv("COURSE_DATASET", raising=False)
+    flowers = data.load("flowers")
+    assert flowers.class_names == ["daisy", "dandelion", "rose", "sunflower", "tulip"]
+    assert len(flowers) > 4000
+    sketch = data.load("pacs/sketch", allow_override=False)
+    assert sketch.num_classes == 7 and len(sketch) > 3000
+    with pytest.raises(ValueError, match="Unknown pacs domain"):
+        data.load("pacs/comics", allow_override=False)
+    x, y = data.load_digits("mnist")
+    assert x.shape == (10000, 28, 28) and set(np.unique(y)) == set(range(10))
+
+
+def test_tfds_path_with_mock_data(monkeypatch, isolated_cache):
+    import tensorflow_datasets as tfds
+
+    from course_lib import errors
+
+    monkeypatch.delenv("COURSE_MIRROR", raising=False)
+    monkeypatch.delenv("COURSE_DATASET", raising=False)
+    monkeypatch.setattr(errors, "network_available", lambda *a, **k: True)  # mock_data stands in for it
+    with tfds.testing.mock_data(num_examples=12):
+        ds = data.load("flowers")
+    assert len(ds) == 12 and ds.source == "tfds:tf_flowers"
+    assert set(ds.labels) <= set(range(5))
+    x, _ = data.to_numpy(ds, 16)
+    assert x.shape == (12, 16, 16, 3)
