@@ -71,3 +71,17 @@ def is_hidden_test(source: str) -> bool:
 def cell_failed(cell) -> bool:
     """True when an executed code cell has an error output."""
     return any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+
+# The GitHub repository the Colab badges and the Colab install cell point at.
+REPO_SLUG = "transfer-learning-course/keras-transfer-course"
+COLAB_URL = "https://colab.research.google.com/github/{slug}/blob/main/notebooks/student/{name}.ipynb"
+
+
+def colab_url(name: str) -> str:
+    """Colab link that opens a student notebook."""
+    return COLAB_URL.format(slug=REPO_SLUG, name=name)
+
+
+def colab_badge(name: str) -> str:
+    """Markdown for the 'Open in Colab' badge of a student notebook."""
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(name)})"

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine (see README):
+#   ./course.sh run    install into .venv, then execute every notebook (fast profile) and write a run report
+#   ./course.sh test   install with the test extras, then run the whole test suite (unit tests + nbval)
+#   ./course.sh <any other `course` sub-command>   e.g. ./course.sh mirror check
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python3}"
+VENV="${COURSE_VENV:-.venv}"
+
+ensure_venv() {  # $1: pip extras ("" or "[test]")
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -c 'import sys; v=sys.version_info[:2]; sys.exit(0 if (3,10)<=v<=(3,12) else "The course needs Python 3.10 to 3.12. Received: %d.%d. Set PYTHON=/path/to/python3.11." % v)'
+    echo "[course.sh] creating $VENV with $("$PYTHON" --version)"
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.course-installed$1"
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "[course.sh] installing the course into $VENV (first time: a few minutes)"
+    "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+    "$VENV/bin/python" -m pip install -q -e ".$1" 2>&1 | grep -v "^WARNING: Location" || true
+    "$VENV/bin/python" -c "import course_lib, tensorflow, keras" # fail here if the install failed
+    touch "$stamp"
+  fi
+}
+
+cmd="${1:-run}"; shift || true
+case "$cmd" in
+  run)  ensure_venv ""; exec "$VENV/bin/course" run "$@" ;;
+  test) ensure_venv "[test]"; exec "$VENV/bin/python" -m pytest "$@" ;;
+  *)    ensure_venv ""; exec "$VENV/bin/course" "$cmd" "$@" ;;
+esac
