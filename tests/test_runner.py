@@ -1,0 +1,50 @@
+"""The course's main job on a tiny notebook: runtime, checks (tests and claims), metrics, report files."""
+
+import json
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
+
+from course_lib import cli, runner
+
+
+def _tiny_notebook(path, good=True):
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Tiny"),
+        new_code_cell("import course_lib as cl\ncfg = cl.setup('99_tiny', quiet=True)"),
+        new_raw_cell("# BEGIN QUESTION\nname: q1\npoints: 1"),
+        new_code_cell("x = 2 * 21  # SOLUTION" if good else "x = 41"),
+        new_raw_cell("# BEGIN TESTS"),
+        new_code_cell('assert x == 42, "x should be 42"'),
+        new_raw_cell("# END TESTS"),
+        new_raw_cell("# END QUESTION"),
+        new_code_cell("cl.report.metric('answer', x)\ncl.report.claim('answer is even', x % 2 == 0)"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def test_run_report_records_checks_metrics_and_runtime(tmp_path, isolated_cache):
+    _tiny_notebook(tmp_path / "course" / "notebooks" / "source" / "99_tiny.ipynb")
+    rep = runner.run_course(tmp_path / "out", "fast", root=tmp_path / "course")
+    (nb,) = rep["notebooks"]
+    assert nb["status"] == "passed" and rep["ok"] and nb["seconds"] > 0
+    assert {c["name"]: c["passed"] for c in nb["checks"]} == {
+        "q1.test1": True, "99_tiny.answer is even": True}
+    assert nb["metrics"] == {"99_tiny.answer": 42.0}
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["ok"] is True
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| 99_tiny | passed |" in md and "`99_tiny.answer` = 42" in md
+    assert (tmp_path / "out" / "executed" / "99_tiny.ipynb").is_file()
+
+
+def test_failing_check_fails_the_run_but_later_cells_still_report(tmp_path, isolated_cache, monkeypatch):
+    _tiny_notebook(tmp_path / "course" / "notebooks" / "source" / "99_tiny.ipynb", good=False)
+    monkeypatch.chdir(tmp_path / "course")
+    assert cli.main(["run", "--out", str(tmp_path / "out"), "--profile", "fast"]) == 1
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    (nb,) = rep["notebooks"]
+    checks = {c["name"]: c["passed"] for c in nb["checks"]}
+    assert nb["status"] == "failed" and checks["q1.test1"] is False
+    assert checks["99_tiny.answer is even"] is False and nb["metrics"]["99_tiny.answer"] == 41.0
