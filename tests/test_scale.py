@@ -1,0 +1,188 @@
+"""Tests for course_lib.scale: strategy choice, batch scaling, mixed precision, XLA option."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import course_lib as cl
+
+
+@pytest.fixture
+def float32_policy():
+    """Restore Keras' global dtype policy after a test that changes it."""
+    import keras
+
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def tiny_backbone(size=16):
+    """A two-convolution stand-in backbone (pooled output), built under the current policy."""
+    import keras
+
+    return keras.Sequential([keras.Input((size, size, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.Conv2D(6, 3, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D()], name="tiny_backbone")
+
+
+@pytest.mark.parametrize("n_gpus, tpu, expected", [
+    (0, False, "default"), (1, False, "default"), (2, False, "mirrored"),
+    (8, False, "mirrored"), (0, True, "tpu"), (2, True, "tpu")])
+def test_choose_picks_tpu_then_mirrored_then_default(n_gpus, tpu, expected):
+    assert cl.scale.choose(n_gpus, tpu) == expected
+
+
+def test_strategy_on_this_cpu_is_the_default_one_replica_strategy():
+    import tensorflow as tf
+
+    strat = cl.scale.strategy()
+    assert strat is tf.distribute.get_strategy()
+    assert strat.num_replicas_in_sync == 1
+    assert cl.scale.strategy() is strat  # chosen once
+    assert "1 replica" in cl.scale.describe(strat)
+
+
+def test_global_batch_size_scales_with_replicas_and_rejects_bad_values():
+    class FakeStrategy:
+        num_replicas_in_sync = 8
+
+    assert cl.scale.global_batch_size(32, FakeStrategy()) == 256
+    assert cl.scale.global_batch_size(32) == 32  # one replica here
+    for bad in (0, -4, 2.5, "32", True):
+        with pytest.raises(ValueError, match="per_replica"):
+            cl.scale.global_batch_size(bad)
+
+
+@pytest.mark.parametrize("enabled, device, expected", [
+    (None, "cpu", "float32"), (None, "gpu", "mixed_float16"), (None, "tpu", "mixed_bfloat16"),
+    (False, "gpu", "float32"), (True, "gpu", "mixed_float16"), (True, "cpu", "mixed_float16")])
+def test_policy_name_is_mixed_on_accelerators_and_off_on_cpu(enabled, device, expected):
+    assert cl.scale.policy_name(enabled, device) == expected
+
+
+def test_policy_name_rejects_unknown_device():
+    with pytest.raises(ValueError, match="Received: device='npu'"):
+        cl.scale.policy_name(None, "npu")
+
+
+def test_use_mixed_precision_is_off_on_this_cpu_and_sets_the_global_policy(float32_policy):
+    import keras
+
+    assert cl.scale.use_mixed_precision(True) == "mixed_float16"
+    assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    assert cl.scale.use_mixed_precision() == "float32"  # auto on a CPU machine
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_output_layer_stays_float32_under_mixed_policy(float32_policy):
+    import keras
+
+    cl.scale.use_mixed_precision(True)
+    backbone = cl.backbones.load("mobilenet_v2", 32, weights=None)
+    model = cl.scale.build_classifier(backbone, num_classes=3, dropout=0.0)
+    plain = keras.layers.Dense(3)  # what a head without dtype="float32" would compute in
+    assert plain.compute_dtype == "float16"
+    assert backbone.layers[1].compute_dtype == "float16"
+    assert model.get_layer("predictions").compute_dtype == "float32"
+    assert model.get_layer("predictions").dtype_policy.name == "float32"
+    preds = model.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
+    assert preds.dtype == np.float32
+    np.testing.assert_allclose(preds.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_build_classifier_applies_preprocess_and_pools_a_spatial_backbone():
+    import keras
+
+    spatial = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)], name="spatial")
+    model = cl.scale.build_classifier(spatial, 4, preprocess=lambda x: x / 255.0)
+    assert model.output_shape == (None, 4)
+    assert [layer.name for layer in model.layers][-3:] == ["pool", "dropout", "predictions"]
+    assert model.get_layer("preprocess") is not None
+    with pytest.raises(ValueError, match="num_classes=1"):
+        cl.scale.build_classifier(spatial, 1)
+
+
+def test_compile_kwargs_turns_xla_off_on_cpu_and_validates():
+    assert cl.scale.compile_kwargs() == {"jit_compile": False}
+    assert cl.scale.compile_kwargs(True) == {"jit_compile": True}
+    with pytest.raises(ValueError, match="Received: 'yes'"):
+        cl.scale.compile_kwargs("yes")
+
+
+def test_xla_option_compiles_and_trains_like_the_plain_step():
+    import keras
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 16, 16, 3)).astype("float32"), rng.integers(0, 3, 32)
+    results = {}
+    for jit in (False, True):
+        keras.utils.set_random_seed(3)
+        model = cl.scale.build_classifier(tiny_backbone(), 3, dropout=0.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="sparse_categorical_crossentropy",
+                      **cl.scale.compile_kwargs(jit))
+        history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        results[jit] = history.history["loss"]
+        assert model.jit_compile is jit
+    np.testing.assert_allclose(results[True], results[False], rtol=1e-4)
+    assert results[True][-1] < results[True][0]
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, os
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+    import course_lib as cl
+    from tests.test_scale import tiny_backbone
+
+    def train(strat, batch):
+        cl.config.set_seed(7)
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(64, 16, 16, 3)).astype("float32"), rng.integers(0, 3, 64)
+        with strat.scope():
+            model = cl.scale.build_classifier(tiny_backbone(), 3, dropout=0.0)
+            model.compile(optimizer=keras.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy",
+                          **cl.scale.compile_kwargs())
+        loss = model.fit(x, y, batch_size=batch, epochs=3, shuffle=False, verbose=0).history["loss"]
+        kinds = sorted({type(w.value).__name__ for w in model.weights})
+        return [w.numpy() for w in model.weights], loss, kinds
+
+    mirrored = cl.scale.strategy(devices=["/cpu:0", "/cpu:1"])
+    batch = cl.scale.global_batch_size(8, mirrored)
+    w2, loss2, kinds2 = train(mirrored, batch)
+    w1, loss1, kinds1 = train(tf.distribute.OneDeviceStrategy("/cpu:0"), batch)
+    print("RESULT " + json.dumps({
+        "replicas": mirrored.num_replicas_in_sync, "describe": cl.scale.describe(mirrored),
+        "batch": batch, "kinds2": kinds2, "kinds1": kinds1, "loss2": loss2, "loss1": loss1,
+        "max_weight_diff": max(float(np.abs(a - b).max()) for a, b in zip(w2, w1)),
+        "devices": [d.name for d in tf.config.list_logical_devices("CPU")]}))
+""")
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
+    """Two replicas with per-replica batch 8 train like one device with batch 16."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=root))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
+    result = json.loads(lines[0][len("RESULT "):])
+    assert result["devices"] == ["/device:CPU:0", "/device:CPU:1"]
+    assert result["replicas"] == 2
+    assert result["describe"] == "MirroredStrategy with 2 replica(s)"
+    assert result["batch"] == 16
+    assert result["kinds2"] == ["MirroredVariable"] and result["kinds1"] != ["MirroredVariable"]
+    assert result["loss2"][-1] < result["loss2"][0], "training under MirroredStrategy did not learn"
+    np.testing.assert_allclose(result["loss2"], result["loss1"], rtol=1e-5)
+    assert result["max_weight_diff"] < 1e-5, result
