@@ -5,7 +5,9 @@ The course builds models inside `strategy().scope()`: a `TPUStrategy` on a TPU r
 a `MirroredStrategy` on several GPUs and the default (one device) otherwise. The batch
 size a notebook picks is per replica; `global_batch_size` scales it. Mixed precision is
 on with a GPU (float16) or TPU (bfloat16) and off on a CPU; the classifier's output layer
-always computes in float32, as Keras recommends.
+always computes in float32, as Keras recommends. XLA (`jit_compile=True`) is an explicit
+choice: Keras does not compile with XLA while TF op determinism (from `cl.setup`) is on, so
+asking for it switches determinism off and says so.
 
     strat = cl.scale.strategy()
     cl.scale.use_mixed_precision()
@@ -107,12 +109,27 @@ def use_mixed_precision(enabled=None) -> str:
 
 
 def compile_kwargs(jit_compile=None) -> dict:
-    """`Model.compile` options: XLA off on a CPU, Keras' own 'auto' rule on GPU/TPU, or as given."""
+    """`Model.compile` options: XLA off on a CPU, Keras' 'auto' on GPU/TPU, or as given."""
     if jit_compile is None:
         jit_compile = False if config.accelerator() == "cpu" else "auto"
     if jit_compile not in (True, False, "auto"):
         raise ValueError(f"jit_compile must be True, False, 'auto' or None. Received: {jit_compile!r}.")
+    if jit_compile is True and op_determinism():
+        op_determinism(False)  # Keras silently drops jit_compile=True while determinism is on
+        print("jit_compile=True: TensorFlow op determinism is now off (Keras does not compile with "
+              "XLA while it is on), so a rerun may differ in the last digits.")
     return {"jit_compile": jit_compile}
+
+
+def op_determinism(enabled=None) -> bool:
+    """Whether TF op determinism (set by `cl.setup`) is on; pass a bool to switch it."""
+    try:
+        from tensorflow.python.framework import config as tf_config
+    except ImportError:  # pragma: no cover - other TF layouts: treat as off
+        return False
+    if enabled is not None:
+        (tf_config.enable_op_determinism if enabled else tf_config.disable_op_determinism)()
+    return bool(tf_config.is_op_determinism_enabled())
 
 
 def output_layer(num_classes: int, name: str = "predictions"):

@@ -107,18 +107,37 @@ def test_build_classifier_applies_preprocess_and_pools_a_spatial_backbone():
         cl.scale.build_classifier(spatial, 1)
 
 
-def test_compile_kwargs_turns_xla_off_on_cpu_and_validates():
+@pytest.fixture
+def determinism_restored():
+    """Put TF op determinism back as it was after a test that switches it."""
+    before = cl.scale.op_determinism()
+    yield
+    cl.scale.op_determinism(before)
+
+
+def test_compile_kwargs_turns_xla_off_on_cpu_and_validates(determinism_restored):
     assert cl.scale.compile_kwargs() == {"jit_compile": False}
-    assert cl.scale.compile_kwargs(True) == {"jit_compile": True}
+    assert cl.scale.compile_kwargs("auto") == {"jit_compile": "auto"}
     with pytest.raises(ValueError, match="Received: 'yes'"):
         cl.scale.compile_kwargs("yes")
 
 
-def test_xla_option_compiles_and_trains_like_the_plain_step():
+def test_asking_for_xla_turns_op_determinism_off_and_says_so(determinism_restored, capsys):
+    cl.config.set_seed(0)  # what cl.setup does: determinism on
+    assert cl.scale.op_determinism() is True
+    assert cl.scale.compile_kwargs(False) == {"jit_compile": False}
+    assert cl.scale.op_determinism() is True
+    assert cl.scale.compile_kwargs(True) == {"jit_compile": True}
+    assert cl.scale.op_determinism() is False
+    assert "op determinism is now off" in capsys.readouterr().out
+
+
+def test_xla_option_compiles_and_trains_like_the_plain_step(determinism_restored):
     import keras
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 16, 16, 3)).astype("float32"), rng.integers(0, 3, 32)
+    cl.config.set_seed(0)  # determinism on, as after cl.setup: Keras would drop XLA without compile_kwargs
     results = {}
     for jit in (False, True):
         keras.utils.set_random_seed(3)
