@@ -1,0 +1,200 @@
+"""Source notebooks follow notebooks/AUTHORING.md; notebooks/student/ is exactly what `course student` builds.
+
+Also: no solution line and no hidden test reaches a student notebook, and the format round-trips
+(source -> student -> answers filled in -> its checks pass; untouched -> they fail with the
+failure message). The round trip executes 00_setup only.
+"""
+
+import ast
+import pathlib
+import re
+
+import nbformat
+import pytest
+
+from course_lib import grading, notebooks
+
+ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
+SOURCES = notebooks.source_notebooks(ROOT)
+FIX = "Fix: run `course student` and commit notebooks/student/."
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """A fresh student build in a temporary folder: {file name: text}."""
+    out = tmp_path_factory.mktemp("student")
+    grading.build_student(out, ROOT)
+    return {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.ipynb")}
+
+
+def test_there_are_source_notebooks():
+    assert any(p.stem == "00_setup" for p in SOURCES), [p.name for p in SOURCES]
+
+
+def test_student_notebooks_are_up_to_date():
+    stale = grading.stale_student_notebooks(ROOT)
+    assert not stale, "notebooks/student/ differs from a fresh build: " + ", ".join(stale) + ". " + FIX
+
+
+def test_student_build_is_byte_stable(fresh, tmp_path):
+    grading.build_student(tmp_path, ROOT)
+    again = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.ipynb")}
+    assert again == fresh
+
+
+# ------------------------------------------------------------------ the source format
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_source_is_stored_clean(path):
+    raw = nbformat.reads(path.read_text(encoding="utf-8"), as_version=nbformat.NO_CONVERT)
+    assert (raw.nbformat, raw.nbformat_minor) == (4, 4), "store sources as nbformat 4.4"
+    assert raw.metadata.kernelspec == {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for i, cell in enumerate(raw.cells):
+        assert "id" not in cell, f"cell {i} has an id (nbformat 4.5); save as 4.4"
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"cell {i} has outputs"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_source_has_the_template_parts(path):
+    nb, name = read(path), path.stem
+    assert grading.source_problems(nb, name) == []
+    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    title = md[0]
+    assert title.startswith("# "), "the first markdown cell is the title"
+    assert notebooks.colab_badge(name) in title, "the title cell carries colab_badge(name)"
+    assert "**Learning objectives**" in title and "**Time budget**" in title
+    setup = [c for c in nb.cells if c.cell_type == "code" and "cl.setup(" in c.source]
+    assert len(setup) == 1 and f'cfg = cl.setup("{name}")' in setup[0].source
+    assert 'if "google.colab" in sys.modules:' in setup[0].source
+    assert any(s.startswith("## Set up") for s in md) and any(s.startswith("## Summary") for s in md)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "cl.report.claim(" in code and "cl.report.metric(" in code
+    assert not re.search(r"^\s*from \S+ import \*", code, re.M), "no star imports"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_questions_have_public_and_hidden_asserting_tests(path):
+    nb = read(path)
+    questions = notebooks.graded_structure(nb)
+    assert len(questions) >= 3, "at least three graded exercises"
+    for q in questions:
+        cells = [nb.cells[i].source for i in q["tests"]]
+        hidden = [notebooks.is_hidden_test(s) for s in cells]
+        assert any(hidden) and not all(hidden), f"{q['name']}: needs public and hidden tests"
+        for source in cells:
+            body = re.split(r"END TEST CONFIG.*\n", source, maxsplit=1)[-1]
+            assert re.search(r"^\s*assert\b", body, re.M), f"{q['name']}: tests must `assert`"
+            assert "failure_message:" in source, f"{q['name']}: every test needs a failure_message"
+
+
+# ------------------------------------------------------------------ nothing secret reaches students
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_no_solution_or_hidden_test_reaches_the_student(path, fresh):
+    source, text = read(path), fresh[path.name]
+    secrets = grading.secrets(source)
+    assert secrets, "found no solution lines or hidden tests to check"
+    assert grading.leaks(source, text) == []
+    student = nbformat.reads(text, as_version=4)
+    tests = grading.embedded_tests(student)
+    assert sorted(tests) == sorted(q["name"] for q in notebooks.graded_structure(source))
+    for name, test_file in tests.items():
+        cases = [c for suite in _test_dict(test_file)["suites"] for c in suite["cases"]]
+        assert cases and not any(c["hidden"] for c in cases), f"{name}: embedded tests must be public"
+
+
+def _test_dict(test_file: str) -> dict:
+    tree = ast.parse(test_file)
+    node = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "test")
+    return ast.literal_eval(node.value)
+
+
+def _with_answer_unmarked(nb):
+    """A copy of a source whose first wrapped solution cell lost its markers."""
+    bad = nbformat.reads(nbformat.writes(nb), as_version=4)
+    index = next(i for i, wrapped in grading.solution_regions(bad) if wrapped)
+    bad.cells[index].source = grading.solved_source(bad.cells[index].source)
+    return bad, index
+
+
+def test_an_unmarked_solution_cell_is_refused_before_otter_sees_it(tmp_path):
+    nb, index = _with_answer_unmarked(read(ROOT / "notebooks" / "source" / "00_setup.ipynb"))
+    problems = grading.source_problems(nb, "00_setup")
+    assert any(f"cell {index} sits in a SOLUTION block" in p for p in problems), problems
+    nbformat.write(nb, tmp_path / "00_setup.ipynb")
+    with pytest.raises(ValueError, match="cannot be released"):
+        grading.student_text(tmp_path / "00_setup.ipynb", tmp_path / "work")
+
+
+def test_the_leak_check_sees_a_leaked_solution_and_hidden_test(fresh):
+    source = read(ROOT / "notebooks" / "source" / "00_setup.ipynb")
+    answer = next(source.cells[i].source for i, wrapped in grading.solution_regions(source) if wrapped)
+    solution = grading.solution_lines(answer)[0]
+    hidden = next(source.cells[i].source for q in notebooks.graded_structure(source) for i in q["tests"]
+                  if notebooks.is_hidden_test(source.cells[i].source))
+    hidden_line = hidden.strip().split("\n")[-1].strip()
+    student = nbformat.reads(fresh["00_setup.ipynb"], as_version=4)
+    assert grading.leaks(source, nbformat.writes(student)) == []
+    student.cells[-1].source += "\n" + solution
+    student.metadata["leak"] = hidden_line
+    assert set(grading.leaks(source, nbformat.writes(student))) == {solution, hidden_line}
+
+
+# ------------------------------------------------------------------ round trip (executes 00_setup)
+
+def _execute(nb, folder: pathlib.Path):
+    from nbclient import NotebookClient
+
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / "00_setup.ipynb")
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    return {m.group(1): _text(c) for c in nb.cells if c.cell_type == "code"
+            for m in [re.fullmatch(r'grader\.check\("(\w+)"\)', c.source.strip())] if m}
+
+
+def _text(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        parts.append(out.get("text", "") + out.get("data", {}).get("text/plain", "")
+                     + "".join(out.get("traceback", [])))
+    return "\n".join(parts)
+
+
+def _public_failure_messages(source) -> dict:
+    out = {}
+    for q in notebooks.graded_structure(source):
+        for i in q["tests"]:
+            text = source.cells[i].source
+            if not notebooks.is_hidden_test(text):
+                import yaml
+
+                config = yaml.safe_load(text.split("# BEGIN TEST CONFIG", 1)[1].split('"""', 1)[0])
+                out.setdefault(q["name"], []).append(config["failure_message"])
+    return out
+
+
+@pytest.mark.slow
+def test_round_trip_filled_in_student_notebook_passes_its_checks(mirror_root, isolated_cache, tmp_path):
+    source = read(ROOT / "notebooks" / "source" / "00_setup.ipynb")
+    student = read(ROOT / "notebooks" / "student" / "00_setup.ipynb")
+    checks = _execute(grading.fill_solutions(student, source), tmp_path / "filled")
+    assert sorted(checks) == sorted(_public_failure_messages(source))
+    for name, text in checks.items():
+        assert "All test cases passed" in text, f"{name}:\n{text}"
+
+
+@pytest.mark.slow
+def test_round_trip_untouched_student_notebook_fails_with_the_failure_message(mirror_root, isolated_cache,
+                                                                              tmp_path):
+    source = read(ROOT / "notebooks" / "source" / "00_setup.ipynb")
+    checks = _execute(read(ROOT / "notebooks" / "student" / "00_setup.ipynb"), tmp_path / "untouched")
+    for name, messages in _public_failure_messages(source).items():
+        assert "All test cases passed" not in checks[name]
+        for message in messages:
+            assert message in checks[name], f"{name}: expected the failure message:\n{checks[name]}"
