@@ -165,7 +165,7 @@ def graded(tmp_path_factory, request):
     _answer_cells(raising)[0].source = 'raise RuntimeError("gave up")\n' + _answer_cells(raising)[0].source
     nbformat.write(raising, subs / "raises_in_q1.ipynb")
     grading.build_autograder(tmp / "autograder", ROOT, only=["00_setup"])
-    rows = grading.grade_folder(subs, tmp / "grades", tmp / "autograder", timeout=600, root=ROOT)
+    rows = grading.grade_folder(subs, tmp / "grades", tmp / "autograder", timeout=600, root=ROOT, jobs=3)
     return {r["submission"]: r for r in rows}, tmp / "grades"
 
 
