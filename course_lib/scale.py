@@ -12,9 +12,11 @@ asking for it switches determinism off and says so.
     strat = cl.scale.strategy()
     cl.scale.use_mixed_precision()
     with strat.scope():
-        model = cl.scale.build_classifier(cl.backbones.load("mobilenet_v2"), num_classes=5)
+        model = cl.scale.build_classifier(cl.backbones.load("mobilenet_v2", size), num_classes=5,
+                                          preprocess=cl.backbones.get("mobilenet_v2").preprocess_input)
         model.compile(..., **cl.scale.compile_kwargs())
-    model.fit(ds.batch(cl.scale.global_batch_size(32, strat)), ...)
+    batch = cl.scale.global_batch_size(cfg.profile.batch_size, strat)
+    model.fit(cl.data.pipeline(splits["train"], size, preprocess=None, batch_size=batch), ...)
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ def train_val(splits):
 
 
 def assert_identical(a, b):
+    """Features, head weights, training history and accuracy are bit-for-bit equal."""
     for split in a["features"]:
         assert np.array_equal(a["features"][split], b["features"][split]), f"{split} features differ"
     assert len(a["head_weights"]) == len(b["head_weights"])
