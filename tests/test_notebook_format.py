@@ -67,13 +67,17 @@ def test_source_has_the_template_parts(path):
     title = md[0]
     assert title.startswith("# "), "the first markdown cell is the title"
     assert notebooks.colab_badge(name) in title, "the title cell carries colab_badge(name)"
-    assert "**Learning objectives**" in title and "**Time budget**" in title
+    assert "**Learning objectives**" in title, "the title cell lists **Learning objectives**"
+    assert "**Time budget**" in title, "the title cell gives a **Time budget**"
     setup = [c for c in nb.cells if c.cell_type == "code" and "cl.setup(" in c.source]
-    assert len(setup) == 1 and f'cfg = cl.setup("{name}")' in setup[0].source
-    assert 'if "google.colab" in sys.modules:' in setup[0].source
-    assert any(s.startswith("## Set up") for s in md) and any(s.startswith("## Summary") for s in md)
+    assert len(setup) == 1, f"expected one setup cell calling cl.setup; found {len(setup)}"
+    assert f'cfg = cl.setup("{name}")' in setup[0].source, f'the setup cell must run cfg = cl.setup("{name}")'
+    assert 'if "google.colab" in sys.modules:' in setup[0].source, "the setup cell lacks the Colab install block"
+    assert any(s.startswith("## Set up") for s in md), "no markdown cell starts with `## Set up`"
+    assert any(s.startswith("## Summary") for s in md), "no markdown cell starts with `## Summary`"
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "cl.report.claim(" in code and "cl.report.metric(" in code
+    assert "cl.report.claim(" in code, "no executable claim (cl.report.claim)"
+    assert "cl.report.metric(" in code, "no key metric (cl.report.metric)"
     assert not re.search(r"^\s*from \S+ import \*", code, re.M), "no star imports"
 
 
