@@ -5,7 +5,7 @@ the fast-profile runtime of every source notebook, the peak resident memory of t
 tree (this process and the notebook kernels it starts), and the fine-tuning step time with
 and without mixed precision where a GPU is present. Each is printed against its target.
 
-Run alone:   python benchmarks/course_sections.py [--skip-notebooks] [--only 02_ 03_]
+Run alone:   python benchmarks/course_sections.py [--skip-notebooks] [--notebooks 02_ 03_]
 From benchmark.py:  add_arguments(parser); run(args)
 """
 
@@ -191,14 +191,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add this file's options to a benchmark argument parser."""
     parser.add_argument("--skip-notebooks", action="store_true",
                         help="skip executing the notebooks (the slow section)")
-    parser.add_argument("--only", nargs="*", default=None, help="run only notebooks whose name contains these")
+    parser.add_argument("--notebooks", nargs="*", default=None, metavar="NAME",
+                        help="run only the notebooks whose name contains one of these")
     parser.add_argument("--notebook-timeout", type=int, default=900, help="seconds per notebook cell")
 
 
 def run(args) -> dict:
     """Run the sections, print their tables and targets; returns the measurements."""
     with MemoryMonitor() as mon:
-        nb_rows = None if args.skip_notebooks else notebook_runtimes(args.only, args.notebook_timeout)
+        nb_rows = None if args.skip_notebooks else notebook_runtimes(args.notebooks, args.notebook_timeout)
         mp_rows = mixed_precision_section()
     peaks = rusage_peaks()
     memory = {"tree": max(mon.peak, peaks["self"]), "self": peaks["self"],
