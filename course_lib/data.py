@@ -253,7 +253,8 @@ def pipeline(ds: ImageSet, image_size: int, preprocess=None, batch_size: int = 3
     import tensorflow as tf
 
     from_bytes = bool(ds.items) and isinstance(ds.items[0], bytes)
-    d = tf.data.Dataset.from_tensor_slices((list(ds.items), ds.labels.astype("int32")))
+    items = tf.constant(list(ds.items), dtype=tf.string) if len(ds) else tf.zeros((0,), tf.string)
+    d = tf.data.Dataset.from_tensor_slices((items, ds.labels.astype("int32")))
     load_fn = _loader(image_size, from_bytes)
     d = d.map(load_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache:

@@ -122,3 +122,11 @@ def test_tfds_path_with_mock_data(monkeypatch, isolated_cache):
     assert set(ds.labels) <= set(range(5))
     x, _ = data.to_numpy(ds, 16)
     assert x.shape == (12, 16, 16, 3)
+
+
+def test_empty_split_gives_an_empty_pipeline(image_folder):
+    ds = data.load_folder(image_folder)
+    empty = ds.subset([])
+    assert list(data.pipeline(empty, 16)) == []
+    x, y = data.to_numpy(empty, 16)
+    assert x.shape == (0, 16, 16, 3) and y.shape == (0,)
