@@ -19,11 +19,33 @@ from course_lib import backbones, config, data
 
 
 def weights_digest(model) -> str:
-    """A hash of a model's architecture and exact weight values."""
-    h = hashlib.sha256(json.dumps(model.get_config(), sort_keys=True, default=str).encode())
+    """A hash of a model's architecture and exact weight values (layer names do not count)."""
+    config = json.dumps(_without_layer_names(model.get_config(), model), sort_keys=True, default=str)
+    h = hashlib.sha256(config.encode())
     for w in model.weights:
+        h.update(str(w.dtype).encode() + str(tuple(w.shape)).encode())
         h.update(np.ascontiguousarray(w.numpy()).tobytes())
     return h.hexdigest()[:20]
+
+
+def _all_layers(layer) -> list:
+    return [layer] + [sub for child in getattr(layer, "layers", []) for sub in _all_layers(child)]
+
+
+def _without_layer_names(config, model):
+    """The config with layer names replaced by their position (a second load gets `input_layer_1`)."""
+    ids = {}
+    for layer in _all_layers(model):
+        ids.setdefault(layer.name, f"#layer{len(ids)}")
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            return {k: walk(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [walk(v) for v in obj]
+        return ids.get(obj, obj) if isinstance(obj, str) else obj
+
+    return walk(config)
 
 
 def _preprocess_id(preprocess) -> str:
@@ -31,7 +53,35 @@ def _preprocess_id(preprocess) -> str:
         return "none"
     if isinstance(preprocess, str):
         return f"backbone:{backbones.get(preprocess).module}"
-    return f"{getattr(preprocess, '__module__', '?')}.{getattr(preprocess, '__qualname__', repr(preprocess))}"
+    name = f"{getattr(preprocess, '__module__', '?')}.{getattr(preprocess, '__qualname__', type(preprocess).__name__)}"
+    return f"{name}#{_code_digest(preprocess)}"
+
+
+def _code_digest(fn) -> str:
+    """A stable hash of a function's code, constants, defaults and closure (two lambdas differ)."""
+    return hashlib.sha256(_stable_repr(fn).encode()).hexdigest()[:12]
+
+
+def _stable_repr(obj, depth: int = 0) -> str:
+    """Like repr, without memory addresses, for code, functions, partials and containers."""
+    import functools
+    import types
+
+    if depth > 6:
+        return "..."
+    rec = lambda o: _stable_repr(o, depth + 1)  # noqa: E731
+    if isinstance(obj, types.CodeType):
+        return f"code({obj.co_code.hex()},{[rec(c) for c in obj.co_consts]},{obj.co_names})"
+    if isinstance(obj, functools.partial):
+        return f"partial({rec(obj.func)},{rec(obj.args)},{rec(sorted(obj.keywords.items()))})"
+    if isinstance(obj, types.FunctionType):
+        cells = [rec(c.cell_contents) for c in obj.__closure__ or ()]
+        return f"fn({rec(obj.__code__)},{rec(obj.__defaults__)},{cells})"
+    if isinstance(obj, (list, tuple)):
+        return f"{type(obj).__name__}({[rec(o) for o in obj]})"
+    if callable(obj):  # builtins and callable objects: their type (and module) identify them
+        return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+    return repr(obj)
 
 
 def cache_key(model, ds: data.ImageSet, image_size: int, preprocess) -> dict:
@@ -79,8 +129,11 @@ def _read(path: pathlib.Path, key: dict, n: int):
 def _write(path: pathlib.Path, key: dict, feats: np.ndarray, labels: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, features=feats, labels=labels, key=json.dumps(key, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        np.savez(tmp, features=feats, labels=labels, key=json.dumps(key, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when writing failed
 
 
 def extract_splits(model, splits: dict, image_size: int, preprocess="mobilenet_v2", **kwargs) -> dict:
@@ -99,22 +152,85 @@ def make_head(input_dim: int, num_classes: int, dropout: float = 0.2, name: str 
 
 
 def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20,
-               learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0, verbose: int = 0):
+               learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0, verbose: int = 0,
+               dropout: float = 0.2):
     """Train a head on cached features; `train`/`val` are (features, labels) pairs."""
     import keras
 
     x, y = train
+    num_classes = _num_classes(y, num_classes)
+    keras.utils.set_random_seed(seed)
+    head = make_head(x.shape[1], num_classes, dropout)
+    compile_classifier(head, learning_rate)
+    train_ds = feature_dataset(x, y, batch_size, shuffle=True, seed=seed)
+    val_ds = None if val is None else feature_dataset(*val, batch_size)
+    history = head.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False)
+    return head, history
+
+
+def _num_classes(y, num_classes) -> int:
     num_classes = int(num_classes or (np.max(y) + 1))
     if np.max(y) >= num_classes:
         raise ValueError(f"Labels go up to {int(np.max(y))} but num_classes={num_classes}. "
                          "Pass the dataset's number of classes.")
-    keras.utils.set_random_seed(seed)
-    head = make_head(x.shape[1], num_classes)
-    head.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                 loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = head.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size,
-                       verbose=verbose, shuffle=True)
-    return head, history
+    return num_classes
+
+
+def compile_classifier(model, learning_rate: float = 1e-3):
+    """Compile with the settings every head in the course uses (Adam, sparse cross-entropy)."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def feature_dataset(x, y, batch_size: int = 32, shuffle: bool = False, seed: int = 0):
+    """Features as a `tf.data` pipeline, shuffled exactly like `cl.data.pipeline(..., seed=seed)`."""
+    import tensorflow as tf
+
+    d = tf.data.Dataset.from_tensor_slices((np.asarray(x, "float32"), np.asarray(y).astype("int32")))
+    if shuffle:
+        d = d.shuffle(max(len(x), 1), seed=seed, reshuffle_each_iteration=True)
+    return d.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def frozen_classifier(backbone, num_classes: int, dropout: float = 0.2, seed: int = 0,
+                      name: str = "frozen_classifier"):
+    """Image -> frozen backbone (called with training=False) -> new head, as one model."""
+    import keras
+
+    backbone.trainable = False
+    keras.utils.set_random_seed(seed)  # the same head initialisation as train_head(seed=seed)
+    head = make_head(backbone.output_shape[-1], num_classes, dropout)
+    inputs = keras.Input(backbone.input_shape[1:], name="image")
+    outputs = head(backbone(inputs, training=False))
+    return keras.Model(inputs, outputs, name=name)
+
+
+def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = None,
+                   image_size: int = 224, preprocess="mobilenet_v2", epochs: int = 20,
+                   learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0,
+                   verbose: int = 0, dropout: float = 0.2):
+    """The same training as `train_head`, but the backbone runs on every image of every epoch."""
+    model = frozen_classifier(backbone, _num_classes(train.labels, len(train.class_names)),
+                              dropout, seed)
+    compile_classifier(model, learning_rate)
+    train_ds = data.pipeline(train, image_size, preprocess, batch_size, shuffle=True, seed=seed)
+    val_ds = None if val is None else data.pipeline(val, image_size, preprocess, batch_size)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
+                        shuffle=False)  # the pipeline shuffles, seeded like train_head
+    return model, history
+
+
+def per_class_indices(labels, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of `n` items per class (fewer where a class has fewer); nested as `n` grows."""
+    labels = np.asarray(labels)
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer. Received: n={n!r}.")
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks))
 
 
 def accuracy(model, x, y) -> float:

@@ -1,0 +1,202 @@
+"""Plots the notebooks share: image grids, feature maps, confusion matrices, curves and sweeps.
+
+Taught in `01_pretrained_backbones` (image grids, feature maps, block sizes) and
+`02_feature_extraction` (confusion matrix, misclassified images, data-size sweep); the
+two-stage learning curves are used from `03_fine_tuning` on. Every function draws on a
+new figure (or the `ax` it is given) and returns it; the notebook calls `plt.show()`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _as_uint8(img) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        img = np.clip(img, 0, 255 if img.max() > 1.0 else 1.0)
+        img = (img * (255 if img.max() <= 1.0 else 1)).astype(np.uint8)
+    return img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
+
+
+def image_grid(images, titles=None, cols: int = 6, size: float = 2.0, suptitle: str | None = None):
+    """Show images in a grid with optional titles (one per image); returns the figure."""
+    images = list(images)
+    if not images:
+        raise ValueError("image_grid needs at least one image. Received: 0 images.")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"Expected one title per image. Received: {len(titles)} titles "
+                         f"for {len(images)} images.")
+    cols = max(1, min(cols, len(images)))
+    rows = math.ceil(len(images) / cols)
+    title_space = 0.45 if titles is not None else 0.0
+    fig, axes = _plt().subplots(rows, cols, figsize=(size * cols, (size + title_space) * rows + 0.4),
+                                squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(_as_uint8(images[i]), cmap="gray")
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
+    """Counts: row = true class, column = predicted class."""
+    y_true, y_pred = np.asarray(y_true, int).ravel(), np.asarray(y_pred, int).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same length. Received: "
+                         f"{len(y_true)} and {len(y_pred)}.")
+    n = int(num_classes or (max(y_true.max(initial=-1), y_pred.max(initial=-1)) + 1))
+    cm = np.zeros((n, n), dtype=int)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def plot_confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, ax=None,
+                          title: str = "Confusion matrix"):
+    """Draw the confusion matrix with counts (or row fractions) in each cell; returns the figure."""
+    cm = confusion_matrix(y_true, y_pred, len(class_names))
+    shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
+    n = len(class_names)
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+    ax.imshow(shown, cmap="Blues", vmin=0)
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    if n <= 30:
+        high = shown.max() / 2 if shown.max() else 1
+        for (i, j), v in np.ndenumerate(shown):
+            ax.text(j, i, f"{v:.2f}" if normalize else str(v), ha="center", va="center",
+                    fontsize=8, color="white" if v > high else "black")
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def misclassified_grid(images, y_true, y_pred, class_names, probs=None, max_images: int = 12,
+                       cols: int = 6):
+    """Up to `max_images` mistakes (most confident first when `probs` is given), titled 'pred: X (p) / true: Y'."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    wrong = np.flatnonzero(y_true != y_pred)
+    if not len(wrong):
+        fig, ax = _plt().subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No misclassified images.", ha="center", va="center")
+        return fig
+    if probs is not None:
+        probs = np.asarray(probs)
+        wrong = wrong[np.argsort(-probs[wrong, y_pred[wrong]], kind="stable")]
+    shown = wrong[:max_images]
+    titles = []
+    for i in shown:
+        conf = f" ({float(probs[i, y_pred[i]]):.2f})" if probs is not None else ""
+        titles.append(f"pred: {class_names[y_pred[i]]}{conf}\ntrue: {class_names[y_true[i]]}")
+    order = "most confident first" if probs is not None else "in order"
+    return image_grid([images[i] for i in shown], titles, cols=cols,
+                      suptitle=f"{len(shown)} of {len(wrong)} misclassified images ({order})")
+
+
+def _history_dict(history) -> dict:
+    return dict(getattr(history, "history", history) or {})
+
+
+def learning_curves(history, second=None, metric: str = "accuracy",
+                    labels=("train head", "fine-tune"), ax=None):
+    """Train/val curves of one or two training stages, with a marker where stage two starts."""
+    first = _history_dict(history)
+    if metric not in first:
+        raise ValueError(f"The history has no {metric!r}. Received keys: {sorted(first)}.")
+    stages = [first] + ([_history_dict(second)] if second is not None else [])
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(6, 3.5))
+    for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+        values = [v for h in stages for v in h.get(key, [])]
+        if values:
+            ax.plot(range(1, len(values) + 1), values, style, marker=".", label=key)
+    if second is not None:
+        boundary = len(first[metric]) + 0.5
+        ax.axvline(boundary, color="gray", linestyle=":")
+        ax.annotate(f"{labels[1]} starts", (boundary, ax.get_ylim()[0]), rotation=90,
+                    va="bottom", ha="right", fontsize=8, color="gray")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(" then ".join(labels[:len(stages)]))
+    ax.legend()
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def sweep_plot(xs, curves: dict, xlabel: str = "training images per class",
+               ylabel: str = "test accuracy", chance: float | None = None, logx: bool = True, ax=None):
+    """One line per method (`curves`: label -> values at `xs`); returns the figure."""
+    xs = list(xs)
+    for label, values in curves.items():
+        if len(values) != len(xs):
+            raise ValueError(f"Curve {label!r} has {len(values)} values for {len(xs)} x positions.")
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(6, 3.5))
+    for label, values in curves.items():
+        ax.plot(xs, values, marker="o", label=label)
+    if chance is not None:
+        ax.axhline(chance, color="gray", linestyle=":", label="chance")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def feature_maps(maps: dict, channels: int = 6, size: float = 1.6):
+    """One row per depth (`maps`: name -> (h, w, c) activations): the most active channels."""
+    if not maps:
+        raise ValueError("feature_maps needs at least one named activation. Received: {}.")
+    fig, axes = _plt().subplots(len(maps), channels, figsize=(size * channels, size * len(maps) + 0.3),
+                                squeeze=False)
+    for row, (name, act) in zip(axes, maps.items()):
+        act = np.asarray(act)
+        act = act[0] if act.ndim == 4 else act
+        if act.ndim != 3:
+            raise ValueError(f"Activation {name!r} must be (h, w, c) or (1, h, w, c). Received: {act.shape}.")
+        order = np.argsort(act.mean(axis=(0, 1)))[::-1][:channels]
+        for k, ax in enumerate(row):
+            ax.axis("off")
+            if k < len(order):
+                ax.imshow(act[..., order[k]], cmap="viridis")
+        row[0].set_title(f"{name}  {act.shape[0]}x{act.shape[1]}x{act.shape[2]}", fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def block_parameters(blocks, ax=None, title: str = "Parameters per block"):
+    """Bar chart of parameter counts per block (`blocks` from `cl.backbones.blocks`)."""
+    from course_lib import backbones
+
+    names = [name for name, _ in blocks]
+    counts = [backbones.param_count(layers) for _, layers in blocks]
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(max(6, 0.35 * len(names)), 3.2))
+    ax.bar(range(len(names)), counts)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_ylabel("parameters")
+    ax.set_title(title)
+    ax.figure.tight_layout()
+    return ax.figure

@@ -1,0 +1,85 @@
+"""A small convolutional network trained from scratch: the baseline transfer learning must beat.
+
+Taught in `02_feature_extraction` (data-size sweep) and reused in `05_negative_transfer`.
+The network is deliberately small and works on small inputs (32-96 px) so that a CPU
+trains it in seconds; its inputs are raw pixels in [0, 255] (it rescales them itself).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def make_cnn(image_size: int, num_classes: int, channels: int = 3, widths=(16, 32, 64),
+             dropout: float = 0.3, augment: bool = True, name: str = "scratch_cnn"):
+    """A small CNN: [flip/shift] -> (conv-BN-ReLU-pool) x len(widths) -> GAP -> dropout -> softmax."""
+    import keras
+    from keras import layers
+
+    _check_args(image_size, num_classes, channels, widths)
+    inputs = keras.Input((image_size, image_size, channels), name="pixels")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    if augment:
+        x = layers.RandomFlip("horizontal")(x)
+        x = layers.RandomTranslation(0.1, 0.1, fill_mode="reflect")(x)
+    for i, width in enumerate(widths):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _check_args(image_size, num_classes, channels, widths) -> None:
+    if not isinstance(image_size, int) or image_size < 8 * 2 ** (len(widths) - 1):
+        raise ValueError(f"image_size must be an integer >= {8 * 2 ** (len(widths) - 1)} for "
+                         f"{len(widths)} pooling stages. Received: image_size={image_size!r}.")
+    if num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}.")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB). Received: channels={channels!r}.")
+
+
+def epochs_for(n_train: int, batch_size: int = 32, min_steps: int = 150,
+               min_epochs: int = 10, max_epochs: int = 200) -> int:
+    """Enough epochs for at least `min_steps` gradient steps (small sets need more epochs)."""
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    return int(min(max_epochs, max(min_epochs, math.ceil(min_steps / steps_per_epoch))))
+
+
+def train(train, val=None, num_classes: int | None = None, epochs: int | None = None,
+          batch_size: int = 32, learning_rate: float = 3e-3, seed: int = 0,
+          verbose: int = 0, **model_kwargs):
+    """Train `make_cnn` on uint8 images; `train`/`val` are (images, labels). Returns (model, history)."""
+    import keras
+
+    x, y = _as_images(*train)
+    num_classes = int(num_classes or (np.max(y) + 1))
+    if np.max(y) >= num_classes:
+        raise ValueError(f"Labels go up to {int(np.max(y))} but num_classes={num_classes}. "
+                         "Pass the dataset's number of classes.")
+    keras.utils.set_random_seed(seed)
+    model = make_cnn(x.shape[1], num_classes, channels=x.shape[-1], **model_kwargs)
+    epochs = epochs or epochs_for(len(x), batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * math.ceil(len(x) / batch_size))
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    val = None if val is None else _as_images(*val)
+    history = model.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size,
+                        shuffle=True, verbose=verbose)
+    return model, history
+
+
+def _as_images(x, y):
+    x = np.asarray(x)
+    if x.ndim == 3:  # (n, h, w) grayscale -> (n, h, w, 1)
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[1] != x.shape[2]:
+        raise ValueError("Expected square images of shape (n, size, size[, channels]). "
+                         f"Received: shape={x.shape}.")
+    return x.astype("float32"), np.asarray(y).astype("int64")
