@@ -9,6 +9,7 @@ are float arrays of shape (n, d), as `cl.features.extract` returns them. The met
 - `coral`: re-colour source features so that their covariance matches the target's.
 - `stylize`: augment source images toward a target style (sketch, cartoon, painting).
 - `few_shot_indices`, `train_weighted_head`: few-shot fine-tuning with k target labels per class.
+- `features`, `evaluate` (balanced accuracy), `embed_2d` and the `plot_*` helpers of the notebook.
 """
 
 from __future__ import annotations
@@ -52,14 +53,14 @@ def _to_uint8(x) -> np.ndarray:
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
 
-def gaussian_noise(images, severity: int, seed: int = 0) -> np.ndarray:
+def _gaussian_noise(images, severity: int, seed: int = 0) -> np.ndarray:
     """Add seeded Gaussian pixel noise (ImageNet-C strengths)."""
     std = 255.0 * _NOISE_STD[severity - 1]
     noise = np.random.default_rng(seed).normal(0.0, std, size=images.shape)
     return _to_uint8(images.astype(np.float32) + noise)
 
 
-def blur(images, severity: int) -> np.ndarray:
+def _blur(images, severity: int) -> np.ndarray:
     """Gaussian blur of each image (sigma scales with the image size, 224 px reference)."""
     from scipy import ndimage
 
@@ -68,7 +69,7 @@ def blur(images, severity: int) -> np.ndarray:
     return _to_uint8(out)
 
 
-def contrast(images, severity: int) -> np.ndarray:
+def _contrast(images, severity: int) -> np.ndarray:
     """Shrink every pixel toward its image's mean grey level."""
     x = images.astype(np.float32)
     mean = x.mean(axis=(1, 2, 3), keepdims=True)
@@ -83,13 +84,13 @@ def hue_rotation_matrix(turn: float) -> np.ndarray:
     return np.linalg.inv(rgb2yiq) @ rot @ rgb2yiq
 
 
-def colour_shift(images, severity: int) -> np.ndarray:
+def _colour_shift(images, severity: int) -> np.ndarray:
     """Rotate the hue of every pixel (brightness kept): skies turn green, skin turns blue."""
     m = hue_rotation_matrix(_HUE_TURN[severity - 1]).astype(np.float32)
     return _to_uint8(images.astype(np.float32) @ m.T)
 
 
-def jpeg(images, severity: int) -> np.ndarray:
+def _jpeg(images, severity: int) -> np.ndarray:
     """Re-encode each image as a low-quality JPEG (block artefacts, colour bleeding)."""
     from PIL import Image
 
@@ -111,8 +112,8 @@ def corrupt(images, kind: str, severity: int, seed: int = 0) -> np.ndarray:
     if severity == 0:
         return images.copy()
     if kind == "gaussian_noise":
-        return gaussian_noise(images, severity, seed)
-    return {"blur": blur, "contrast": contrast, "colour_shift": colour_shift, "jpeg": jpeg}[kind](
+        return _gaussian_noise(images, severity, seed)
+    return {"blur": _blur, "contrast": _contrast, "colour_shift": _colour_shift, "jpeg": _jpeg}[kind](
         images, severity)
 
 
@@ -166,11 +167,12 @@ def stylize(images, style: str, seed: int = 0) -> np.ndarray:
     images = _check_images(images)
     if style not in STYLES:
         raise ValueError(f"Unknown style. Received: style={style!r}. Allowed: {', '.join(STYLES)}.")
-    if style == "sketch":
-        return to_sketch(images)
-    if style == "cartoon":
-        return to_cartoon(images)
-    return to_painting(images, seed)
+    draw = {"sketch": lambda x, _: to_sketch(x), "cartoon": lambda x, _: to_cartoon(x),
+            "art_painting": to_painting}[style]
+    out = np.empty_like(images)
+    for i in range(0, len(images), 256):  # in chunks: the filters need float copies of the images
+        out[i:i + 256] = draw(images[i:i + 256], seed + i)
+    return out
 
 
 # ---------------------------------------------------------------------- domain distances

@@ -70,6 +70,9 @@ def test_styles_look_like_their_domains():
     assert len(np.unique(cartoon)) <= 6, "flat colours: 5 levels per channel plus the outline grey"
     painting = domain.stylize(x, "art_painting", seed=3)
     assert painting.shape == x.shape and not np.array_equal(painting, x)
+    assert np.array_equal(painting, domain.stylize(x, "art_painting", seed=3)), "seeded"
+    many = np.concatenate([x] * 70)  # 280 images: processed in two chunks
+    assert np.array_equal(domain.stylize(many, "sketch")[-4:], sketch)
     with pytest.raises(ValueError, match="Allowed: sketch, cartoon, art_painting"):
         domain.stylize(x, "photo")
 
