@@ -1,0 +1,355 @@
+"""Fine-tuning: unfreeze a backbone's top blocks, train in two stages, cache the frozen bottom.
+
+Taught in `03_fine_tuning`. `unfreeze_top()` makes the top N blocks trainable (keeping every
+BatchNormalization layer frozen, so it runs in inference mode) and reports what changed;
+`train_two_stage()` trains the head with the backbone frozen, then fine-tunes with a lower
+learning rate, and joins both histories into one `TrainingRecord`; `split_at_block()` cuts a
+backbone below its top blocks so the frozen bottom can run once and its activations be cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from course_lib import backbones
+
+STAGE_NAMES = ("train head", "fine-tune")
+
+
+# ------------------------------------------------------------------ unfreezing
+
+def _is_batchnorm(layer) -> bool:
+    import keras
+
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def top_blocks(backbone, name: str, n_blocks: int) -> list[tuple[str, list]]:
+    """The top `n_blocks` (name, layers) blocks of a backbone, bottom to top; clear error if too many."""
+    blocks = backbones.blocks(backbone, name)
+    if isinstance(n_blocks, bool) or not isinstance(n_blocks, (int, np.integer)) \
+            or not 0 <= n_blocks <= len(blocks):
+        shown = ", ".join(b for b, _ in blocks[-4:])
+        raise ValueError(
+            f"Cannot unfreeze the top {n_blocks!r} blocks. Received: n_blocks={n_blocks!r}, but "
+            f"{name} has {len(blocks)} blocks (the top ones, bottom to top: ..., {shown}). "
+            f"Allowed: an integer from 0 to {len(blocks)}.")
+    return blocks[len(blocks) - int(n_blocks):]
+
+
+@dataclasses.dataclass
+class UnfreezeReport:
+    """What `unfreeze_top` changed: blocks, layers, and trainable parameters before and after."""
+
+    backbone: str
+    n_blocks: int
+    blocks: list
+    layers: list
+    frozen_batchnorm: list
+    trainable_before: int
+    trainable_after: int
+
+    def summary(self) -> str:
+        """A few human-readable lines."""
+        blocks = ", ".join(self.blocks) if self.blocks else "none"
+        return (f"{self.backbone}: unfroze the top {self.n_blocks} block(s): {blocks}\n"
+                f"  {len(self.layers)} layer(s) now trainable, {len(self.frozen_batchnorm)} "
+                f"BatchNormalization layer(s) in them kept frozen (inference mode)\n"
+                f"  trainable parameters of the backbone: {self.trainable_before:,} -> "
+                f"{self.trainable_after:,}")
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def unfreeze_top(backbone, name: str, n_blocks: int, keep_batchnorm_frozen: bool = True) -> UnfreezeReport:
+    """Make only the top `n_blocks` blocks trainable (BatchNormalization stays frozen); report it."""
+    chosen = top_blocks(backbone, name, n_blocks)
+    before = backbones.param_count(backbone, trainable_only=True)
+    unfrozen = {id(layer) for _, layers in chosen for layer in layers}
+    backbone.trainable = True  # sets every layer; then freeze all but the chosen ones
+    made, kept = [], []
+    for layer in backbone.layers:
+        keep_bn = keep_batchnorm_frozen and _is_batchnorm(layer)
+        layer.trainable = id(layer) in unfrozen and not keep_bn
+        if id(layer) in unfrozen:
+            (kept if keep_bn else made).append(layer.name)
+    after = backbones.param_count(backbone, trainable_only=True)
+    return UnfreezeReport(name, int(n_blocks), [b for b, _ in chosen], made, kept, before, after)
+
+
+def freeze(backbone) -> None:
+    """Freeze every layer of a backbone (stage one: only the head trains)."""
+    backbone.trainable = False
+
+
+def expected_trainable(backbone, name: str, n_blocks: int, keep_batchnorm_frozen: bool = True) -> int:
+    """Parameters that unfreezing the top `n_blocks` makes trainable, counted from the blocks."""
+    layers = [layer for _, block in top_blocks(backbone, name, n_blocks) for layer in block
+              if not (keep_batchnorm_frozen and _is_batchnorm(layer))]
+    return backbones.param_count(layers)
+
+
+# ------------------------------------------------------------------ models
+
+def split_at_block(backbone, name: str, n_blocks: int):
+    """(bottom, top): bottom maps images to the input of the top `n_blocks`; top maps that to features."""
+    import keras
+
+    if n_blocks == 0 or isinstance(n_blocks, bool):
+        raise ValueError(f"split_at_block needs at least one top block. Received: n_blocks={n_blocks!r}. "
+                         "With 0 blocks there is nothing to fine-tune: use the backbone's features.")
+    first = top_blocks(backbone, name, n_blocks)[0]
+    cut = first[1][0].input
+    if not hasattr(cut, "shape") or isinstance(cut, (list, tuple, dict)):
+        raise ValueError(f"Block {first[0]!r} of {name} does not start from a single tensor; "
+                         "it cannot be used as a cut point.")
+    bottom = keras.Model(backbone.input, cut, name=f"{backbone.name}_below_{first[0]}")
+    top = keras.Model(cut, backbone.output, name=f"{backbone.name}_from_{first[0]}")
+    return bottom, top
+
+
+def classifier(base, head, batchnorm_inference: bool = True, name: str = "classifier"):
+    """Input -> `base` -> `head` as one model; `base` is called with training=False by default."""
+    import keras
+
+    inputs = keras.Input(base.input_shape[1:], name="inputs")
+    features = base(inputs, training=False) if batchnorm_inference else base(inputs)
+    return keras.Model(inputs, head(features), name=name)
+
+
+def compile_model(model, learning_rate: float):
+    """Compile (again) with Adam at `learning_rate`: needed after every change of `trainable`."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+# ------------------------------------------------------------------ training record
+
+@dataclasses.dataclass
+class TrainingRecord:
+    """Histories of one or more stages joined: epochs numbered continuously, stage starts kept."""
+
+    history: dict
+    stage_names: list
+    stage_starts: list  # the first epoch (1-based) of each stage
+    seconds: list  # seconds of each epoch (None where unknown)
+    unfreeze: UnfreezeReport | None = None
+
+    @property
+    def epochs(self) -> list:
+        """Epoch numbers 1..n over all stages."""
+        return list(range(1, self.num_epochs + 1))
+
+    @property
+    def num_epochs(self) -> int:
+        """Number of epochs over all stages."""
+        return len(next(iter(self.history.values()), []))
+
+    @property
+    def boundary(self) -> int:
+        """The last epoch before fine-tuning (the second stage) starts."""
+        return self.stage_starts[1] - 1 if len(self.stage_starts) > 1 else self.num_epochs
+
+    def final(self, metric: str = "val_accuracy") -> float:
+        """The metric's value after the last epoch."""
+        return float(self.history[metric][-1])
+
+    def at_boundary(self, metric: str = "val_accuracy") -> float:
+        """The metric's value when the first stage ended."""
+        return float(self.history[metric][self.boundary - 1])
+
+    def stage_seconds(self, stage: int = -1) -> float:
+        """Seconds per epoch of a stage: its fastest epoch (the first one also builds the graph)."""
+        bounds = list(self.stage_starts) + [self.num_epochs + 1]
+        index = range(len(self.stage_starts))[stage]
+        known = [s for s in self.seconds[bounds[index] - 1:bounds[index + 1] - 1] if s is not None]
+        return float(min(known)) if known else float("nan")
+
+
+def _history_dict(history) -> dict:
+    raw = getattr(history, "history", history)
+    return {k: [float(v) for v in values] for k, values in dict(raw or {}).items()}
+
+
+def join_histories(*stages, names=None, seconds=None, unfreeze=None) -> TrainingRecord:
+    """Join Keras histories (or dicts) of consecutive stages into one TrainingRecord."""
+    dicts = [_history_dict(h) for h in stages]
+    if not dicts or any(not d for d in dicts):
+        raise ValueError("join_histories needs at least one non-empty history per stage.")
+    keys = [k for k in dicts[0] if all(k in d for d in dicts)]
+    joined = {k: [v for d in dicts for v in d[k]] for k in keys}
+    lengths = [len(next(iter(d.values()))) for d in dicts]
+    starts = list(np.cumsum([1] + lengths[:-1]).astype(int))
+    names = list(names) if names else [STAGE_NAMES[i] if i < len(STAGE_NAMES) else f"stage {i + 1}"
+                                       for i in range(len(dicts))]
+    secs = list(seconds) if seconds is not None else [None] * sum(lengths)
+    if len(secs) != sum(lengths):
+        raise ValueError(f"Expected one time per epoch. Received: {len(secs)} times for "
+                         f"{sum(lengths)} epochs.")
+    return TrainingRecord(joined, names, [int(s) for s in starts], secs, unfreeze)
+
+
+# ------------------------------------------------------------------ training
+
+def _timer():
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        """Seconds per epoch (training and validation)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
+
+
+def as_dataset(data, batch_size: int = 32, shuffle: bool = False, seed: int = 0):
+    """A (x, y) pair of arrays as a batched tf.data pipeline; a tf.data.Dataset is returned as is."""
+    import tensorflow as tf
+
+    if data is None or isinstance(data, tf.data.Dataset):
+        return data
+    x, y = data
+    d = tf.data.Dataset.from_tensor_slices((np.asarray(x, "float32"), np.asarray(y).astype("int32")))
+    if shuffle:
+        d = d.shuffle(max(len(x), 1), seed=seed, reshuffle_each_iteration=True)
+    return d.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    timer = _timer()
+    history = model.fit(as_dataset(train, batch_size, shuffle=True, seed=seed),
+                        validation_data=as_dataset(val, batch_size), epochs=initial_epoch + epochs,
+                        initial_epoch=initial_epoch, verbose=verbose, callbacks=[timer], shuffle=False)
+    return history, timer.seconds
+
+
+def fine_tune(model, backbone, name: str, n_blocks: int, train, val, epochs: int,
+              learning_rate: float = 1e-4, initial_epoch: int = 0, batch_size: int = 32,
+              keep_batchnorm_frozen: bool = True, seed: int = 0, verbose: int = 0):
+    """Stage two alone: unfreeze the top blocks, recompile at `learning_rate`, continue training."""
+    report = unfreeze_top(backbone, name, n_blocks, keep_batchnorm_frozen)
+    compile_model(model, learning_rate)  # a change of `trainable` only takes effect after compile
+    history, seconds = _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose)
+    return history, seconds, report
+
+
+def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, head_epochs: int,
+                    fine_tune_epochs: int, learning_rate: float = 1e-3, fine_tune_lr: float | None = None,
+                    batch_size: int = 32, keep_batchnorm_frozen: bool = True, seed: int = 0,
+                    verbose: int = 0, head_history=None) -> TrainingRecord:
+    """Train the head with `backbone` frozen, then fine-tune its top blocks at a ~10x lower rate.
+
+    `train`/`val` are (x, y) arrays or tf.data datasets fed to `model`. With `head_history`
+    (the history of a head already trained on cached features), stage one is not rerun.
+    """
+    fine_tune_lr = learning_rate / 10 if fine_tune_lr is None else fine_tune_lr
+    if head_history is None:
+        freeze(backbone)
+        compile_model(model, learning_rate)
+        head_history, head_seconds = _fit(model, train, val, head_epochs, 0, batch_size, seed, verbose)
+    else:
+        head_seconds = [None] * len(next(iter(_history_dict(head_history).values())))
+    first = len(head_seconds)
+    history, seconds, report = fine_tune(model, backbone, name, n_blocks, train, val, fine_tune_epochs,
+                                         fine_tune_lr, first, batch_size, keep_batchnorm_frozen,
+                                         seed + 1, verbose)
+    return join_histories(head_history, history, seconds=list(head_seconds) + list(seconds),
+                          unfreeze=report)
+
+
+def sweep_blocks(model, backbone, name: str, n_values, train, val, epochs: int,
+                 learning_rate: float = 1e-4, batch_size: int = 32, seed: int = 0, verbose: int = 0) -> list:
+    """Fine-tune from the same starting weights for each N in `n_values`; one result dict per N."""
+    start = model.get_weights()
+    results = []
+    for n in n_values:
+        model.set_weights(start)
+        history, seconds, report = fine_tune(model, backbone, name, n, train, val, epochs,
+                                             learning_rate, 0, batch_size, True, seed, verbose)
+        results.append({"n_blocks": int(n), "val_accuracy": float(history.history["val_accuracy"][-1]),
+                        "seconds_per_epoch": float(min(seconds)),
+                        "trainable_params": backbones.param_count(model, trainable_only=True),
+                        "report": report})
+    model.set_weights(start)
+    freeze(backbone)
+    return results
+
+
+# ------------------------------------------------------------------ plots
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_two_stage(records, metric: str = "accuracy", ax=None, title: str | None = None):
+    """Learning curves of two-stage runs on one figure, with a marker where fine-tuning starts.
+
+    `records` is a TrainingRecord or a dict {label: TrainingRecord} (validation curves only).
+    """
+    if ax is None:
+        _, ax = _plt().subplots(figsize=(7, 3.8))
+    if isinstance(records, TrainingRecord):
+        rec = records
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if key in rec.history:
+                ax.plot(rec.epochs, rec.history[key], style, marker="o", label=key)
+        boundaries = {rec.boundary}
+    else:
+        for label, rec in records.items():
+            ax.plot(rec.epochs, rec.history[f"val_{metric}"], marker="o", label=label)
+        boundaries = {rec.boundary for rec in records.values()}
+    for b in sorted(boundaries):
+        ax.axvline(b + 0.5, color="gray", linestyle=":")
+        ax.text(b + 0.6, 0.02, "fine-tuning starts", transform=ax.get_xaxis_transform(),
+                rotation=90, va="bottom", fontsize=8, color="gray")
+    ax.set_xlabel("epoch (both stages, numbered continuously)")
+    ax.set_ylabel(metric if isinstance(records, TrainingRecord) else f"val_{metric}")
+    ax.set_title(title or "Stage 1: train the head (backbone frozen), stage 2: fine-tune")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
+def plot_sweep(results: list, baseline: float | None = None, title: str | None = None):
+    """Validation accuracy and seconds per epoch against the number of unfrozen blocks."""
+    ns = [r["n_blocks"] for r in results]
+    fig, (left, right) = _plt().subplots(1, 2, figsize=(10, 3.6))
+    left.plot(ns, [r["val_accuracy"] for r in results], marker="o", label="fine-tuned")
+    if baseline is not None:
+        left.axhline(baseline, color="gray", linestyle=":", label="feature extraction")
+    left.set_xlabel("unfrozen top blocks N")
+    left.set_ylabel("val accuracy")
+    left.legend(fontsize=8)
+    right.bar(ns, [r["seconds_per_epoch"] for r in results], color="tab:orange")
+    for n, r in zip(ns, results):
+        right.annotate(f"{r['trainable_params'] / 1e3:,.0f}k params", (n, r["seconds_per_epoch"]),
+                       ha="center", va="bottom", fontsize=8)
+    right.set_xlabel("unfrozen top blocks N")
+    right.set_ylabel("seconds per epoch")
+    for ax in (left, right):
+        ax.set_xticks(ns)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "How many blocks to unfreeze")
+    fig.tight_layout()
+    return fig

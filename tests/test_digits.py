@@ -1,0 +1,89 @@
+"""Digits helpers: ImageSets from arrays, MNIST geometry, nested stratified subsets, the small CNN."""
+
+import numpy as np
+import pytest
+
+from course_lib import data, digits
+
+
+def _bars(n_per_class=20, seed=0):
+    """Two easy classes of 28x28 digits-like images: a horizontal or a vertical bar, jittered."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((2 * n_per_class, 28, 28), np.uint8)
+    y = np.repeat([0, 1], n_per_class)
+    for i, label in enumerate(y):
+        pos = rng.integers(6, 22)
+        if label == 0:
+            x[i, pos - 1:pos + 2, 4:24] = 255
+        else:
+            x[i, 4:24, pos - 1:pos + 2] = 255
+    return x, y
+
+
+def test_to_imageset_gives_png_bytes_that_decode_to_rgb(isolated_cache):
+    x, y = _bars(3)
+    ds = digits.to_imageset(x, y, "bars")
+    assert len(ds) == 6 and isinstance(ds.items[0], bytes) and ds.class_names[:2] == ["0", "1"]
+    rgb, labels = data.to_numpy(ds, 56)
+    assert rgb.shape == (6, 56, 56, 3) and np.array_equal(labels, y)
+    assert np.array_equal(rgb[..., 0], rgb[..., 2])  # grey copied to 3 channels
+    small, _ = data.to_numpy(ds, 28)
+    assert np.abs(small[..., 0].astype(int) - x).max() <= 1
+    assert ds.fingerprint() == digits.to_imageset(x, y, "bars").fingerprint()
+
+
+def test_to_imageset_rejects_wrong_arrays():
+    with pytest.raises(ValueError, match="uint8 array of shape"):
+        digits.to_imageset(np.zeros((2, 28, 28), np.float32), [0, 1])
+    with pytest.raises(ValueError, match="one label per image"):
+        digits.to_imageset(np.zeros((2, 28, 28), np.uint8), [0])
+
+
+def test_mnist_geometry_centres_a_20px_box():
+    x = np.full((2, 16, 16), 200, np.uint8)
+    out = digits.mnist_geometry(x)
+    assert out.shape == (2, 28, 28)
+    assert out[:, :4].max() == 0 and out[:, 24:].max() == 0 and out[:, :, :4].max() == 0
+    assert (out[:, 4:24, 4:24] == 200).all()
+
+
+def test_stratified_and_nested_subsets():
+    labels = np.repeat(np.arange(3), 10)
+    a = digits.stratified_indices(labels, 4, seed=1)
+    assert np.bincount(labels[a]).tolist() == [4, 4, 4]
+    assert np.array_equal(a, digits.stratified_indices(labels, 4, seed=1))
+    b = digits.stratified_indices(labels, 6, seed=1, exclude=a)
+    assert not set(a) & set(b)
+    with pytest.raises(ValueError, match="only 4 images left"):
+        digits.stratified_indices(labels, 5, seed=1, exclude=b)
+    subs = digits.nested_subsets(labels, [1, 3, 5], seed=2)
+    assert set(subs[1]) <= set(subs[3]) <= set(subs[5])
+    assert [np.bincount(labels[subs[k]]).tolist() for k in (1, 3, 5)] == [[1] * 3, [3] * 3, [5] * 3]
+    # when the largest subset is the whole pool, the seed still changes which images the small ones get
+    small = {tuple(digits.nested_subsets(labels, [2, 10], seed=s)[2]) for s in range(5)}
+    assert len(small) > 1
+
+
+def test_small_cnn_learns_an_easy_task_and_serves_as_a_backbone(isolated_cache):
+    x, y = _bars(20, seed=0)
+    xt, yt = _bars(20, seed=1)
+    model = digits.train_cnn(digits.small_cnn(num_classes=2, width=8), x, y, epochs=1, min_steps=40, seed=0)
+    assert digits.accuracy(model, xt, yt) >= 0.9
+    feats = digits.predict(digits.feature_model(model), xt)
+    assert feats.shape == (40, 128)
+    with pytest.raises(ValueError, match="28x28 grayscale"):
+        digits.predict(model, np.zeros((2, 16, 16), np.uint8))
+
+
+def test_training_is_reproducible(isolated_cache):
+    x, y = _bars(10)
+    runs = [digits.train_cnn(digits.small_cnn(num_classes=2, width=4, seed=3), x, y, epochs=1,
+                              min_steps=5, seed=3)
+            for _ in range(2)]
+    assert np.allclose(digits.predict(runs[0], x), digits.predict(runs[1], x))
+
+
+def test_schedule_is_whole_epochs_of_permutations():
+    order = digits._schedule(5, 12, seed=0)
+    assert len(order) == 12
+    assert sorted(order[:5]) == list(range(5)) and sorted(order[5:10]) == list(range(5))
