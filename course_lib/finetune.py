@@ -335,9 +335,12 @@ def plot_sweep(results: list, baseline: float | None = None, title: str | None =
     """Validation accuracy and seconds per epoch against the number of unfrozen blocks."""
     ns = [r["n_blocks"] for r in results]
     fig, (left, right) = _plt().subplots(1, 2, figsize=(10, 3.6))
-    left.plot(ns, [r["val_accuracy"] for r in results], marker="o", label="fine-tuned")
+    accs = [r["val_accuracy"] for r in results]
+    left.plot(ns, accs, marker="o", label="fine-tuned")
     if baseline is not None:
         left.axhline(baseline, color="gray", linestyle=":", label="feature extraction")
+    shown = accs + ([baseline] if baseline is not None else [])
+    left.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.05))  # 1 point is not a cliff
     left.set_xlabel("unfrozen top blocks N")
     left.set_ylabel("val accuracy")
     left.legend(fontsize=8)
@@ -345,6 +348,7 @@ def plot_sweep(results: list, baseline: float | None = None, title: str | None =
     for n, r in zip(ns, results):
         right.annotate(f"{r['trainable_params'] / 1e3:,.0f}k params", (n, r["seconds_per_epoch"]),
                        ha="center", va="bottom", fontsize=8)
+    right.set_ylim(0, 1.2 * max(r["seconds_per_epoch"] for r in results))
     right.set_xlabel("unfrozen top blocks N")
     right.set_ylabel("seconds per epoch")
     for ax in (left, right):
