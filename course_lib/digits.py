@@ -27,7 +27,7 @@ def to_imageset(x: np.ndarray, y: np.ndarray, name: str = "digits") -> data.Imag
     items = []
     for img in x:
         buf = io.BytesIO()
-        Image.fromarray(img, mode="L").save(buf, format="PNG")
+        Image.fromarray(img).save(buf, format="PNG")  # 2-D uint8: 8-bit grayscale
         items.append(buf.getvalue())
     return data.ImageSet(name, items, y.astype(int), list(CLASS_NAMES), f"arrays:{name}")
 
@@ -49,7 +49,7 @@ def mnist_geometry(x: np.ndarray) -> np.ndarray:
     x, _ = _check_digits(x, np.zeros(len(x)))
     out = np.zeros((len(x), SIZE, SIZE), np.uint8)
     for i, img in enumerate(x):
-        out[i, 4:24, 4:24] = np.asarray(Image.fromarray(img).resize((20, 20), Image.BILINEAR))
+        out[i, 4:24, 4:24] = np.asarray(Image.fromarray(img).resize((20, 20), Image.Resampling.BILINEAR))
     return out
 
 
@@ -106,7 +106,7 @@ def small_cnn(num_classes: int = 10, width: int = 32, augment: bool = False, see
     return keras.Model(inputs, outputs, name=name)
 
 
-def train_cnn(model, x, y, epochs: int = 10, min_steps: int = 200, batch_size: int = 32,
+def train_cnn(model, x, y, epochs: int = 10, min_steps: int = 100, batch_size: int = 32,
               learning_rate: float = 1e-3, seed: int = 0, verbose: int = 0):
     """Train a digits CNN with Adam for `epochs` passes, or more so that it takes `min_steps` steps."""
     import keras
@@ -142,7 +142,7 @@ def feature_model(model, layer: str = "features"):
     """A model that maps digits to the activations of `layer` (the CNN as a frozen backbone)."""
     import keras
 
-    return keras.Model(model.inputs, model.get_layer(layer).output, name=f"{model.name}_{layer}")
+    return keras.Model(model.input, model.get_layer(layer).output, name=f"{model.name}_{layer}")
 
 
 def predict(model, x, batch_size: int = 512) -> np.ndarray:

@@ -46,7 +46,7 @@ NOTEBOOK_NEEDS = {
     "02_feature_extraction": ["mobilenet_v2@224", "flowers"],
     "03_fine_tuning": ["mobilenet_v2@224", "flowers"],
     "04_domain_mismatch": ["mobilenet_v2@224", "pacs"],
-    "05_negative_transfer": ["mobilenet_v2@224", "mobilenet@224", "mnist", "usps"],
+    "05_negative_transfer": ["mobilenet@224", "mobilenet_top@224", "mobilenet_v2@224", "mnist", "usps", "flowers"],
     "06_capstone": ["mobilenet_v2@224", "mobilenet@224", "flowers"],
 }
 

@@ -164,7 +164,8 @@ def truncate(backbone, layer: str, name: str | None = None):
     out = backbone.get_layer(layer).output
     if len(out.shape) == 4:
         out = keras.layers.GlobalAveragePooling2D(name=f"{layer}_pool")(out)
-    model = keras.Model(backbone.inputs, out, name=name or f"{backbone.name}_to_{layer}")
+    inputs = backbone.inputs[0] if len(backbone.inputs) == 1 else backbone.inputs
+    model = keras.Model(inputs, out, name=name or f"{backbone.name}_to_{layer}")
     model.trainable = False
     return model
 
@@ -187,13 +188,15 @@ def linear_probe(train, test, C: float = 1.0, max_iter: int = 2000) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     (x, y), (xt, yt) = _check_features(*train, min_classes=2), _check_features(*test, min_classes=1)
     if x.shape[1] != xt.shape[1]:
         raise ValueError(f"train and test features differ in size. Received: {x.shape[1]} and {xt.shape[1]}.")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    clf.fit(x, y)
-    return float(clf.score(xt, yt))
+    with threadpool_limits(1):  # small problems: one BLAS thread is faster than two that wait on each other
+        clf.fit(x, y)
+        return float(clf.score(xt, yt))
 
 
 def crossover(sizes, transfer, scratch):
@@ -262,19 +265,22 @@ def plot_learning_curves(sizes, curves: dict, crossover_at=None, title: str = "A
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    lowest = 1.0
     for name, acc in curves.items():
         acc = np.atleast_2d(acc)
         line, = ax.plot(sizes, acc.mean(0), marker="o", label=name)
         ax.fill_between(sizes, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.15)
+        lowest = min(lowest, float(acc.min()))
+    bottom = max(0.0, np.floor(10 * lowest - 0.5) / 10)
     if crossover_at is not None:
         ax.axvline(crossover_at, color="black", ls="--", lw=1)
-        ax.annotate(f"crossover ~{crossover_at:.0f}/class", (crossover_at, 0.12), xytext=(6, 0),
-                    textcoords="offset points", fontsize=9)
+        ax.text(crossover_at * 1.07, bottom + 0.62 * (1 - bottom), f"crossover\n~{crossover_at:.0f}/class", fontsize=9)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("labeled target images per class")
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1.0)
+    ax.set_ylim(bottom, 1.0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title(title)
@@ -282,20 +288,21 @@ def plot_learning_curves(sizes, curves: dict, crossover_at=None, title: str = "A
     return fig
 
 
-def plot_scores_vs_accuracy(table: dict, accuracy: dict, names=("logme", "leep", "h_score", "knn")):
+def plot_scores_vs_accuracy(table: dict, accuracy: dict, names=SCORES):
     """One scatter per score: each candidate's score (x) against the accuracy it really reaches (y)."""
     import matplotlib.pyplot as plt
 
     names = [n for n in names if any(n in row for row in table.values())]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.4 * len(names), 3.2), squeeze=False)
+    colours = {cand: plt.cm.tab10(i % 10) for i, cand in enumerate(table)}
+    fig, axes = plt.subplots(1, len(names), figsize=(3.3 * len(names), 3.4), squeeze=False, sharey=True)
     for ax, score in zip(axes[0], names):
         for cand, row in table.items():
             if score in row:
-                ax.scatter(row[score], accuracy[cand], s=30)
-                ax.annotate(cand, (row[score], accuracy[cand]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
+                ax.scatter(row[score], accuracy[cand], s=36, color=colours[cand], label=cand)
         ax.set_xlabel(score)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("linear-probe test accuracy")
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colours[c]) for c in table]
+    fig.legend(handles, list(table), loc="lower center", ncol=min(4, len(table)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
     return fig

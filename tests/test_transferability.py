@@ -151,3 +151,52 @@ def test_crossover_hand_computed():
     assert T.crossover([1, 10, 100], [0.5, 0.8, 0.8], [0.6, 0.7, 0.9]) == pytest.approx(math.sqrt(1000))
     with pytest.raises(ValueError, match="increasing"):
         T.crossover([10, 1], [0.1, 0.2], [0.2, 0.3])
+
+
+def test_recommend_follows_the_decision_guide():
+    assert T.recommend(3, 1.9, crossover_per_class=10) == "freeze"
+    assert T.recommend(300, 1.9, crossover_per_class=10) == "scratch"  # far source, past the crossover
+    assert T.recommend(300, 0.8, crossover_per_class=10) == "fine-tune"  # near source, past the crossover
+    assert T.recommend(50, 0.8) == "freeze" and T.recommend(150, 0.8) == "fine-tune"  # default threshold: 100
+    with pytest.raises(ValueError, match="proxy A-distance"):
+        T.recommend(10, 2.5)
+    with pytest.raises(ValueError, match="per_class"):
+        T.recommend(0, 1.0)
+
+
+def test_rank_correlations_per_score():
+    table = {"a": {"logme": 3.0, "knn": 0.1}, "b": {"logme": 2.0, "knn": 0.3}, "c": {"logme": 1.0, "knn": 0.2},
+             "d": {"logme": 0.0, "knn": 0.0, "leep": -1.0}}
+    accuracy = {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.6}
+    rho = T.rank_correlations(table, accuracy)
+    assert rho["logme"] == pytest.approx(1.0)
+    assert rho["knn"] == pytest.approx(0.4)  # ranks 2,4,3,1 against 4,3,2,1: 1 - 6*6/(4*15)
+    assert "leep" not in rho  # fewer than 3 candidates have it
+
+
+def test_learning_curve_uses_nested_subsets():
+    labels = np.repeat(np.arange(3), 8)
+    seen = []
+
+    def fit_and_score(idx, seed):
+        seen.append((seed, set(idx.tolist())))
+        return len(idx) / 100
+
+    acc = T.learning_curve(fit_and_score, labels, [1, 4], seeds=[0, 1])
+    assert acc.shape == (2, 2) and np.allclose(acc, [[0.03, 0.12], [0.03, 0.12]])
+    assert seen[0][1] <= seen[1][1] and seen[2][1] <= seen[3][1]  # nested within a seed
+    assert seen[0][1] != seen[2][1] or seen[1][1] != seen[3][1]  # seeds draw different images
+
+
+def test_truncate_gives_a_frozen_pooled_extractor():
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="c1")(inputs)
+    x = keras.layers.Conv2D(5, 3, name="c2")(x)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
+    cut = T.truncate(model, "c1")
+    assert cut.output_shape == (None, 4) and not cut.trainable
+    assert cut(np.ones((2, 8, 8, 3), np.float32)).shape == (2, 4)
+    with pytest.raises(ValueError, match="Unknown layer"):
+        T.truncate(model, "c9")
