@@ -27,8 +27,19 @@ TARGETS = {
 }
 
 
+def peak_resident(proc) -> int:
+    """High-water mark of one process's resident bytes (Linux VmHWM), else its resident bytes now."""
+    try:
+        for line in pathlib.Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return max(int(line.split()[1]) * 1024, proc.memory_info().rss)
+    except (OSError, ValueError, IndexError):
+        pass
+    return proc.memory_info().rss
+
+
 def tree_rss(pid: int | None = None, include_root: bool = True) -> int:
-    """Resident bytes of a process and all its descendants (or the descendants only) now."""
+    """Peak resident bytes of a process and its descendants (or the descendants only), summed."""
     import psutil
 
     try:
@@ -39,14 +50,18 @@ def tree_rss(pid: int | None = None, include_root: bool = True) -> int:
     total = 0
     for proc in procs:
         try:
-            total += proc.memory_info().rss
+            total += peak_resident(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total
 
 
 class MemoryMonitor:
-    """Samples resident memory in a thread: peak of the whole tree and of the children only."""
+    """Samples resident memory in a thread: peak of the whole tree and of the children only.
+
+    Each sample reads every process's own high-water mark, so a peak between two samples
+    still counts; only a process that starts and ends between two samples is missed.
+    """
 
     def __init__(self, interval: float = 0.2):
         self.interval, self.peak, self.children_peak = interval, 0, 0

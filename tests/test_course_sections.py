@@ -48,7 +48,8 @@ def test_notebook_runtimes_times_each_notebook_and_its_kernel_memory(sections, t
                                                                       isolated_cache):
     source = tmp_path / "course" / "notebooks" / "source"
     source.mkdir(parents=True)
-    for name, code in (("00_ok", "x = bytearray(200 * 1024 * 1024)\nx[::4096] = b'1' * len(x[::4096])"),
+    for name, code in (("00_ok", "import time\nx = bytearray(200 * 1024 * 1024)\nx[::4096] = b'1' * len(x[::4096])\n"
+                                 "time.sleep(0.5)  # the monitor samples every 0.2 s"),
                        ("01_broken", "raise RuntimeError('boom')")):
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
