@@ -17,6 +17,7 @@ Run it on an idle machine: other processes inflate every time and change the rat
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import sys
 import time
@@ -128,14 +129,11 @@ def verdict(ok: bool) -> str:
 
 
 def table(rows: list[tuple], headers=("measurement", "time", "value", "target", "result")) -> str:
-    """A plain-text table with aligned columns."""
-    cells = [list(map(str, headers))] + [list(map(str, r)) for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """A plain-text table with aligned columns (course_sections.table, rows first)."""
+    return course_sections_module().table(list(headers), rows)
 
 
+@functools.lru_cache(maxsize=None)
 def course_sections_module():
     """`course_sections.py` next to this file (notebook runtimes, memory, mixed precision), or None."""
     import importlib.util

@@ -208,15 +208,25 @@ def describe(ds: ImageSet) -> str:
     return text
 
 
+def class_orders(labels, seed: int = 0, exclude=None) -> dict:
+    """Seeded random order of each class's indices (skipping `exclude`): the course's one per-class draw."""
+    labels = np.asarray(labels)
+    allowed = np.ones(len(labels), bool)
+    if exclude is not None:
+        allowed[np.asarray(exclude, int)] = False
+    rng = np.random.default_rng(seed)
+    return {int(c): rng.permutation(np.flatnonzero((labels == c) & allowed)) for c in np.unique(labels)}
+
+
 def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
           val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict:
     """Seeded stratified split; counts are per class (None: use the fractions/the rest)."""
     if ds.splits is not None and "train" in set(ds.splits):
         return _presplit(ds, seed, train, val, test, val_fraction)
-    rng = np.random.default_rng(seed)
+    orders = class_orders(ds.labels, seed)
     parts = {"train": [], "val": [], "test": []}
     for label in range(ds.num_classes):
-        idx = rng.permutation(np.flatnonzero(ds.labels == label))
+        idx = orders.get(label, np.array([], int))
         n = len(idx)
         n_val = val if val is not None else int(round(n * val_fraction))
         n_test = test if test is not None else int(round(n * test_fraction))

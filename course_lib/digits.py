@@ -60,17 +60,11 @@ def stratified_indices(labels, per_class: int, seed: int = 0, exclude=None) -> n
 
 def _per_class_picks(labels, per_class, seed, exclude) -> list:
     """For each class, `per_class` random indices in random order."""
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    banned = np.zeros(len(labels), bool)
-    if exclude is not None:
-        banned[np.asarray(exclude, int)] = True
     picks = []
-    for c in np.unique(labels):
-        pool = np.flatnonzero((labels == c) & ~banned)
+    for c, pool in data.class_orders(labels, seed, exclude).items():
         if len(pool) < per_class:
             raise ValueError(f"Class {c} has only {len(pool)} images left. Received: per_class={per_class}.")
-        picks.append(rng.permutation(pool)[:per_class])
+        picks.append(pool[:per_class])
     return picks
 
 

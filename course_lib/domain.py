@@ -18,6 +18,8 @@ import io
 
 import numpy as np
 
+from course_lib import data
+
 CORRUPTIONS = ("gaussian_noise", "blur", "contrast", "colour_shift", "jpeg")
 STYLES = ("sketch", "cartoon", "art_painting")
 MAX_SEVERITY = 5
@@ -178,7 +180,8 @@ def stylize(images, style: str, seed: int = 0) -> np.ndarray:
 # ---------------------------------------------------------------------- domain distances
 
 
-def _check_features(x, name: str) -> np.ndarray:
+def check_features(x, name: str = "features") -> np.ndarray:
+    """`x` as a float64 (n, d) matrix of at least 2 feature vectors, or a clear error."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
         raise ValueError(f"{name} must be a 2-D array of at least 2 feature vectors (n, d). "
@@ -193,14 +196,14 @@ def _sq_dists(a, b) -> np.ndarray:
 
 def median_bandwidth(x) -> float:
     """The median heuristic: the median distance between distinct feature vectors."""
-    x = _check_features(x, "x")
+    x = check_features(x, "x")
     d = _sq_dists(x, x)[np.triu_indices(len(x), k=1)]
     return float(np.sqrt(np.median(d))) or 1.0
 
 
 def mmd2(x, y, bandwidth: float | None = None) -> float:
     """Squared maximum mean discrepancy with a Gaussian kernel (biased, >= 0, 0 for x == y)."""
-    x, y = _check_features(x, "x"), _check_features(y, "y")
+    x, y = check_features(x, "x"), check_features(y, "y")
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y need the same feature size. Received: {x.shape} and {y.shape}.")
     sigma = median_bandwidth(np.concatenate([x, y])) if bandwidth is None else float(bandwidth)
@@ -217,7 +220,7 @@ def proxy_a_distance(source, target, folds: int = 5, seed: int = 0) -> float:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    x = np.concatenate([_check_features(source, "source"), _check_features(target, "target")])
+    x = np.concatenate([check_features(source, "source"), check_features(target, "target")])
     y = np.r_[np.zeros(len(source)), np.ones(len(target))]
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=2000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
@@ -248,7 +251,7 @@ def _cov_power(x, eps: float, power: float):
 
 
 def _coral_inputs(source, target, eps):
-    source, target = _check_features(source, "source"), _check_features(target, "target")
+    source, target = check_features(source, "source"), check_features(target, "target")
     if source.shape[1] != target.shape[1]:
         raise ValueError(f"source and target need the same feature size. "
                          f"Received: {source.shape} and {target.shape}.")
@@ -343,15 +346,13 @@ def features(model, images, preprocess="mobilenet_v2", batch_size: int = 32) -> 
 
 def few_shot_indices(labels, k: int, seed: int = 0) -> np.ndarray:
     """Indices of k examples per class; the k=1 picks are among the k=5 picks, and so on."""
-    labels = np.asarray(labels)
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer. Received: k={k!r}.")
-    counts = {int(c): int((labels == c).sum()) for c in np.unique(labels)}
+    orders = data.class_orders(labels, seed)
+    counts = {c: len(order) for c, order in orders.items()}
     if min(counts.values()) < k:
         raise ValueError(f"Not enough images for k={k} per class. Received: counts per class {counts}.")
-    rng = np.random.default_rng(seed)
-    order = {c: rng.permutation(np.flatnonzero(labels == c)) for c in sorted(counts)}
-    return np.sort(np.concatenate([order[c][:k] for c in sorted(counts)]))
+    return np.sort(np.concatenate([order[:k] for order in orders.values()]))
 
 
 def part_weights(label_parts) -> np.ndarray:

@@ -225,12 +225,9 @@ def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = N
 
 def per_class_indices(labels, n: int, seed: int = 0) -> np.ndarray:
     """Indices of `n` items per class (fewer where a class has fewer); nested as `n` grows."""
-    labels = np.asarray(labels)
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer. Received: n={n!r}.")
-    rng = np.random.default_rng(seed)
-    picks = [rng.permutation(np.flatnonzero(labels == c))[:n] for c in np.unique(labels)]
-    return np.sort(np.concatenate(picks))
+    return np.sort(np.concatenate([order[:n] for order in data.class_orders(labels, seed).values()]))
 
 
 def accuracy(model, x, y) -> float:

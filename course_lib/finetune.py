@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from course_lib import backbones
+from course_lib import backbones, plots
 
 STAGE_NAMES = ("train head", "fine-tune")
 
@@ -173,14 +173,9 @@ class TrainingRecord:
         return float(min(known)) if known else float("nan")
 
 
-def _history_dict(history) -> dict:
-    raw = getattr(history, "history", history)
-    return {k: [float(v) for v in values] for k, values in dict(raw or {}).items()}
-
-
 def join_histories(*stages, names=None, seconds=None, unfreeze=None) -> TrainingRecord:
     """Join Keras histories (or dicts) of consecutive stages into one TrainingRecord."""
-    dicts = [_history_dict(h) for h in stages]
+    dicts = [plots.history_dict(h) for h in stages]
     if not dicts or any(not d for d in dicts):
         raise ValueError("join_histories needs at least one non-empty history per stage.")
     keys = [k for k in dicts[0] if all(k in d for d in dicts)]
@@ -266,7 +261,7 @@ def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, head_
         compile_model(model, learning_rate)
         head_history, head_seconds = _fit(model, train, val, head_epochs, 0, batch_size, seed, verbose)
     else:
-        head_seconds = [None] * len(next(iter(_history_dict(head_history).values())))
+        head_seconds = [None] * len(next(iter(plots.history_dict(head_history).values())))
     first = len(head_seconds)
     history, seconds, report = fine_tune(model, backbone, name, n_blocks, train, val, fine_tune_epochs,
                                          fine_tune_lr, first, batch_size, keep_batchnorm_frozen,
@@ -295,19 +290,13 @@ def sweep_blocks(model, backbone, name: str, n_values, train, val, epochs: int,
 
 # ------------------------------------------------------------------ plots
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_two_stage(records, metric: str = "accuracy", ax=None, title: str | None = None):
     """Learning curves of two-stage runs on one figure, with a marker where fine-tuning starts.
 
     `records` is a TrainingRecord or a dict {label: TrainingRecord} (validation curves only).
     """
     if ax is None:
-        _, ax = _plt().subplots(figsize=(7, 3.8))
+        _, ax = plots.pyplot().subplots(figsize=(7, 3.8))
     if isinstance(records, TrainingRecord):
         rec = records
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
@@ -334,7 +323,7 @@ def plot_two_stage(records, metric: str = "accuracy", ax=None, title: str | None
 def plot_sweep(results: list, baseline: float | None = None, title: str | None = None):
     """Validation accuracy and seconds per epoch against the number of unfrozen blocks."""
     ns = [r["n_blocks"] for r in results]
-    fig, (left, right) = _plt().subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = plots.pyplot().subplots(1, 2, figsize=(10, 3.6))
     accs = [r["val_accuracy"] for r in results]
     left.plot(ns, accs, marker="o", label="fine-tuned")
     if baseline is not None:

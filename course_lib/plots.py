@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """Matplotlib's pyplot, imported on first use so that `import course_lib` stays light."""
     import matplotlib.pyplot as plt
 
     return plt
@@ -38,7 +39,7 @@ def image_grid(images, titles=None, cols: int = 6, size: float = 2.0, suptitle: 
     cols = max(1, min(cols, len(images)))
     rows = math.ceil(len(images) / cols)
     title_space = 0.45 if titles is not None else 0.0
-    fig, axes = _plt().subplots(rows, cols, figsize=(size * cols, (size + title_space) * rows + 0.4),
+    fig, axes = pyplot().subplots(rows, cols, figsize=(size * cols, (size + title_space) * rows + 0.4),
                                 squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -71,7 +72,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, 
     shown = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1) if normalize else cm
     n = len(class_names)
     if ax is None:
-        _, ax = _plt().subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
+        _, ax = pyplot().subplots(figsize=(1.0 + 0.6 * n, 0.8 + 0.6 * n))
     ax.imshow(shown, cmap="Blues", vmin=0)
     ax.set_xticks(range(n), class_names, rotation=45, ha="right")
     ax.set_yticks(range(n), class_names)
@@ -93,7 +94,7 @@ def misclassified_grid(images, y_true, y_pred, class_names, probs=None, max_imag
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     wrong = np.flatnonzero(y_true != y_pred)
     if not len(wrong):
-        fig, ax = _plt().subplots(figsize=(4, 1))
+        fig, ax = pyplot().subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0.5, 0.5, "No misclassified images.", ha="center", va="center")
         return fig
@@ -110,19 +111,21 @@ def misclassified_grid(images, y_true, y_pred, class_names, probs=None, max_imag
                       suptitle=f"{len(shown)} of {len(wrong)} misclassified images ({order})")
 
 
-def _history_dict(history) -> dict:
-    return dict(getattr(history, "history", history) or {})
+def history_dict(history) -> dict:
+    """A Keras History (or a dict of lists) as {metric: [float per epoch]}."""
+    raw = getattr(history, "history", history)
+    return {k: [float(v) for v in values] for k, values in dict(raw or {}).items()}
 
 
 def learning_curves(history, second=None, metric: str = "accuracy",
                     labels=("train head", "fine-tune"), ax=None):
     """Train/val curves of one or two training stages, with a marker where stage two starts."""
-    first = _history_dict(history)
+    first = history_dict(history)
     if metric not in first:
         raise ValueError(f"The history has no {metric!r}. Received keys: {sorted(first)}.")
-    stages = [first] + ([_history_dict(second)] if second is not None else [])
+    stages = [first] + ([history_dict(second)] if second is not None else [])
     if ax is None:
-        _, ax = _plt().subplots(figsize=(6, 3.5))
+        _, ax = pyplot().subplots(figsize=(6, 3.5))
     for key, style in ((metric, "-"), (f"val_{metric}", "--")):
         values = [v for h in stages for v in h.get(key, [])]
         if values:
@@ -148,7 +151,7 @@ def sweep_plot(xs, curves: dict, xlabel: str = "training images per class",
         if len(values) != len(xs):
             raise ValueError(f"Curve {label!r} has {len(values)} values for {len(xs)} x positions.")
     if ax is None:
-        _, ax = _plt().subplots(figsize=(6, 3.5))
+        _, ax = pyplot().subplots(figsize=(6, 3.5))
     for label, values in curves.items():
         ax.plot(xs, values, marker="o", label=label)
     if chance is not None:
@@ -169,7 +172,7 @@ def feature_maps(maps: dict, channels: int = 6, size: float = 1.6):
     """One row per depth (`maps`: name -> (h, w, c) activations): the most active channels."""
     if not maps:
         raise ValueError("feature_maps needs at least one named activation. Received: {}.")
-    fig, axes = _plt().subplots(len(maps), channels, figsize=(size * channels, size * len(maps) + 0.3),
+    fig, axes = pyplot().subplots(len(maps), channels, figsize=(size * channels, size * len(maps) + 0.3),
                                 squeeze=False)
     for row, (name, act) in zip(axes, maps.items()):
         act = np.asarray(act)
@@ -193,7 +196,7 @@ def block_parameters(blocks, ax=None, title: str = "Parameters per block"):
     names = [name for name, _ in blocks]
     counts = [backbones.param_count(layers) for _, layers in blocks]
     if ax is None:
-        _, ax = _plt().subplots(figsize=(max(6, 0.35 * len(names)), 3.2))
+        _, ax = pyplot().subplots(figsize=(max(6, 0.35 * len(names)), 3.2))
     ax.bar(range(len(names)), counts)
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_ylabel("parameters")

@@ -18,14 +18,13 @@ import math
 
 import numpy as np
 
+from course_lib import domain
+
 SCORES = ("logme", "leep", "h_score", "knn")
 
 
-def _check_features(features, labels, min_classes: int = 2):
-    f = np.asarray(features, dtype=np.float64)
-    y = np.asarray(labels)
-    if f.ndim != 2 or len(f) < 2:
-        raise ValueError(f"features must be a 2-D array (n, d) with n >= 2. Received: shape={f.shape}.")
+def _check_labeled(features, labels, min_classes: int = 2):
+    f, y = domain.check_features(features), np.asarray(labels)
     if y.shape != (len(f),) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise ValueError("labels must be one non-negative integer per feature vector. "
                          f"Received: labels of shape {y.shape} and dtype {y.dtype} for {len(f)} vectors.")
@@ -62,7 +61,7 @@ def _evidence(z, y_norm2, s2, n, d, max_iter=3000, tol=1e-9):
 
 def logme(features, labels) -> float:
     """LogME: mean over classes of the maximised log evidence (per image) of a linear model."""
-    f, y = _check_features(features, labels)
+    f, y = _check_labeled(features, labels)
     n, d = f.shape
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     s2 = s ** 2
@@ -100,7 +99,7 @@ def leep(source_probs, labels) -> float:
 
 def h_score(features, labels, shrinkage="auto") -> float:
     """H-score tr(cov(f)^-1 cov(E[f|y])); shrinkage='auto' (Ledoit-Wolf), a float in [0, 1], or None (pinv)."""
-    f, y = _check_features(features, labels)
+    f, y = _check_labeled(features, labels)
     f = f - f.mean(0)
     cov_f = _covariance(f, shrinkage)
     means = np.stack([f[y == c].mean(0) for c in np.unique(y)])
@@ -128,7 +127,7 @@ def _covariance(f, shrinkage):
 
 def knn_probe(features, labels, k: int = 5) -> float:
     """Leave-one-out accuracy of a k-nearest-neighbour vote (cosine similarity) on the features."""
-    f, y = _check_features(features, labels)
+    f, y = _check_labeled(features, labels)
     if not isinstance(k, (int, np.integer)) or not 1 <= k < len(f):
         raise ValueError(f"k must be an integer from 1 to n-1={len(f) - 1}. Received: k={k!r}.")
     z = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
@@ -190,7 +189,7 @@ def linear_probe(train, test, C: float = 1.0, max_iter: int = 2000) -> float:
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
-    (x, y), (xt, yt) = _check_features(*train, min_classes=2), _check_features(*test, min_classes=1)
+    (x, y), (xt, yt) = _check_labeled(*train, min_classes=2), _check_labeled(*test, min_classes=1)
     if x.shape[1] != xt.shape[1]:
         raise ValueError(f"train and test features differ in size. Received: {x.shape[1]} and {xt.shape[1]}.")
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
@@ -246,14 +245,11 @@ def recommend(per_class: float, domain_distance: float, crossover_per_class: flo
 
 def rank_correlations(table: dict, accuracy: dict) -> dict:
     """Spearman rank correlation of each score with accuracy, over the candidates that have it."""
-    from scipy import stats
-
     out = {}
     for score in SCORES:
         cands = [c for c in table if score in table[c]]
         if len(cands) >= 3:
-            rho = stats.spearmanr([table[c][score] for c in cands], [accuracy[c] for c in cands]).statistic
-            out[score] = float(rho)
+            out[score] = domain.rank_correlation([table[c][score] for c in cands], [accuracy[c] for c in cands])
     return out
 
 

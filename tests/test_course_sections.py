@@ -41,7 +41,7 @@ def test_target_rows_pass_and_miss_at_the_limits(sections):
 
 def test_table_aligns_columns(sections):
     text = sections.table(["a", "bb"], [("xxx", 1), ("y", 22)])
-    assert text.splitlines() == ["a    bb", "---  --", "xxx  1 ", "y    22"]
+    assert text.splitlines() == ["a    bb", "---  --", "xxx  1", "y    22"]
 
 
 def test_notebook_runtimes_times_each_notebook_and_its_kernel_memory(sections, tmp_path, monkeypatch,
