@@ -103,12 +103,13 @@ def children_cpu_seconds() -> float:
 
 
 def notebook_runtimes(only=None, timeout: int = 900, out=None) -> list[dict]:
-    """Execute each source notebook in the fast profile; time it and sample its memory."""
+    """Execute each source notebook in the fast profile, from empty caches; time it and sample its memory."""
     from course_lib import notebooks, runner
 
     os.environ["COURSE_PROFILE"] = "fast"
     os.environ.setdefault("CI", "true")  # no progress bars in the kernels' output
     out = pathlib.Path(out or tempfile.mkdtemp(prefix="course-bench-"))
+    os.environ["COURSE_CACHE"] = str(out / "cache")  # empty caches: a learner's first run
     (out / "executed").mkdir(parents=True, exist_ok=True)
     (out / "metrics").mkdir(parents=True, exist_ok=True)
     rows = []
