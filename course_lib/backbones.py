@@ -9,7 +9,7 @@ import dataclasses
 import importlib
 import re
 
-from course_lib import errors, mirror
+from course_lib import errors, mirror, scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +106,8 @@ def load(name: str, image_size: int = 224, weights: str | None = "imagenet",
                   input_shape=(image_size, image_size, 3))
     if weights == "imagenet":
         weights = mirror.weights_path(spec, image_size) or "imagenet"
-    with errors.explain_download(f"the ImageNet weights of {spec.constructor}",
-                                 spec.weights_filename(image_size)):
+    with scale.scope(), errors.explain_download(f"the ImageNet weights of {spec.constructor}",
+                                                spec.weights_filename(image_size)):
         model = ctor(weights=weights, **kwargs)
     model.trainable = trainable
     return model
@@ -125,8 +125,8 @@ def load_classifier(name: str, image_size: int = 224):
         )
     ctor = getattr(keras.applications, spec.constructor)
     weights = mirror.weights_path(spec, image_size, include_top=True) or "imagenet"
-    with errors.explain_download(f"the ImageNet classifier weights of {spec.constructor}",
-                                 spec.weights_filename(image_size, include_top=True)):
+    with scale.scope(), errors.explain_download(f"the ImageNet classifier weights of {spec.constructor}",
+                                                spec.weights_filename(image_size, include_top=True)):
         return ctor(weights=weights, include_top=True,
                     input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
 

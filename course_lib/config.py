@@ -147,6 +147,8 @@ class Config:
         import keras
         import tensorflow as tf
 
+        from course_lib import scale
+
         p = self.profile
         lines = [
             f"notebook : {self.notebook}",
@@ -155,6 +157,7 @@ class Config:
             f"train/val/test per class={p.train_per_class}/{p.val_per_class}/{p.test_per_class})",
             f"device   : {self.device}  (TensorFlow {tf.__version__}, Keras {keras.__version__})",
             f"seed     : {self.seed}",
+            f"compute  : {scale.describe()}, dtype policy {keras.mixed_precision.global_policy().name}",
             "data     : " + (f"offline mirror {self.mirror}" if self.mirror else "online (Keras/TFDS downloads)"),
         ]
         if self.dataset_override:
@@ -162,14 +165,16 @@ class Config:
         return "\n".join(lines)
 
 
-def setup(notebook: str, seed: int | None = None, quiet: bool = False) -> Config:
-    """Apply profile, seed and offline mode for a notebook, print them, return a Config."""
-    from course_lib import mirror, report
+def setup(notebook: str, seed: int | None = None, quiet: bool = False,
+          mixed_precision: bool | None = None) -> Config:
+    """Apply profile, seed, precision and offline mode for a notebook, print them, return a Config."""
+    from course_lib import mirror, report, scale
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     profile = get_profile()
     seed = seed_value() if seed is None else int(seed)
     set_seed(seed)
+    scale.use_mixed_precision(mixed_precision)  # None: mixed on a GPU/TPU, float32 on a CPU
     mirror.activate()
     report.start(notebook)
     cfg = Config(notebook, profile, seed, mirror_dir(), user_dataset_dir(), accelerator())

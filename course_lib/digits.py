@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from course_lib import data
+from course_lib import data, scale
 
 CLASS_NAMES = [str(d) for d in range(10)]
 SIZE = 28  # the CNN's input size (MNIST's own)
@@ -84,20 +84,21 @@ def small_cnn(num_classes: int = 10, width: int = 32, augment: bool = False, see
     def init(i):  # seeded per layer: the initial weights depend on `seed` only, not on the global RNG
         return keras.initializers.GlorotUniform(seed=None if seed is None else 1000 * seed + i)
 
-    inputs = keras.Input((SIZE, SIZE, 1), name="digits")
-    x = layers.Rescaling(1 / 255.0)(inputs)
-    if augment:  # active in training only; digits must not be flipped
-        x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed, name="shift")(x)
-        x = layers.RandomRotation(0.03, fill_mode="constant", seed=seed, name="rotate")(x)
-    x = layers.Conv2D(width, 3, activation="relu", padding="same", kernel_initializer=init(1), name="conv1")(x)
-    x = layers.MaxPooling2D(name="pool1")(x)
-    x = layers.Conv2D(2 * width, 3, activation="relu", padding="same", kernel_initializer=init(2), name="conv2")(x)
-    x = layers.MaxPooling2D(name="pool2")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(128, activation="relu", kernel_initializer=init(3), name="features")(x)
-    x = layers.Dropout(0.3, seed=seed, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", kernel_initializer=init(4), name="classifier")(x)
-    return keras.Model(inputs, outputs, name=name)
+    with scale.scope():
+        inputs = keras.Input((SIZE, SIZE, 1), name="digits")
+        x = layers.Rescaling(1 / 255.0)(inputs)
+        if augment:  # active in training only; digits must not be flipped
+            x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed, name="shift")(x)
+            x = layers.RandomRotation(0.03, fill_mode="constant", seed=seed, name="rotate")(x)
+        x = layers.Conv2D(width, 3, activation="relu", padding="same", kernel_initializer=init(1), name="conv1")(x)
+        x = layers.MaxPooling2D(name="pool1")(x)
+        x = layers.Conv2D(2 * width, 3, activation="relu", padding="same", kernel_initializer=init(2), name="conv2")(x)
+        x = layers.MaxPooling2D(name="pool2")(x)
+        x = layers.Flatten(name="flatten")(x)
+        x = layers.Dense(128, activation="relu", kernel_initializer=init(3), name="features")(x)
+        x = layers.Dropout(0.3, seed=seed, name="dropout")(x)
+        outputs = scale.output_layer(int(num_classes), name="classifier", kernel_initializer=init(4))(x)
+        return keras.Model(inputs, outputs, name=name)
 
 
 def train_cnn(model, x, y, epochs: int = 10, min_steps: int = 100, batch_size: int = 32,
@@ -105,12 +106,13 @@ def train_cnn(model, x, y, epochs: int = 10, min_steps: int = 100, batch_size: i
     """Train a digits CNN with Adam for `epochs` passes, or more so that it takes `min_steps` steps."""
     import keras
 
-    x, y = _as_input(x), np.asarray(y)
+    x, y, batch_size = _as_input(x), np.asarray(y), scale.global_batch_size(batch_size)
     steps = max(int(epochs) * math.ceil(len(x) / batch_size), int(min_steps))
     order = _schedule(len(x), steps * batch_size, seed)
     keras.utils.set_random_seed(seed)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with scale.scope():
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], **scale.compile_kwargs())
     model.fit(x[order], y[order], epochs=1, batch_size=batch_size, shuffle=False, verbose=verbose)
     return model
 

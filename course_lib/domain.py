@@ -18,7 +18,7 @@ import io
 
 import numpy as np
 
-from course_lib import data
+from course_lib import data, scale
 
 CORRUPTIONS = ("gaussian_noise", "blur", "contrast", "colour_shift", "jpeg")
 STYLES = ("sketch", "cartoon", "art_painting")
@@ -314,22 +314,24 @@ def _preprocess(preprocess):
 
 def adabn(model, images, preprocess="mobilenet_v2", batch_size: int = 32):
     """A copy of `model` whose BN moving statistics are re-estimated on unlabeled target images."""
-    images = _check_images(images)
-    fn = _preprocess(preprocess)
+    import tensorflow as tf
+
+    images, fn = _check_images(images), _preprocess(preprocess)
     adapted = copy_model(model)
     layers = bn_layers(adapted)
     saved = [(l.trainable, l.momentum) for l in layers]
+    momentum = tf.Variable(0.0, trainable=False)  # read at each step, so the step is traced once
     for l in layers:
-        l.trainable = True  # frozen BN layers never update their statistics
+        l.trainable, l.momentum = True, momentum  # frozen BN layers never update their statistics
+    step = tf.function(lambda x: adapted(x, training=True))  # a graph: eager mode holds GBs here
     seen = 0
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
-        for l in layers:  # a running average: every image weighs the same, the old statistics none
-            l.momentum = seen / (seen + len(batch))
-        adapted(fn(batch.astype(np.float32)), training=True)
+        momentum.assign(seen / (seen + len(batch)))  # a running average: every image weighs the same
+        step(tf.constant(fn(batch.astype(np.float32))))
         seen += len(batch)
-    for l, (trainable, momentum) in zip(layers, saved):
-        l.trainable, l.momentum = trainable, momentum
+    for l, (trainable, old_momentum) in zip(layers, saved):
+        l.trainable, l.momentum = trainable, old_momentum
     return adapted
 
 
@@ -376,8 +378,11 @@ def train_weighted_head(parts, num_classes: int, epochs: int = 30, learning_rate
     w = part_weights([p[1] for p in parts])
     keras.utils.set_random_seed(seed)
     head = features.make_head(x.shape[1], num_classes)
-    head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")
-    head.fit(x, y, sample_weight=w, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+    with scale.scope():
+        head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                     **scale.compile_kwargs())
+    head.fit(x, y, sample_weight=w, epochs=epochs, batch_size=scale.global_batch_size(batch_size),
+             verbose=0, shuffle=True)
     return head
 
 

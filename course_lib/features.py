@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from course_lib import backbones, config, data
+from course_lib import backbones, config, data, scale
 
 
 def weights_digest(model) -> str:
@@ -147,8 +147,9 @@ def make_head(input_dim: int, num_classes: int, dropout: float = 0.2, name: str 
 
     if num_classes < 2:
         raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}.")
-    return keras.Sequential([keras.Input((input_dim,)), keras.layers.Dropout(dropout),
-                             keras.layers.Dense(num_classes, activation="softmax")], name=name)
+    with scale.scope():
+        return keras.Sequential([keras.Input((input_dim,)), keras.layers.Dropout(dropout),
+                                 scale.output_layer(int(num_classes))], name=name)
 
 
 def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20,
@@ -160,8 +161,8 @@ def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20
     x, y = train
     num_classes = _num_classes(y, num_classes)
     keras.utils.set_random_seed(seed)
-    head = make_head(x.shape[1], num_classes, dropout)
-    compile_classifier(head, learning_rate)
+    head = compile_classifier(make_head(x.shape[1], num_classes, dropout), learning_rate)
+    batch_size = scale.global_batch_size(batch_size)
     train_ds = feature_dataset(x, y, batch_size, shuffle=True, seed=seed)
     val_ds = None if val is None else feature_dataset(*val, batch_size)
     history = head.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False)
@@ -180,8 +181,9 @@ def compile_classifier(model, learning_rate: float = 1e-3):
     """Compile with the settings every head in the course uses (Adam, sparse cross-entropy)."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with scale.scope():
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], **scale.compile_kwargs())
     return model
 
 
@@ -203,9 +205,9 @@ def frozen_classifier(backbone, num_classes: int, dropout: float = 0.2, seed: in
     backbone.trainable = False
     keras.utils.set_random_seed(seed)  # the same head initialisation as train_head(seed=seed)
     head = make_head(backbone.output_shape[-1], num_classes, dropout)
-    inputs = keras.Input(backbone.input_shape[1:], name="image")
-    outputs = head(backbone(inputs, training=False))
-    return keras.Model(inputs, outputs, name=name)
+    with scale.scope():
+        inputs = keras.Input(backbone.input_shape[1:], name="image")
+        return keras.Model(inputs, head(backbone(inputs, training=False)), name=name)
 
 
 def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = None,
@@ -216,6 +218,7 @@ def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = N
     model = frozen_classifier(backbone, _num_classes(train.labels, len(train.class_names)),
                               dropout, seed)
     compile_classifier(model, learning_rate)
+    batch_size = scale.global_batch_size(batch_size)
     train_ds = data.pipeline(train, image_size, preprocess, batch_size, shuffle=True, seed=seed)
     val_ds = None if val is None else data.pipeline(val, image_size, preprocess, batch_size)
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from course_lib import backbones, plots
+from course_lib import backbones, plots, scale
 
 STAGE_NAMES = ("train head", "fine-tune")
 
@@ -116,17 +116,19 @@ def classifier(base, head, batchnorm_inference: bool = True, name: str = "classi
     """Input -> `base` -> `head` as one model; `base` is called with training=False by default."""
     import keras
 
-    inputs = keras.Input(base.input_shape[1:], name="inputs")
-    features = base(inputs, training=False) if batchnorm_inference else base(inputs)
-    return keras.Model(inputs, head(features), name=name)
+    with scale.scope():
+        inputs = keras.Input(base.input_shape[1:], name="inputs")
+        features = base(inputs, training=False) if batchnorm_inference else base(inputs)
+        return keras.Model(inputs, head(features), name=name)
 
 
 def compile_model(model, learning_rate: float):
     """Compile (again) with Adam at `learning_rate`: needed after every change of `trainable`."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with scale.scope():
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], **scale.compile_kwargs())
     return model
 
 
@@ -229,7 +231,7 @@ def _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose):
     import keras
 
     keras.utils.set_random_seed(seed)
-    timer = _timer()
+    timer, batch_size = _timer(), scale.global_batch_size(batch_size)
     history = model.fit(as_dataset(train, batch_size, shuffle=True, seed=seed),
                         validation_data=as_dataset(val, batch_size), epochs=initial_epoch + epochs,
                         initial_epoch=initial_epoch, verbose=verbose, callbacks=[timer], shuffle=False)

@@ -1,7 +1,9 @@
 """Scaling past one device with TensorFlow's own engine: strategies, mixed precision, XLA.
 
 Taught in `03_fine_tuning` (its "Scale up" notes) and measured by `benchmarks/benchmark.py`.
-The course builds models inside `strategy().scope()`: a `TPUStrategy` on a TPU runtime,
+Every course helper that builds or trains a model (`backbones.load`, `features.train_head`,
+`features.train_in_model`, `finetune`, `scratch`, `digits`) does it inside `scope()` with
+the batch size scaled by `global_batch_size`. The strategy is a `TPUStrategy` on a TPU runtime,
 a `MirroredStrategy` on several GPUs and the default (one device) otherwise. The batch
 size a notebook picks is per replica; `global_batch_size` scales it. Mixed precision is
 on with a GPU (float16) or TPU (bfloat16) and off on a CPU; the classifier's output layer
@@ -47,6 +49,17 @@ def strategy(devices=None):
     return _STATE["auto"]
 
 
+def use_strategy(strat=None):
+    """Make `strat` the strategy every course helper builds and trains under (None: auto-choose again)."""
+    _STATE["auto"] = strat
+    return strategy()
+
+
+def scope():
+    """The scope to build and compile models in: `strategy().scope()`."""
+    return strategy().scope()
+
+
 def _auto_strategy():
     import tensorflow as tf
 
@@ -79,7 +92,9 @@ def _tpu_resolver():
 def describe(strat=None) -> str:
     """One line naming a strategy and its replicas, for a notebook's output."""
     strat = strat or strategy()
-    return f"{type(strat).__name__} with {strat.num_replicas_in_sync} replica(s)"
+    name = type(strat).__name__
+    name = "the default strategy (one device)" if name == "_DefaultDistributionStrategy" else name
+    return f"{name} with {strat.num_replicas_in_sync} replica(s)"
 
 
 def global_batch_size(per_replica: int, strat=None) -> int:
@@ -134,13 +149,13 @@ def op_determinism(enabled=None) -> bool:
     return bool(tf_config.is_op_determinism_enabled())
 
 
-def output_layer(num_classes: int, name: str = "predictions"):
+def output_layer(num_classes: int, name: str = "predictions", **dense_kwargs):
     """The softmax classification layer, computed in float32 under any dtype policy."""
     import keras
 
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"A classifier needs an integer num_classes >= 2. Received: num_classes={num_classes!r}.")
-    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=name, **dense_kwargs)
 
 
 def build_classifier(backbone, num_classes: int, dropout: float = 0.2, preprocess=None,

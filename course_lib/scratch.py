@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from course_lib import scale
+
 
 def make_cnn(image_size: int, num_classes: int, channels: int = 3, widths=(16, 32, 64),
              dropout: float = 0.3, augment: bool = True, name: str = "scratch_cnn"):
@@ -19,20 +21,21 @@ def make_cnn(image_size: int, num_classes: int, channels: int = 3, widths=(16, 3
     from keras import layers
 
     _check_args(image_size, num_classes, channels, widths)
-    inputs = keras.Input((image_size, image_size, channels), name="pixels")
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    if augment:
-        x = layers.RandomFlip("horizontal")(x)
-        x = layers.RandomTranslation(0.1, 0.1, fill_mode="reflect")(x)
-    for i, width in enumerate(widths):
-        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
-        x = layers.ReLU()(x)
-        x = layers.MaxPooling2D()(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    x = layers.Dropout(dropout)(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    with scale.scope():
+        inputs = keras.Input((image_size, image_size, channels), name="pixels")
+        x = layers.Rescaling(1.0 / 255)(inputs)
+        if augment:
+            x = layers.RandomFlip("horizontal")(x)
+            x = layers.RandomTranslation(0.1, 0.1, fill_mode="reflect")(x)
+        for i, width in enumerate(widths):
+            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
+            x = layers.ReLU()(x)
+            x = layers.MaxPooling2D()(x)
+        x = layers.GlobalAveragePooling2D()(x)
+        x = layers.Dropout(dropout)(x)
+        outputs = scale.output_layer(int(num_classes))(x)
+        return keras.Model(inputs, outputs, name=name)
 
 
 def _check_args(image_size, num_classes, channels, widths) -> None:
@@ -65,10 +68,12 @@ def train(train, val=None, num_classes: int | None = None, epochs: int | None = 
                          "Pass the dataset's number of classes.")
     keras.utils.set_random_seed(seed)
     model = make_cnn(x.shape[1], num_classes, channels=x.shape[-1], **model_kwargs)
+    batch_size = scale.global_batch_size(batch_size)
     epochs = epochs or epochs_for(len(x), batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * math.ceil(len(x) / batch_size))
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with scale.scope():
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], **scale.compile_kwargs())
     val = None if val is None else _as_images(*val)
     history = model.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size,
                         shuffle=True, verbose=verbose)

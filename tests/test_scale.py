@@ -205,3 +205,68 @@ def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
     assert result["loss2"][-1] < result["loss2"][0], "training under MirroredStrategy did not learn"
     np.testing.assert_allclose(result["loss2"], result["loss1"], rtol=1e-5)
     assert result["max_weight_diff"] < 1e-5, result
+
+
+def test_course_heads_and_cnns_keep_float32_outputs_under_mixed_policy(float32_policy):
+    """Every classifier the course's helpers build ends in a float32 softmax under mixed_float16."""
+    cl.scale.use_mixed_precision(True)
+    rng = np.random.default_rng(0)
+    head, _ = cl.features.train_head((rng.normal(size=(24, 8)).astype("float32"), np.arange(24) % 3),
+                                     epochs=1)
+    cnn = cl.scratch.make_cnn(32, 4, augment=False)
+    digits_cnn = cl.digits.small_cnn(10)
+    for model in (head, cnn, digits_cnn):
+        assert model.layers[-1].compute_dtype == "float32", model.name
+        assert "float16" in {l.compute_dtype for l in model.layers[:-1]}, model.name  # the rest: float16
+    preds = head.predict(rng.normal(size=(4, 8)).astype("float32"), verbose=0)
+    assert preds.dtype == np.float32
+
+
+HELPERS_SCRIPT = textwrap.dedent("""
+    import json, os
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import numpy as np
+    import course_lib as cl
+    from tests.test_scale import tiny_backbone
+
+    cl.scale.use_strategy(cl.scale.strategy(devices=["/cpu:0", "/cpu:1"]))
+    rng = np.random.default_rng(0)
+    kinds = lambda m: sorted({type(w.value).__name__ for w in m.weights})
+    feats, labels = rng.normal(size=(48, 8)).astype("float32"), np.arange(48) % 3
+    head, hist = cl.features.train_head((feats, labels), (feats, labels), epochs=2, batch_size=8)
+    with cl.scale.scope():  # as cl.backbones.load does
+        backbone = tiny_backbone()
+    model = cl.finetune.classifier(backbone, cl.features.make_head(6, 3))
+    cl.finetune.compile_model(model, 1e-2)
+    images = rng.normal(size=(32, 16, 16, 3)).astype("float32")
+    ft_hist, _ = cl.finetune._fit(model, (images, labels[:32]), None, 2, 0, 8, 0, 0)
+    cnn, cnn_hist = cl.scratch.train((rng.integers(0, 255, (32, 16, 16, 3)), labels[:32]), epochs=1,
+                                     batch_size=8, widths=(4, 8))
+    digits_cnn = cl.digits.train_cnn(cl.digits.small_cnn(3, width=4), rng.integers(0, 255, (32, 28, 28)),
+                                     labels[:32], epochs=1, min_steps=1, batch_size=8)
+    print("RESULT " + json.dumps({
+        "describe": cl.scale.describe(), "global_batch": cl.scale.global_batch_size(8),
+        "head": kinds(head), "finetune": kinds(model), "scratch": kinds(cnn), "digits": kinds(digits_cnn),
+        "head_loss": hist.history["loss"], "finetune_steps": len(ft_hist.history["loss"])}))
+""")
+
+
+@pytest.mark.slow
+def test_course_helpers_build_and_train_under_the_chosen_strategy(tmp_path):
+    """With a two-replica MirroredStrategy chosen, the course's helpers create mirrored variables and train."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "helpers.py"
+    script.write_text(HELPERS_SCRIPT)
+    proc = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=root))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
+    result = json.loads(lines[0][len("RESULT "):])
+    assert result["describe"] == "MirroredStrategy with 2 replica(s)"
+    assert result["global_batch"] == 16
+    for helper in ("head", "finetune", "scratch", "digits"):
+        assert result[helper] == ["MirroredVariable"], (helper, result[helper])
+    assert np.isfinite(result["head_loss"]).all() and result["finetune_steps"] == 2
