@@ -8,6 +8,8 @@ import sys
 import nbformat
 import pytest
 
+from course_lib import notebooks
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -34,6 +36,8 @@ def test_target_rows_pass_and_miss_at_the_limits(sections):
     result = sections.target_rows(rows, 4 * 1024**3 + 1)
     assert [r[3] for r in result] == ["PASS", "MISS", "MISS"]
     assert result[1][0] == "slowest notebook (01_b)" and result[1][2] == "181 s"
+    n_all = len(notebooks.source_notebooks())
+    assert result[0][0] == f"2 of {n_all} notebooks only, fast profile"  # never called the whole course
     many = sections.target_rows([{"notebook": "00_a", "seconds": 100.0}] * 10, 4 * 1024**3)
     assert [r[3] for r in many] == ["MISS", "PASS", "PASS"]  # 10 x 100 s > 15 min
     assert sections.target_rows(None, 10)[0][0] == "peak RSS, benchmark process tree"
