@@ -186,17 +186,21 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
-    """Two replicas with per-replica batch 8 train like one device with batch 16."""
+def run_two_device_script(path, text: str) -> dict:
+    """Run a script (which sets up two logical CPUs) in a fresh process; return its RESULT json."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = tmp_path / "mirrored.py"
-    script.write_text(MIRRORED_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True,
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, str(path)], cwd=root, capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, PYTHONPATH=root))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
-    result = json.loads(lines[0][len("RESULT "):])
+    return json.loads(lines[0][len("RESULT "):])
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_logical_cpus_matches_one_device(tmp_path):
+    """Two replicas with per-replica batch 8 train like one device with batch 16."""
+    result = run_two_device_script(tmp_path / "mirrored.py", MIRRORED_SCRIPT)
     assert result["devices"] == ["/device:CPU:0", "/device:CPU:1"]
     assert result["replicas"] == 2
     assert result["describe"] == "MirroredStrategy with 2 replica(s)"
@@ -257,14 +261,7 @@ HELPERS_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_course_helpers_build_and_train_under_the_chosen_strategy(tmp_path):
     """With a two-replica MirroredStrategy chosen, the course's helpers create mirrored variables and train."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = tmp_path / "helpers.py"
-    script.write_text(HELPERS_SCRIPT)
-    proc = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, PYTHONPATH=root))
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
-    result = json.loads(lines[0][len("RESULT "):])
+    result = run_two_device_script(tmp_path / "helpers.py", HELPERS_SCRIPT)
     assert result["describe"] == "MirroredStrategy with 2 replica(s)"
     assert result["global_batch"] == 16
     for helper in ("head", "finetune", "scratch", "digits"):
