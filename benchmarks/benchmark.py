@@ -135,12 +135,10 @@ def table(rows: list[tuple], headers=("measurement", "time", "value", "target", 
 
 @functools.lru_cache(maxsize=None)
 def course_sections_module():
-    """`course_sections.py` next to this file (notebook runtimes, memory, mixed precision), or None."""
+    """`course_sections.py` next to this file (notebook runtimes, memory, mixed precision)."""
     import importlib.util
 
     path = pathlib.Path(__file__).with_name("course_sections.py")
-    if not path.is_file():
-        return None
     spec = importlib.util.spec_from_file_location("course_sections", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -158,9 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=None, help="default: the profile's")
     parser.add_argument("--profile", default="fast", choices=["fast", "full"],
                         help="data sizes (COURSE_PROFILE wins when set)")
-    extra = course_sections_module()
-    if extra is not None:
-        extra.add_arguments(parser)
+    course_sections_module().add_arguments(parser)
     return parser
 
 
@@ -177,8 +173,7 @@ def run(args) -> dict:
             results[name] = SECTIONS[name](cfg, splits, backbone, args)
             print(f"\n== {name} ==\n{table(results[name])}\n", flush=True)
     if "course" in args.sections:
-        extra = course_sections_module()
-        results["course"] = extra.run(args) if extra else None
+        results["course"] = course_sections_module().run(args)
     return results
 
 

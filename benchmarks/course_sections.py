@@ -110,12 +110,8 @@ def notebook_runtimes(only=None, timeout: int = 900, out=None) -> list[dict]:
     os.environ.setdefault("CI", "true")  # no progress bars in the kernels' output
     out = pathlib.Path(out or tempfile.mkdtemp(prefix="course-bench-"))
     os.environ["COURSE_CACHE"] = str(out / "cache")  # empty caches: a learner's first run
-    (out / "executed").mkdir(parents=True, exist_ok=True)
-    (out / "metrics").mkdir(parents=True, exist_ok=True)
     rows = []
-    for path in notebooks.source_notebooks():
-        if only and not any(o in path.stem for o in only):
-            continue
+    for path in notebooks.source_notebooks(only=only):
         print(f"[bench] running {path.name} ...", flush=True)
         cpu_before = children_cpu_seconds()
         with MemoryMonitor() as mon:

@@ -263,7 +263,7 @@ def pipeline(ds: ImageSet, image_size: int, preprocess=None, batch_size: int = 3
     import tensorflow as tf
 
     from_bytes = bool(ds.items) and isinstance(ds.items[0], bytes)
-    items = tf.constant(list(ds.items), dtype=tf.string) if len(ds) else tf.zeros((0,), tf.string)
+    items = tf.constant(list(ds.items), dtype=tf.string)
     d = tf.data.Dataset.from_tensor_slices((items, ds.labels.astype("int32")))
     load_fn = _loader(image_size, from_bytes)
     d = d.map(load_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -275,12 +275,13 @@ def pipeline(ds: ImageSet, image_size: int, preprocess=None, batch_size: int = 3
     if augment is not None:
         d = d.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     if preprocess is not None:
-        fn = _preprocess_fn(preprocess)
+        fn = preprocess_fn(preprocess)
         d = d.map(lambda x, y: (fn(tf.cast(x, tf.float32)), y), num_parallel_calls=tf.data.AUTOTUNE)
     return d.prefetch(tf.data.AUTOTUNE)
 
 
-def _preprocess_fn(preprocess):
+def preprocess_fn(preprocess):
+    """The preprocessing function for a backbone name; a function (or None) is returned as is."""
     if isinstance(preprocess, str):
         from course_lib import backbones
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from course_lib import data, scale
+from course_lib import data, features, scale
 
 CLASS_NAMES = [str(d) for d in range(10)]
 SIZE = 28  # the CNN's input size (MNIST's own)
@@ -55,23 +55,17 @@ def mnist_geometry(x: np.ndarray) -> np.ndarray:
 
 def stratified_indices(labels, per_class: int, seed: int = 0, exclude=None) -> np.ndarray:
     """Sorted indices of `per_class` random images of each class (skipping `exclude`)."""
-    return np.sort(np.concatenate(_per_class_picks(labels, per_class, seed, exclude)))
-
-
-def _per_class_picks(labels, per_class, seed, exclude) -> list:
-    """For each class, `per_class` random indices in random order."""
-    picks = []
-    for c, pool in data.class_orders(labels, seed, exclude).items():
-        if len(pool) < per_class:
-            raise ValueError(f"Class {c} has only {len(pool)} images left. Received: per_class={per_class}.")
-        picks.append(pool[:per_class])
-    return picks
+    return nested_subsets(labels, [per_class], seed, exclude)[int(per_class)]
 
 
 def nested_subsets(labels, sizes, seed: int = 0, exclude=None) -> dict:
     """Stratified random subsets with `sizes` images per class, each one contained in the next."""
     sizes = sorted(int(s) for s in sizes)
-    picks = _per_class_picks(labels, sizes[-1], seed, exclude)
+    picks = []
+    for c, pool in data.class_orders(labels, seed, exclude).items():
+        if len(pool) < sizes[-1]:
+            raise ValueError(f"Class {c} has only {len(pool)} images left. Received: per_class={sizes[-1]}.")
+        picks.append(pool[:sizes[-1]])
     return {s: np.sort(np.concatenate([p[:s] for p in picks])) for s in sizes}
 
 
@@ -110,9 +104,7 @@ def train_cnn(model, x, y, epochs: int = 10, min_steps: int = 100, batch_size: i
     steps = max(int(epochs) * math.ceil(len(x) / batch_size), int(min_steps))
     order = _schedule(len(x), steps * batch_size, seed)
     keras.utils.set_random_seed(seed)
-    with scale.scope():
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"], **scale.compile_kwargs())
+    features.compile_classifier(model, learning_rate)
     model.fit(x[order], y[order], epochs=1, batch_size=batch_size, shuffle=False, verbose=verbose)
     return model
 

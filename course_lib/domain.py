@@ -18,7 +18,7 @@ import io
 
 import numpy as np
 
-from course_lib import data, scale
+from course_lib import data, plots, scale
 
 CORRUPTIONS = ("gaussian_noise", "blur", "contrast", "colour_shift", "jpeg")
 STYLES = ("sketch", "cartoon", "art_painting")
@@ -302,21 +302,11 @@ def copy_model(model):
     return clone
 
 
-def _preprocess(preprocess):
-    if preprocess is None:
-        return lambda x: x
-    if isinstance(preprocess, str):
-        from course_lib import backbones
-
-        return backbones.get(preprocess).preprocess_input
-    return preprocess
-
-
 def adabn(model, images, preprocess="mobilenet_v2", batch_size: int = 32):
     """A copy of `model` whose BN moving statistics are re-estimated on unlabeled target images."""
     import tensorflow as tf
 
-    images, fn = _check_images(images), _preprocess(preprocess)
+    images, fn = _check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
     adapted = copy_model(model)
     layers = bn_layers(adapted)
     saved = [(l.trainable, l.momentum) for l in layers]
@@ -337,7 +327,7 @@ def adabn(model, images, preprocess="mobilenet_v2", batch_size: int = 32):
 
 def features(model, images, preprocess="mobilenet_v2", batch_size: int = 32) -> np.ndarray:
     """Features of in-memory uint8 images (corrupted or stylized ones, which have no files)."""
-    images, fn = _check_images(images), _preprocess(preprocess)
+    images, fn = _check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
     chunks = [model.predict(fn(images[i:i + 256].astype(np.float32)), batch_size=batch_size, verbose=0)
               for i in range(0, len(images), 256)]
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0,) + model.output_shape[1:])
@@ -422,7 +412,7 @@ def embed_2d(feature_sets: dict, seed: int = 0):
 
 def plot_examples(image_sets: dict, per_row: int = 6, title: str | None = None):
     """One row of example images per named set (domains, corruptions or styles)."""
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     rows = list(image_sets)
     fig, axes = plt.subplots(len(rows), per_row, figsize=(1.6 * per_row, 1.7 * len(rows)), squeeze=False)
@@ -441,7 +431,7 @@ def plot_examples(image_sets: dict, per_row: int = 6, title: str | None = None):
 
 def plot_domain_accuracy(accuracies: dict, source: str = "photo", title: str | None = None):
     """Bar plot of accuracy per domain; the in-domain (source) bar is drawn in grey."""
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.2))
     names = list(accuracies)
@@ -457,7 +447,7 @@ def plot_domain_accuracy(accuracies: dict, source: str = "photo", title: str | N
 
 def plot_corruption_sweep(results: dict, clean: float, chance: float | None = None):
     """Accuracy against severity, one line per corruption ({kind: {severity: accuracy}})."""
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for kind, by_sev in results.items():
@@ -476,7 +466,7 @@ def plot_corruption_sweep(results: dict, clean: float, chance: float | None = No
 
 def plot_embedding(points, domain, title: str = "Features of each domain (PCA, 2-D)"):
     """Scatter of 2-D embedded features, coloured by domain."""
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
     for name in dict.fromkeys(domain):
@@ -492,7 +482,7 @@ def plot_embedding(points, domain, title: str = "Features of each domain (PCA, 2
 
 def plot_distance_vs_drop(distances: dict, drops: dict, xlabel: str = "MMD² to photo"):
     """Scatter of each target domain's feature distance against its accuracy drop."""
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for name in distances:

@@ -159,7 +159,7 @@ def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20
     import keras
 
     x, y = train
-    num_classes = _num_classes(y, num_classes)
+    num_classes = check_num_classes(y, num_classes)
     keras.utils.set_random_seed(seed)
     head = compile_classifier(make_head(x.shape[1], num_classes, dropout), learning_rate)
     batch_size = scale.global_batch_size(batch_size)
@@ -169,7 +169,8 @@ def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20
     return head, history
 
 
-def _num_classes(y, num_classes) -> int:
+def check_num_classes(y, num_classes) -> int:
+    """`num_classes` (default: the largest label + 1), or a clear error when a label does not fit."""
     num_classes = int(num_classes or (np.max(y) + 1))
     if np.max(y) >= num_classes:
         raise ValueError(f"Labels go up to {int(np.max(y))} but num_classes={num_classes}. "
@@ -215,7 +216,7 @@ def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = N
                    learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0,
                    verbose: int = 0, dropout: float = 0.2):
     """The same training as `train_head`, but the backbone runs on every image of every epoch."""
-    model = frozen_classifier(backbone, _num_classes(train.labels, len(train.class_names)),
+    model = frozen_classifier(backbone, check_num_classes(train.labels, len(train.class_names)),
                               dropout, seed)
     compile_classifier(model, learning_rate)
     batch_size = scale.global_batch_size(batch_size)

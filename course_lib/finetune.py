@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from course_lib import backbones, plots, scale
+from course_lib import backbones, features, plots, scale
 
 STAGE_NAMES = ("train head", "fine-tune")
 
@@ -118,18 +118,13 @@ def classifier(base, head, batchnorm_inference: bool = True, name: str = "classi
 
     with scale.scope():
         inputs = keras.Input(base.input_shape[1:], name="inputs")
-        features = base(inputs, training=False) if batchnorm_inference else base(inputs)
-        return keras.Model(inputs, head(features), name=name)
+        feats = base(inputs, training=False) if batchnorm_inference else base(inputs)
+        return keras.Model(inputs, head(feats), name=name)
 
 
 def compile_model(model, learning_rate: float):
     """Compile (again) with Adam at `learning_rate`: needed after every change of `trainable`."""
-    import keras
-
-    with scale.scope():
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"], **scale.compile_kwargs())
-    return model
+    return features.compile_classifier(model, learning_rate)
 
 
 # ------------------------------------------------------------------ training record
@@ -220,11 +215,7 @@ def as_dataset(data, batch_size: int = 32, shuffle: bool = False, seed: int = 0)
 
     if data is None or isinstance(data, tf.data.Dataset):
         return data
-    x, y = data
-    d = tf.data.Dataset.from_tensor_slices((np.asarray(x, "float32"), np.asarray(y).astype("int32")))
-    if shuffle:
-        d = d.shuffle(max(len(x), 1), seed=seed, reshuffle_each_iteration=True)
-    return d.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return features.feature_dataset(*data, batch_size, shuffle=shuffle, seed=seed)
 
 
 def _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose):

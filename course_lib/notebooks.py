@@ -25,10 +25,11 @@ def repo_root(start=None) -> pathlib.Path:
         f"{here}. Run this command from inside the course checkout.")
 
 
-def source_notebooks(root=None) -> list[pathlib.Path]:
-    """Source notebooks in course order (00_..., 01_..., ...)."""
+def source_notebooks(root=None, only=None) -> list[pathlib.Path]:
+    """Source notebooks in course order (00_..., 01_..., ...); `only`: names containing one of these."""
     folder = repo_root(root) / "notebooks" / "source"
-    return sorted(p for p in folder.glob("*.ipynb") if ORDER_RE.match(p.name))
+    return sorted(p for p in folder.glob("*.ipynb") if ORDER_RE.match(p.name)
+                  and (not only or any(o in p.stem for o in only)))
 
 
 def _raw_directive(cell) -> str | None:

@@ -20,12 +20,10 @@ def run_course(out="runs/latest", profile: str | None = None, only=None,
                timeout: int = 1800, root=None) -> dict:
     """Execute the source notebooks and write the report; returns the report dict."""
     out = pathlib.Path(out).resolve()
-    (out / "executed").mkdir(parents=True, exist_ok=True)
-    (out / "metrics").mkdir(parents=True, exist_ok=True)
     if profile:
         os.environ["COURSE_PROFILE"] = profile
     os.environ.setdefault("COURSE_PROFILE", "fast")
-    paths = [p for p in notebooks.source_notebooks(root) if not only or any(o in p.stem for o in only)]
+    paths = notebooks.source_notebooks(root, only)
     if not paths:
         raise FileNotFoundError(f"No notebooks matched. Received: only={only!r}.")
     results = []
@@ -53,6 +51,8 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int) -> dict:
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
+    for folder in ("executed", "metrics"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
     metrics_file = out / "metrics" / f"{path.stem}.jsonl"
     metrics_file.unlink(missing_ok=True)
     os.environ["COURSE_METRICS_FILE"] = str(metrics_file)

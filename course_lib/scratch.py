@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from course_lib import scale
+from course_lib import features, scale
 
 
 def make_cnn(image_size: int, num_classes: int, channels: int = 3, widths=(16, 32, 64),
@@ -62,18 +62,13 @@ def train(train, val=None, num_classes: int | None = None, epochs: int | None = 
     import keras
 
     x, y = _as_images(*train)
-    num_classes = int(num_classes or (np.max(y) + 1))
-    if np.max(y) >= num_classes:
-        raise ValueError(f"Labels go up to {int(np.max(y))} but num_classes={num_classes}. "
-                         "Pass the dataset's number of classes.")
+    num_classes = features.check_num_classes(y, num_classes)
     keras.utils.set_random_seed(seed)
     model = make_cnn(x.shape[1], num_classes, channels=x.shape[-1], **model_kwargs)
     batch_size = scale.global_batch_size(batch_size)
     epochs = epochs or epochs_for(len(x), batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * math.ceil(len(x) / batch_size))
-    with scale.scope():
-        model.compile(optimizer=keras.optimizers.Adam(schedule), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"], **scale.compile_kwargs())
+    features.compile_classifier(model, schedule)
     val = None if val is None else _as_images(*val)
     history = model.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size,
                         shuffle=True, verbose=verbose)

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from course_lib import domain
+from course_lib import domain, plots
 
 SCORES = ("logme", "leep", "h_score", "knn")
 
@@ -102,8 +102,8 @@ def h_score(features, labels, shrinkage="auto") -> float:
     f, y = _check_labeled(features, labels)
     f = f - f.mean(0)
     cov_f = _covariance(f, shrinkage)
-    means = np.stack([f[y == c].mean(0) for c in np.unique(y)])
-    g = means[np.searchsorted(np.unique(y), y)]
+    classes, index = np.unique(y, return_inverse=True)
+    g = np.stack([f[y == c].mean(0) for c in classes])[index]
     cov_g = g.T @ g / len(f)
     return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ cov_g))
 
@@ -258,7 +258,7 @@ def rank_correlations(table: dict, accuracy: dict) -> dict:
 
 def plot_learning_curves(sizes, curves: dict, crossover_at=None, title: str = "Accuracy against labeled images"):
     """Mean accuracy (band: min-max over seeds) against labeled images per class, log x axis."""
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     lowest = 1.0
@@ -286,7 +286,7 @@ def plot_learning_curves(sizes, curves: dict, crossover_at=None, title: str = "A
 
 def plot_scores_vs_accuracy(table: dict, accuracy: dict, names=SCORES):
     """One scatter per score: each candidate's score (x) against the accuracy it really reaches (y)."""
-    import matplotlib.pyplot as plt
+    plt = plots.pyplot()
 
     names = [n for n in names if any(n in row for row in table.values())]
     colours = {cand: plt.cm.tab10(i % 10) for i, cand in enumerate(table)}

@@ -3,8 +3,11 @@
 import os
 import pathlib
 
+import matplotlib
 import numpy as np
 import pytest
+
+matplotlib.use("Agg")  # every test draws off screen (not MPLBACKEND: executed notebooks inherit it)
 
 
 @pytest.fixture

@@ -280,9 +280,6 @@ def test_features_of_in_memory_images_match_a_direct_call():
 
 
 def test_embed_2d_and_plots():
-    import matplotlib
-
-    matplotlib.use("Agg")
     rng = np.random.default_rng(0)
     points, dom = domain.embed_2d({"a": rng.normal(size=(5, 6)), "b": rng.normal(size=(3, 6))})
     assert points.shape == (8, 2) and dom.tolist() == ["a"] * 5 + ["b"] * 3

@@ -1,14 +1,10 @@
 """Fine-tuning helpers: unfreezing the top blocks, the cut for cached activations, two-stage records."""
 
-import matplotlib
+import keras
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from course_lib import backbones, features, finetune  # noqa: E402
+from course_lib import backbones, features, finetune
 
 BN = keras.layers.BatchNormalization
 

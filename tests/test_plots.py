@@ -1,14 +1,10 @@
 """Shared plots: they draw what they are given, and refuse inputs that cannot be drawn."""
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from course_lib import backbones, plots  # noqa: E402
+from course_lib import backbones, plots
 
 
 @pytest.fixture(autouse=True)
