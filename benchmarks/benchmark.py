@@ -95,13 +95,14 @@ def backbone_images_per_second(backbone, n: int, batch_size: int, repeats: int =
 
     size = backbone.input_shape[1]
     x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (batch_size, size, size, 3)).astype("float32"))
-    backbone(x, training=False)  # warm up
+    forward = tf.function(lambda t: backbone(t, training=False))  # a graph, as predict runs it
+    forward(x)  # warm up: trace and build
     batches = max(1, n // batch_size)
     best = 0.0
     for _ in range(repeats):
         start = time.perf_counter()
         for _ in range(batches):
-            backbone(x, training=False).numpy()
+            forward(x).numpy()
         best = max(best, batches * batch_size / (time.perf_counter() - start))
     return best
 
