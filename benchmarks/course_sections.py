@@ -38,13 +38,14 @@ def peak_resident(proc) -> int:
     return proc.memory_info().rss
 
 
-def tree_rss(pid: int | None = None, include_root: bool = True) -> int:
+def tree_rss(pid: int | None = None, include_root: bool = True, exclude=frozenset()) -> int:
     """Peak resident bytes of a process and its descendants (or the descendants only), summed."""
     import psutil
 
     try:
         root = psutil.Process(pid or os.getpid())
-        procs = ([root] if include_root else []) + root.children(recursive=True)
+        procs = ([root] if include_root else []) + [p for p in root.children(recursive=True)
+                                                     if p.pid not in exclude]
     except psutil.NoSuchProcess:
         return 0
     total = 0
@@ -60,16 +61,18 @@ class MemoryMonitor:
     """Samples resident memory in a thread: peak of the whole tree and of the children only.
 
     Each sample reads every process's own high-water mark, so a peak between two samples
-    still counts; only a process that starts and ends between two samples is missed.
+    still counts; only a process that starts and ends between two samples is missed. With
+    `new_children_only`, children that were already running at the start do not count.
     """
 
-    def __init__(self, interval: float = 0.2):
+    def __init__(self, interval: float = 0.2, new_children_only: bool = False):
         self.interval, self.peak, self.children_peak = interval, 0, 0
+        self.new_children_only, self._old = new_children_only, frozenset()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _update(self) -> None:
-        self.children_peak = max(self.children_peak, tree_rss(include_root=False))
+        self.children_peak = max(self.children_peak, tree_rss(include_root=False, exclude=self._old))
         self.peak = max(self.peak, tree_rss())
 
     def _sample(self) -> None:
@@ -78,6 +81,10 @@ class MemoryMonitor:
             self._stop.wait(self.interval)
 
     def __enter__(self):
+        if self.new_children_only:
+            import psutil
+
+            self._old = frozenset(p.pid for p in psutil.Process().children(recursive=True))
         self._update()
         self._thread.start()
         return self
@@ -114,7 +121,7 @@ def notebook_runtimes(only=None, timeout: int = 900, out=None) -> list[dict]:
     for path in notebooks.source_notebooks(only=only):
         print(f"[bench] running {path.name} ...", flush=True)
         cpu_before = children_cpu_seconds()
-        with MemoryMonitor() as mon:
+        with MemoryMonitor(new_children_only=True) as mon:  # this notebook's kernel, not older children
             result = runner.run_notebook(path, out, timeout)
         rows.append({"notebook": path.stem, "seconds": result["seconds"], "status": result["status"],
                      "cpu_seconds": children_cpu_seconds() - cpu_before, "kernel_peak_rss": mon.children_peak})

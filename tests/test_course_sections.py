@@ -48,6 +48,22 @@ def test_table_aligns_columns(sections):
     assert text.splitlines() == ["a    bb", "---  --", "xxx  1", "y    22"]
 
 
+HOLD_300_MB = "import time\nx = bytearray(300 * 1024 * 1024)\nx[::4096] = b'1' * len(x[::4096])\ntime.sleep(600)"
+
+
+def _wait_for_rss(pid: int, nbytes: int, timeout: float = 30.0) -> bool:
+    import time
+
+    import psutil
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if psutil.Process(pid).memory_info().rss >= nbytes:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_notebook_runtimes_times_each_notebook_and_its_kernel_memory(sections, tmp_path, monkeypatch,
                                                                       isolated_cache):
     source = tmp_path / "course" / "notebooks" / "source"
@@ -62,7 +78,13 @@ def test_notebook_runtimes_times_each_notebook_and_its_kernel_memory(sections, t
     monkeypatch.delenv("COURSE_METRICS_FILE", raising=False)
     monkeypatch.setenv("COURSE_PROFILE", "fast")  # restored after the test (the section sets both)
     monkeypatch.setenv("CI", "true")
-    rows = sections.notebook_runtimes(out=tmp_path / "out", timeout=120)
+    older = subprocess.Popen([sys.executable, "-c", HOLD_300_MB])  # an older child: must not count
+    try:
+        assert older.stdout is None and _wait_for_rss(older.pid, 300 * 1024**2)
+        rows = sections.notebook_runtimes(out=tmp_path / "out", timeout=120)
+    finally:
+        older.kill()
+        older.wait()
     assert [(r["notebook"], r["status"]) for r in rows] == [("00_ok", "passed"), ("01_broken", "failed")]
     assert all(r["seconds"] > 0 and r["cpu_seconds"] > 0 for r in rows)
     assert rows[0]["kernel_peak_rss"] > 200 * 1024**2 > rows[1]["kernel_peak_rss"]
