@@ -103,30 +103,33 @@ def extract(model, ds: data.ImageSet, image_size: int, preprocess="mobilenet_v2"
     key = cache_key(model, ds, image_size, preprocess) if cache else None
     path = cache_path(key) if cache else None
     if cache:
-        hit = _read(path, key, len(ds))
+        hit = read_cache(path, key, len(ds))
         if hit is not None:
             return hit, ds.labels.copy()
     pipe = data.pipeline(ds, image_size, preprocess=preprocess, batch_size=batch_size, cache=False)
     verbose = config.verbose() if verbose is None else verbose
     feats = model.predict(pipe, verbose=verbose).astype("float32")
     if cache:
-        _write(path, key, feats, ds.labels)
+        write_cache(path, key, feats, ds.labels)
     return feats, ds.labels.copy()
 
 
-def _read(path: pathlib.Path, key: dict, n: int):
+def read_cache(path: pathlib.Path, key: dict, n: int):
+    """The cached array at `path` if its key matches and it has `n` finite rows, else None."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
             if json.loads(str(f["key"])) != key or f["features"].shape[0] != n:
                 return None
-            return f["features"].copy()
+            feats = f["features"].copy()
+        return feats if np.isfinite(feats).all() else None  # NaN or inf: rebuilt, never trusted
     except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt, never trusted
         return None
 
 
-def _write(path: pathlib.Path, key: dict, feats: np.ndarray, labels: np.ndarray) -> None:
+def write_cache(path: pathlib.Path, key: dict, feats: np.ndarray, labels: np.ndarray) -> None:
+    """Write an array with its key atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
     try:

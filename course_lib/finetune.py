@@ -27,16 +27,29 @@ def _is_batchnorm(layer) -> bool:
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
-def top_blocks(backbone, name: str, n_blocks: int) -> list[tuple[str, list]]:
-    """The top `n_blocks` (name, layers) blocks of a backbone, bottom to top; clear error if too many."""
+def top_blocks(backbone, name: str, n_blocks) -> list[tuple[str, list]]:
+    """The top blocks (name, layers), bottom to top: the top `n_blocks`, or from the block named so up."""
     blocks = backbones.blocks(backbone, name)
+    names = [b for b, _ in blocks]
+    if not blocks:
+        raise ValueError(
+            f"Model {backbone.name!r} has no blocks of {name!r}: its layer names do not match that "
+            f"architecture. Received: name={name!r}, a model whose first layers are "
+            f"{', '.join(layer.name for layer in backbone.layers[:4])}. Allowed names: "
+            f"{', '.join(backbones.names())}; pass the name of the architecture this model was built as.")
+    if isinstance(n_blocks, str):
+        if n_blocks not in names:
+            raise ValueError(
+                f"{name} has no block named {n_blocks!r}. Received: {n_blocks!r}. Allowed: one of "
+                f"{', '.join(names)} (bottom to top), or a number of top blocks from 0 to {len(names)}.")
+        n_blocks = len(names) - names.index(n_blocks)
     if isinstance(n_blocks, bool) or not isinstance(n_blocks, (int, np.integer)) \
             or not 0 <= n_blocks <= len(blocks):
-        shown = ", ".join(b for b, _ in blocks[-4:])
+        shown = ", ".join(names[-4:])
         raise ValueError(
             f"Cannot unfreeze the top {n_blocks!r} blocks. Received: n_blocks={n_blocks!r}, but "
             f"{name} has {len(blocks)} blocks (the top ones, bottom to top: ..., {shown}). "
-            f"Allowed: an integer from 0 to {len(blocks)}.")
+            f"Allowed: an integer from 0 to {len(blocks)}, or a block name.")
     return blocks[len(blocks) - int(n_blocks):]
 
 
@@ -65,8 +78,14 @@ class UnfreezeReport:
         return self.summary()
 
 
-def unfreeze_top(backbone, name: str, n_blocks: int, keep_batchnorm_frozen: bool = True) -> UnfreezeReport:
-    """Make only the top `n_blocks` blocks trainable (BatchNormalization stays frozen); report it."""
+def unfreeze_top(backbone, name: str, n_blocks, keep_batchnorm_frozen: bool = True) -> UnfreezeReport:
+    """Make only the top blocks trainable (a count, or the first block's name); report it.
+
+    With `keep_batchnorm_frozen` (the course's default) BatchNormalization layers stay frozen, so
+    they run in inference mode whatever `training` says. Without it their gamma and beta train too
+    (the Keras guide's way, which relies on calling the backbone with training=False; in Keras 3,
+    `fit()` replaces that recorded argument, and 03 measures what follows).
+    """
     chosen = top_blocks(backbone, name, n_blocks)
     before = backbones.param_count(backbone, trainable_only=True)
     unfrozen = {id(layer) for _, layers in chosen for layer in layers}
@@ -78,7 +97,7 @@ def unfreeze_top(backbone, name: str, n_blocks: int, keep_batchnorm_frozen: bool
         if id(layer) in unfrozen:
             (kept if keep_bn else made).append(layer.name)
     after = backbones.param_count(backbone, trainable_only=True)
-    return UnfreezeReport(name, int(n_blocks), [b for b, _ in chosen], made, kept, before, after)
+    return UnfreezeReport(name, len(chosen), [b for b, _ in chosen], made, kept, before, after)
 
 
 def freeze(backbone) -> None:
@@ -113,7 +132,11 @@ def split_at_block(backbone, name: str, n_blocks: int):
 
 
 def classifier(base, head, batchnorm_inference: bool = True, name: str = "classifier"):
-    """Input -> `base` -> `head` as one model; `base` is called with training=False by default."""
+    """Input -> `base` -> `head` as one model; `base` is called with training=False by default.
+
+    Keras 3's `fit()` replaces that recorded training=False by True: only frozen BatchNormalization
+    layers are sure to stay in inference mode (see `unfreeze_top`).
+    """
     import keras
 
     with scale.scope():

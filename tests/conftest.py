@@ -51,3 +51,29 @@ def image_folder(tmp_path, isolated_cache):
     (root / "dogs" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
     (root / "cats" / "notes.txt").write_text("not an image")
     return root
+
+
+def execute_source_notebook(name, workdir, stop_before=None, timeout=600):
+    """Execute notebooks/source/<name>.ipynb (up to the markdown cell starting with `stop_before`).
+
+    Returns (notebook, errors, text): the executed notebook, its error outputs as (cell, name,
+    value) and the text of every output (streams, plain and Markdown displays).
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    from course_lib import notebooks
+
+    root = notebooks.repo_root(pathlib.Path(__file__).parent)
+    nb = nbformat.read(root / "notebooks" / "source" / f"{name}.ipynb", as_version=4)
+    if stop_before:
+        nb.cells = nb.cells[:next(i for i, c in enumerate(nb.cells)
+                                  if c.cell_type == "markdown" and c.source.startswith(stop_before))]
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(workdir)}}).execute()
+    errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    text = "\n".join(o.get("text", "") + o.get("data", {}).get("text/markdown", "")
+                     + o.get("data", {}).get("text/plain", "")
+                     for c in nb.cells for o in c.get("outputs", []))
+    return nb, errors, text

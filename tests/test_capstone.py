@@ -8,14 +8,9 @@ imbalance, export and reload the model, and leave the lesson's flowers-only clai
 
 import pathlib
 
-import nbformat
 import pytest
 
-from course_lib import notebooks
-
-from .conftest import write_image
-
-ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
+from .conftest import execute_source_notebook, write_image
 
 
 def _own_folder(root: pathlib.Path) -> pathlib.Path:
@@ -27,29 +22,13 @@ def _own_folder(root: pathlib.Path) -> pathlib.Path:
     return root
 
 
-def _outputs(nb) -> str:
-    parts = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            parts.append(out.get("text", "") + out.get("data", {}).get("text/markdown", "")
-                         + out.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
-
-
 @pytest.mark.slow
 def test_capstone_runs_on_your_own_folder(mirror_root, isolated_cache, tmp_path, monkeypatch):
-    from nbclient import NotebookClient
-
     folder = _own_folder(tmp_path / "my_fruit")
     monkeypatch.setenv("COURSE_DATASET", str(folder))
     monkeypatch.setenv("COURSE_PROFILE", "fast")
-    nb = nbformat.read(ROOT / "notebooks" / "source" / "06_capstone.ipynb", as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [(i, o.get("ename"), o.get("evalue")) for i, c in enumerate(nb.cells) if c.cell_type == "code"
-              for o in c.outputs if o.output_type == "error"]
+    _, errors, text = execute_source_notebook("06_capstone", tmp_path)
     assert not errors, errors
-    text = _outputs(nb)
     assert f"Using your dataset from COURSE_DATASET={folder}" in text
     assert "my_fruit: 28 images, 3 classes (apples=12, pears=12, plums=4)" in text
     assert "2 unreadable file(s) skipped" in text

@@ -45,14 +45,20 @@ def test_unfreeze_top_can_leave_batchnorm_trainable_and_zero_blocks_freezes_all(
     assert none.trainable_after == 0 and mnv2.trainable_weights == []
 
 
-@pytest.mark.parametrize("bad", [19, 100, -1, 1.5, "2", True])
+@pytest.mark.parametrize("bad", [19, 100, -1, 1.5, True])
 def test_too_many_or_invalid_blocks_fail_clearly(mnv2, bad):
     with pytest.raises(ValueError) as info:
         finetune.unfreeze_top(mnv2, "mobilenet_v2", bad)
     text = str(info.value)
     assert f"Received: n_blocks={bad!r}" in text
     assert "mobilenet_v2 has 18 blocks" in text and "block_16, Conv_1" in text
-    assert "Allowed: an integer from 0 to 18" in text
+    assert "Allowed: an integer from 0 to 18, or a block name" in text
+
+
+def test_a_block_name_that_does_not_exist_fails_clearly(mnv2):
+    with pytest.raises(ValueError, match=r"mobilenet_v2 has no block named '2'. Received: '2'. Allowed: one of "
+                                         r"expanded_conv, block_1, .* or a number of top blocks from 0 to 18"):
+        finetune.unfreeze_top(mnv2, "mobilenet_v2", "2")
 
 
 def test_efficientnet_counts_grow_block_by_block():

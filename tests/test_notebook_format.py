@@ -202,3 +202,18 @@ def test_round_trip_untouched_student_notebook_fails_with_the_failure_message(mi
         assert "All test cases passed" not in checks[name]
         for message in messages:
             assert message in checks[name], f"{name}: expected the failure message:\n{checks[name]}"
+
+
+@pytest.mark.parametrize("name", [p.name for p in SOURCES])
+def test_every_student_code_cell_is_valid_python(fresh, name):
+    """A multi-line statement marked `# SOLUTION` line by line becomes broken code for students."""
+    nb = nbformat.reads(fresh[name], as_version=4)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join(line[:len(line) - len(line.lstrip())] + "pass"  # IPython magics and shell lines
+                         if line.lstrip().startswith(("!", "%")) else line for line in cell.source.splitlines())
+        try:
+            ast.parse(code)
+        except SyntaxError as err:
+            pytest.fail(f"{name} cell {i} is not valid Python for students: {err}\n{cell.source}")

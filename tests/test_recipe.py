@@ -1,0 +1,140 @@
+"""cl.recipe: the end-to-end fine-tuning recipe of 03 and 06, on tiny random-weight models."""
+
+import math
+
+import numpy as np
+import pytest
+
+from course_lib import backbones, data, finetune, recipe
+
+from .conftest import write_image
+
+NAME = "mobilenet_v2"
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone():
+    return backbones.load(NAME, 32, weights=None)
+
+
+def _folder(root, classes=("a", "b"), n=6):
+    for c, cls in enumerate(classes):
+        for i in range(n):
+            write_image(root / cls / f"{i}.png", size=(32, 32), seed=10 * c + i)
+    return root
+
+
+def test_augmentation_is_random_in_training_and_a_no_op_at_inference():
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    aug = recipe.augmentation(seed=1)
+    assert np.array_equal(np.asarray(aug(x, training=False)), x)
+    assert not np.allclose(np.asarray(aug(x, training=True)), x)
+
+
+def test_preprocessing_layers_match_the_backbones_own_preprocessing():
+    x = np.array([[[[0.0, 127.5, 255.0]]]], "float32")
+    for name in ("mobilenet_v2", "mobilenet"):
+        got = np.asarray(recipe.preprocessing_layer(name)(x))
+        assert np.allclose(got, backbones.get(name).preprocess_input(x.copy()))
+    assert np.array_equal(np.asarray(recipe.preprocessing_layer("efficientnet_b0")(x)), x)
+    with pytest.raises(ValueError, match="No built-in preprocessing layer for resnet50.*Allowed"):
+        recipe.preprocessing_layer("resnet50")
+
+
+def test_build_records_training_false_and_the_probe_sees_batchnorm_in_training_mode(tiny_backbone):
+    import keras
+
+    model = recipe.build(tiny_backbone, 3, preprocess=NAME, augment=recipe.augmentation(0))
+    names = [layer.name for layer in model.layers]
+    assert names.index("augment") < names.index(tiny_backbone.name)
+    assert model.output_shape == (None, 3)
+    assert recipe.find_backbone(model) is tiny_backbone
+    assert recipe.training_argument(model) is False
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    inputs = keras.Input((32, 32, 3))
+    bare = keras.Model(inputs, keras.layers.Dense(3)(tiny_backbone(inputs)))  # no training=False
+    assert recipe.training_argument(bare) is None
+    finetune.unfreeze_top(tiny_backbone, NAME, 3, keep_batchnorm_frozen=False)
+    stats = [w.numpy().copy() for w in tiny_backbone.non_trainable_weights]
+    moving = recipe.batchnorm_updates_in_training(bare, x)
+    assert set(moving) == {"block_15_expand_BN", "block_15_depthwise_BN", "block_15_project_BN",
+                           "block_16_expand_BN", "block_16_depthwise_BN", "block_16_project_BN", "Conv_1_bn"}
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(stats, tiny_backbone.non_trainable_weights)), \
+        "the probe restores the statistics"
+    finetune.unfreeze_top(tiny_backbone, NAME, 3)  # BatchNormalization frozen: inference mode
+    assert recipe.batchnorm_updates_in_training(bare, x) == []
+    assert recipe.batchnorm_updates_in_training(model, x) == []
+    finetune.freeze(tiny_backbone)
+
+
+def test_find_backbone_fails_clearly_without_one():
+    import keras
+
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"No backbone found in model .*Received layers: dense"):
+        recipe.find_backbone(plain)
+
+
+@pytest.mark.parametrize("bad", [0, -1e-4, float("nan"), float("inf"), "1e-4", True, None])
+def test_a_learning_rate_must_be_a_positive_number(bad):
+    with pytest.raises(ValueError, match=r"learning rate must be a positive number. Received: learning_rate="):
+        recipe.check_learning_rate(bad)
+
+
+def test_warmup_cosine_warms_up_then_decays():
+    schedule = recipe.warmup_cosine(1e-4, total_steps=100, warmup_steps=10)
+    recipe.check_learning_rate(schedule)  # schedules are accepted
+    assert float(schedule(0)) == pytest.approx(1e-6)
+    assert float(schedule(10)) == pytest.approx(1e-4)
+    assert float(schedule(55)) == pytest.approx(0.5e-4, rel=1e-3)
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-12)
+    assert float(recipe.warmup_cosine(1e-3, total_steps=10, warmup_steps=0)(0)) == pytest.approx(1e-3)
+
+
+def test_unfreeze_by_block_name_and_clear_errors(tiny_backbone):
+    names = backbones.block_names(tiny_backbone, NAME)
+    report = finetune.unfreeze_top(tiny_backbone, NAME, "block_15")
+    assert report.blocks == names[names.index("block_15"):] and report.n_blocks == 3
+    assert report.trainable_after == finetune.expected_trainable(tiny_backbone, NAME, 3)
+    finetune.freeze(tiny_backbone)
+    with pytest.raises(ValueError, match=r"has no block named 'block_99'. Received: 'block_99'. Allowed: one of "
+                                         r"expanded_conv, block_1, .*Conv_1"):
+        finetune.unfreeze_top(tiny_backbone, NAME, "block_99")
+    with pytest.raises(ValueError, match=r"Allowed: an integer from 0 to 18"):
+        finetune.unfreeze_top(tiny_backbone, NAME, 19)
+    with pytest.raises(ValueError, match=r"has no blocks of 'efficientnet_b0': its layer names do not match"):
+        finetune.unfreeze_top(tiny_backbone, "efficientnet_b0", 2)
+
+
+@pytest.mark.slow
+def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache):
+    ds = data.load_folder(_folder(tmp_path / "imgs"))
+    parts = data.split(ds, 0, train=4, val=1, test=1)
+    net = backbones.load(NAME, 32, weights=None)
+    model = recipe.build(net, 2, preprocess=NAME, augment=recipe.augmentation(0))
+    before = recipe.snapshot(net)
+    record = recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+                                   first_block="block_16", head_epochs=2, fine_tune_epochs=2, warmup_epochs=1,
+                                   patience=5, batch_size=4)
+    assert record.stage_starts == [1, 3] and record.num_epochs == 4
+    assert record.unfreeze.blocks == ["block_16", "Conv_1"]
+    moved = recipe.moved(before, net)
+    allowed = {w.path for layer in net.layers if layer.name.startswith(("block_16", "Conv_1"))
+               for w in layer.trainable_weights}
+    assert moved and set(moved) <= allowed
+    assert not any("moving_" in p for p in moved)
+    assert 0.0 <= recipe.evaluate(model, parts["val"], 32) <= 1.0
+    with pytest.raises(ValueError, match="learning rate must be a positive number"):
+        recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+                              first_block=1, head_epochs=1, fine_tune_epochs=1, fine_tune_lr=0)
+    with pytest.raises(ValueError, match=r"empty split .*0 images"):
+        recipe.evaluate(model, parts["val"].subset([]), 32)
+
+
+def test_learning_rate_now_reads_a_schedule(tiny_backbone):
+    model = recipe.build(tiny_backbone, 2, preprocess=NAME)
+    recipe.compile_stage(model, recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5))
+    assert recipe.learning_rate_now(model) == pytest.approx(1e-6)
+    recipe.compile_stage(model, 3e-4)
+    assert recipe.learning_rate_now(model) == pytest.approx(3e-4)
+    assert math.isclose(recipe.learning_rate_now(model), 3e-4, rel_tol=1e-6)
