@@ -185,15 +185,15 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
     backbone.trainable = False
     compile_stage(model, head_lr)
     timer = finetune._timer()
-    first = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, verbose=verbose,
-                      callbacks=[early_stopping(patience), timer])
+    first = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, verbose=verbose, shuffle=False,
+                      callbacks=[early_stopping(patience), timer])  # the pipeline shuffles, seeded
     done = len(first.history["loss"])
     report = finetune.unfreeze_top(backbone, backbone_name, first_block, keep_batchnorm_frozen)
     steps = math.ceil(len(train) / batch)
     lr = warmup_cosine(fine_tune_lr, total_steps=steps * fine_tune_epochs,
                        warmup_steps=steps * warmup_epochs) if warmup_epochs else fine_tune_lr
     compile_stage(model, lr)
-    second = model.fit(train_ds, validation_data=val_ds, epochs=done + fine_tune_epochs,
+    second = model.fit(train_ds, validation_data=val_ds, epochs=done + fine_tune_epochs, shuffle=False,
                        initial_epoch=done, verbose=verbose, callbacks=[early_stopping(patience), timer])
     return finetune.join_histories(first, second, seconds=timer.seconds, unfreeze=report)
 
