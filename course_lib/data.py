@@ -222,7 +222,7 @@ def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
           val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict:
     """Seeded stratified split; counts are per class (None: use the fractions/the rest)."""
     if ds.splits is not None and "train" in set(ds.splits):
-        return _presplit(ds, seed, train, val, test, val_fraction)
+        return _presplit(ds, seed, train, val, test, val_fraction, test_fraction)
     orders = class_orders(ds.labels, seed)
     parts = {"train": [], "val": [], "test": []}
     for label in range(ds.num_classes):
@@ -238,15 +238,19 @@ def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
     return {k: ds.subset(sorted(v)) for k, v in parts.items()}
 
 
-def _presplit(ds, seed, train, val, test, val_fraction) -> dict:
+def _presplit(ds, seed, train, val, test, val_fraction, test_fraction=0.15) -> dict:
     out = {}
     for name in ("train", "val", "test"):
         idx = np.flatnonzero(ds.splits == name)
         out[name] = ds.subset(idx)
-    if not len(out["val"]):
-        pool = dataclasses.replace(out["train"], splits=None)
-        inner = split(pool, seed, train, val, 0, val_fraction, 0.0)
-        out["train"], out["val"] = inner["train"], inner["val"]
+    for missing in ("val", "test"):  # a split the folder lacks is carved from train, seeded and stratified
+        if not len(out[missing]):
+            pool = dataclasses.replace(out["train"], splits=None)
+            inner = split(pool, seed, train, val if missing == "val" else 0, test if missing == "test" else 0,
+                          val_fraction if missing == "val" else 0.0, test_fraction if missing == "test" else 0.0)
+            out["train"], out[missing] = inner["train"], inner[missing]
+            print(f"Your folder has no {missing} split: {len(out[missing])} images were carved from train "
+                  "(seeded, stratified).")
     return out
 
 
