@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
 
 from course_lib import errors, mirror, scale
@@ -97,18 +98,19 @@ def get(name: str) -> BackboneSpec:
 def load(name: str, image_size: int = 224, weights: str | None = "imagenet",
          pooling: str | None = "avg", trainable: bool = False):
     """Build a headless backbone with ImageNet weights (online, or from the mirror)."""
-    import keras
-
     spec = get(name)
-    _check_size(spec, image_size)
-    ctor = getattr(keras.applications, spec.constructor)
+    image_size = _check_size(spec, image_size)
     kwargs = dict(spec.kwargs, include_top=False, pooling=pooling,
                   input_shape=(image_size, image_size, 3))
     if weights == "imagenet":
         weights = mirror.weights_path(spec, image_size) or "imagenet"
-    with scale.scope(), errors.explain_download(f"the ImageNet weights of {spec.constructor}",
-                                                spec.weights_filename(image_size)):
-        model = ctor(weights=weights, **kwargs)
+    what = f"the ImageNet weights of {spec.constructor}"
+    _check_weights_file(what, weights)  # fails fast, before Keras is even imported
+    import keras
+
+    ctor = getattr(keras.applications, spec.constructor)
+    with scale.scope(), errors.explain_download(what, spec.weights_filename(image_size)):
+        model = _build(ctor, what, weights, **kwargs)
     model.trainable = trainable
     return model
 
@@ -125,18 +127,49 @@ def load_classifier(name: str, image_size: int = 224):
         )
     ctor = getattr(keras.applications, spec.constructor)
     weights = mirror.weights_path(spec, image_size, include_top=True) or "imagenet"
-    with scale.scope(), errors.explain_download(f"the ImageNet classifier weights of {spec.constructor}",
-                                                spec.weights_filename(image_size, include_top=True)):
-        return ctor(weights=weights, include_top=True,
-                    input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
+    what = f"the ImageNet classifier weights of {spec.constructor}"
+    _check_weights_file(what, weights)
+    with scale.scope(), errors.explain_download(what, spec.weights_filename(image_size, include_top=True)):
+        return _build(ctor, what, weights,
+                      include_top=True, input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
 
 
-def _check_size(spec: BackboneSpec, image_size) -> None:
-    if not isinstance(image_size, int) or image_size < spec.min_size:
+def _check_weights_file(what: str, weights) -> None:
+    """Open an HDF5 weights file and list its root: cheap; a damaged file raises the clear error."""
+    if weights in ("imagenet", None) or not str(weights).endswith(".h5") or not os.path.isfile(weights):
+        return
+    import h5py
+
+    try:
+        with h5py.File(weights, "r") as f:
+            list(f.keys())
+    except (OSError, ValueError) as exc:  # h5py: truncated file, file signature not found, ...
+        raise errors.corrupt(what, weights, exc) from exc
+
+
+def _build(ctor, what: str, weights, **kwargs):
+    """Build with `ctor`; a weights file that cannot be read raises the course's clear error."""
+    if weights in ("imagenet", None) or not os.path.isfile(weights):
+        return ctor(weights=weights, **kwargs)  # Keras downloads, or explains a bad argument
+    model = ctor(weights=None, **kwargs)  # what Keras does for a path: build, then load_weights
+    try:
+        model.load_weights(weights)
+    except (OSError, ValueError, KeyError) as exc:  # h5py/Keras failing to read the file
+        raise errors.corrupt(what, weights, exc) from exc
+    return model
+
+
+def _check_size(spec: BackboneSpec, image_size) -> int:
+    from course_lib import config
+
+    size = config.as_int(image_size)  # Python or NumPy integers (not bools), as a Python int
+    if size is None or size < spec.min_size:
         raise ValueError(
             f"image_size must be an integer >= {spec.min_size} for {spec.name}. "
-            f"Received: image_size={image_size!r}."
+            f"Received: image_size={image_size!r}. Fix: pass a whole number of pixels, e.g. "
+            f"{spec.default_size}."
         )
+    return size
 
 
 def weight_sizes(name: str) -> dict:
@@ -197,7 +230,10 @@ def decode_predictions(preds, top: int = 5):
 
         with errors.explain_download("the ImageNet class index", "imagenet_class_index.json"):
             return keras.applications.imagenet_utils.decode_predictions(preds, top=top)
-    index = json.loads(path.read_text())
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:  # truncated or damaged JSON
+        raise errors.corrupt("the ImageNet class index", path, exc) from exc
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise ValueError(

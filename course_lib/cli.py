@@ -35,12 +35,17 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     from course_lib import runner
 
-    rep = runner.run_course(args.out, args.profile, args.only)
+    try:
+        rep = runner.run_course(args.out, args.profile, args.only)
+    except runner.NoNotebookError as exc:  # a usage error: one line, no traceback
+        text = str(exc).removeprefix("No notebooks matched: ")
+        print(f"course run: {text[:1].lower()}{text[1:]}", file=sys.stderr)
+        return 2
     return 0 if rep["ok"] else 1
 
 
 def _mirror(args) -> int:
-    from course_lib import config, mirror
+    from course_lib import config, errors, mirror
 
     if args.action == "build":
         from course_lib import mirror_build
@@ -49,9 +54,15 @@ def _mirror(args) -> int:
         return 0
     path = args.path or config.mirror_dir()
     if path is None:
-        print("No mirror given: pass a folder or set COURSE_MIRROR.", file=sys.stderr)
+        print("No mirror given. Received: no PATH argument and COURSE_MIRROR is not set. "
+              "Fix: `course mirror check /path/to/course-mirror`, or set COURSE_MIRROR to that folder; "
+              "`course mirror build DEST` makes a mirror on a connected machine.", file=sys.stderr)
         return 2
-    result = mirror.check(path)
+    try:
+        result = mirror.check(path)
+    except errors.MissingResourceError as exc:  # the folder itself is not there
+        print(exc if args.path else mirror.not_a_mirror(path, f"COURSE_MIRROR={path}"), file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2) if args.json else mirror.format_check(result))
     return 0 if result["ok"] else 1
 

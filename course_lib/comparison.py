@@ -141,6 +141,7 @@ def _dataset(x, y, batch_size: int, seed: int):
 
 
 def _fit(model, x, y, val, *, epochs: int, initial_epoch: int, budget: Budget, seed: int) -> int:
+    finetune.check_labels(model, (x, y)), finetune.check_labels(model, val, "validation")
     batch = scale.global_batch_size(budget.batch_size)
     train, steps = _dataset(x, y, batch, seed)
     history = model.fit(train, validation_data=features.feature_dataset(*val, batch),

@@ -13,11 +13,13 @@ setting changes the whole course:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import pathlib
 
 PROFILE_NAMES = ("fast", "full")
 DEFAULT_SEED = 42
+SEED_MAX = 2**32 - 1  # NumPy's seeds (and so keras.utils.set_random_seed's) are 0..2**32-1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,15 +100,40 @@ def cache_dir() -> pathlib.Path:
     return path
 
 
-def seed_value() -> int:
-    """The seed from `COURSE_SEED` (default 42)."""
-    value = os.environ.get("COURSE_SEED", str(DEFAULT_SEED))
-    try:
+def as_int(value) -> int | None:
+    """`value` as a Python int when it is an integer (Python or NumPy, not a bool), else None."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
+    return None
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """`seed` as a Python int, or a clear error unless it is an integer in 0..2**32-1."""
+    value = as_int(seed)
+    if value is None or not 0 <= value <= SEED_MAX:
+        raise ValueError(_seed_message(name, seed))
+    return value
+
+
+def _seed_message(name: str, value) -> str:
+    fix = (f"export {name}={DEFAULT_SEED} (or unset it for the default {DEFAULT_SEED})"
+           if name == "COURSE_SEED" else f"pass e.g. {name}={DEFAULT_SEED}")
+    return (f"{name} must be an integer in 0..{SEED_MAX} (2**32 - 1, the seeds NumPy accepts). "
+            f"Received: {name}={value!r}. Fix: {fix}.")
+
+
+def seed_value() -> int:
+    """The seed from `COURSE_SEED` (default 42; an integer in 0..2**32-1)."""
+    value = os.environ.get("COURSE_SEED", "").strip()
+    if not value:
+        return DEFAULT_SEED
+    try:
+        seed = int(value)
     except ValueError:
-        raise ValueError(
-            f"COURSE_SEED must be an integer. Received: COURSE_SEED={value!r}."
-        ) from None
+        raise ValueError(_seed_message("COURSE_SEED", value)) from None
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(_seed_message("COURSE_SEED", value))
+    return seed
 
 
 def verbose() -> int:
@@ -172,7 +199,7 @@ def setup(notebook: str, seed: int | None = None, quiet: bool = False,
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     profile = get_profile()
-    seed = seed_value() if seed is None else int(seed)
+    seed = seed_value() if seed is None else check_seed(seed)
     set_seed(seed)
     scale.use_mixed_precision(mixed_precision)  # None: mixed on a GPU/TPU, float32 on a CPU
     mirror.activate()
@@ -188,7 +215,7 @@ def set_seed(seed: int) -> None:
     import keras
     import tensorflow as tf
 
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(check_seed(seed))
     try:
         tf.config.experimental.enable_op_determinism()
     except Exception:  # pragma: no cover - older TF

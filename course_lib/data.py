@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import pathlib
+import warnings
 
 import numpy as np
 
-from course_lib import config, data_sources, mirror
+from course_lib import config, data_sources, errors, folders, mirror
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
-SPLIT_NAMES = {"train", "val", "validation", "test"}
+IMAGE_SUFFIXES = set(folders.IMAGE_SUFFIXES)
+DIGITS = ("mnist", "usps")  # arrays, not image folders: `load_digits`
 
 
 @dataclasses.dataclass
@@ -33,6 +33,9 @@ class ImageSet:
     source: str
     skipped: list = dataclasses.field(default_factory=list)
     splits: np.ndarray | None = None  # per-item split name when the folder had split/ folders
+    skip_reasons: dict = dataclasses.field(default_factory=dict)  # skipped path -> why
+    notes: list = dataclasses.field(default_factory=list)  # what the folder reader ignored
+    part: str = ""  # 'train', 'val' or 'test' once `split` made it
 
     def __len__(self) -> int:
         return len(self.items)
@@ -66,7 +69,7 @@ class ImageSet:
         return h.hexdigest()[:20]
 
     def images(self, idx, size: int | None = None) -> np.ndarray:
-        """Decode some items to uint8 RGB arrays (for plots)."""
+        """Decode some items to uint8 RGB arrays (for plots), with the pipeline's decoder."""
         out = []
         for i in np.atleast_1d(idx):
             img = _decode_numpy(self.items[int(i)])
@@ -77,6 +80,17 @@ class ImageSet:
             out.append(img)
         return np.stack(out) if size else out
 
+    def require_images(self, use: str) -> None:
+        """Raise a clear error when this split is empty and `use` needs images."""
+        if len(self):
+            return
+        part = f"{self.part} split" if self.part else "image set"
+        raise errors.EmptySplitError(
+            f"The {part} of {self.name!r} has no images, so it cannot be used to {use}. "
+            f"Fix: give this split images (per-class counts above 0 in cl.data.split(...), "
+            f"or images in your folder's {self.part or '<split>'}/ folder); "
+            "`ImageSet.counts()` shows what each class has.")
+
 
 def load(name: str, allow_override: bool = True, verbose: bool = True) -> ImageSet:
     """Load a named dataset ('flowers', 'pacs/sketch') or an image folder path."""
@@ -85,6 +99,10 @@ def load(name: str, allow_override: bool = True, verbose: bool = True) -> ImageS
         ds = load_folder(user)
         if verbose:
             print(f"Using your dataset from COURSE_DATASET={user} instead of {name!r}.")
+    elif name in DIGITS:
+        raise ValueError(f"{name!r} is a digits dataset held as arrays, not an image folder. "
+                         f"Load it with cl.data.load_digits({name!r}). cl.data.load accepts: "
+                         f"{', '.join(image_datasets())}, or a folder path.")
     elif name == "flowers" and mirror.active() is None:
         items, labels, classes = data_sources.tfds_flowers_items()
         ds = ImageSet("flowers", items, np.asarray(labels), classes, "tfds:tf_flowers")
@@ -93,10 +111,23 @@ def load(name: str, allow_override: bool = True, verbose: bool = True) -> ImageS
     elif pathlib.Path(name).expanduser().is_dir():
         ds = load_folder(name)
     else:
-        data_sources.manifest(name)  # raises the unknown-name error
+        raise ValueError(f"Unknown dataset. Received: name={name!r}. Valid names: "
+                         f"{', '.join(image_datasets())}, or a folder path "
+                         "(<class>/<image> or <split>/<class>/<image>).")
     if verbose:
         print(describe(ds))
     return ds
+
+
+def image_datasets() -> list:
+    """The names `load` accepts besides a folder path ('flowers', 'pacs/photo', ...)."""
+    names = []
+    for key, info in data_sources.manifests().items():
+        if info.get("layout") == "class_folders":
+            names.append(key)
+        elif info.get("layout") == "domain_class_folders":
+            names += [f"{key}/{d}" for d in info["domains"]]
+    return names
 
 
 def _load_named_folder(name: str) -> ImageSet:
@@ -114,97 +145,61 @@ def _load_named_folder(name: str) -> ImageSet:
 
 
 def load_folder(path, class_names: list | None = None) -> ImageSet:
-    """Read `<class>/<image>` or `<split>/<class>/<image>`; bad files are skipped and reported."""
-    root = pathlib.Path(path).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"Image folder not found. Received: {root}. "
-                                "Expected a folder of <class>/<image> or <split>/<class>/<image>.")
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    split_layout = bool(subdirs) and all(p.name.lower() in SPLIT_NAMES for p in subdirs)
-    tops = subdirs if split_layout else [root]
-    classes = class_names or sorted({c.name for t in tops for c in t.iterdir()
-                                     if c.is_dir() and not c.name.startswith(".")})
-    if len(classes) < 2:
-        raise ValueError(f"An image folder needs at least 2 class folders. Received: {root} "
-                         f"with classes {classes}. Layout: <class>/<image> or <split>/<class>/<image>.")
-    files, labels, splits = [], [], []
+    """Read `<class>/<image>` or `<split>/<class>/<image>`; unusable files are skipped with a reason."""
+    listing = folders.scan(path, class_names)
+    reasons = folders.check_files(listing.files)
+    keep = [i for i, f in enumerate(listing.files) if str(f) not in reasons]
+    skipped = {str(f): reasons[str(f)] for f in listing.files if str(f) in reasons}
+    labels = np.asarray([listing.labels[i] for i in keep], int)
+    splits = None if listing.splits is None else np.asarray([listing.splits[i] for i in keep])
+    _check_every_class_has_images(listing, labels, splits, skipped)
+    return ImageSet(listing.root.name, [str(listing.files[i]) for i in keep], labels, list(listing.classes),
+                    f"folder:{listing.root}", list(skipped), splits, skipped, listing.notes)
+
+
+def _check_every_class_has_images(listing, labels, splits, skipped) -> None:
+    """A folder with no usable image is never a class; a class needs 2 images to be trained and checked."""
+    tops = [None] if splits is None else sorted(set(listing.splits), key=["train", "val", "test"].index)
+    empty = []
     for top in tops:
-        for label, cls in enumerate(classes):
-            for f in sorted((top / cls).glob("*")) if (top / cls).is_dir() else []:
-                if f.is_file() and not f.name.startswith("."):
-                    files.append(f), labels.append(label), splits.append(_split_name(top, split_layout))
-    good, skipped = validate_files(files)
-    keep = [i for i, f in enumerate(files) if f in good]
-    ds = ImageSet(root.name, [str(files[i]) for i in keep], np.asarray([labels[i] for i in keep], int),
-                  list(classes), f"folder:{root}", [str(s) for s in skipped],
-                  np.asarray([splits[i] for i in keep]) if split_layout else None)
-    if not len(ds):
-        raise ValueError(f"No readable images in {root}. Allowed types: {sorted(IMAGE_SUFFIXES)}.")
-    return ds
-
-
-def _split_name(top: pathlib.Path, split_layout: bool) -> str:
-    name = top.name.lower() if split_layout else ""
-    return "val" if name == "validation" else name
-
-
-def validate_files(files: list) -> tuple[set, list]:
-    """Split files into decodable images and skipped ones (cached by name, size and mtime)."""
-    cache_file = config.cache_dir() / "validated" / (_listing_key(files) + ".json")
-    if cache_file.is_file():
-        bad = set(json.loads(cache_file.read_text()))
-    else:
-        bad = {str(f) for f in files if not _is_image(f)}
-        _atomic_write_text(cache_file, json.dumps(sorted(bad)))
-    skipped = [f for f in files if str(f) in bad]
-    return {f for f in files if str(f) not in bad}, skipped
-
-
-def _listing_key(files: list) -> str:
-    h = hashlib.sha256()
-    for f in files:
-        st = os.stat(f)
-        h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
-
-
-def _is_image(path) -> bool:
-    from PIL import Image
-
-    if pathlib.Path(path).suffix.lower() not in IMAGE_SUFFIXES:
-        return False
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (64, 64))
-            im.load()
-        return True
-    except Exception:  # noqa: BLE001 - any decoding failure means "not a usable image"
-        return False
+        for label, cls in enumerate(listing.classes):
+            here = labels == label if top is None else (labels == label) & (splits == top)
+            if not here.any():
+                empty.append(f"{top}/{cls}" if top else cls)
+    if empty:
+        names = ", ".join(empty)
+        hint = f" Skipped there: {folders.skipped_summary(skipped)}." if skipped else ""
+        raise ValueError(f"No usable image in class folder(s) {names} of {listing.root}. A folder with "
+                         f"no readable image cannot be a class.{hint} Allowed types: "
+                         f"{', '.join(folders.IMAGE_SUFFIXES)}. Fix: add images there, or remove the "
+                         "folder (from every split).")
+    small = [f"{cls} ({int((labels == i).sum())})" for i, cls in enumerate(listing.classes)
+             if (labels == i).sum() < 2]
+    if small:
+        raise ValueError(f"A class needs at least 2 images (one to train on, one to check). Received: "
+                         f"{', '.join(small)} in {listing.root}. Fix: add images to it, or remove it.")
 
 
 def _decode_numpy(item) -> np.ndarray:
-    from PIL import Image
+    """Decode one image to uint8 RGB exactly as the pipeline does (16-bit images are scaled, not clipped)."""
+    import tensorflow as tf
 
-    data = item if isinstance(item, bytes) else pathlib.Path(item).read_bytes()
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def _atomic_write_text(path: pathlib.Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    data = item if isinstance(item, bytes) else tf.io.read_file(str(item))
+    return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8).numpy()
 
 
 def describe(ds: ImageSet) -> str:
-    """One line about the dataset, plus one summary line about skipped files."""
+    """One line about the dataset, plus one line each about skipped files and ignored folders."""
     counts = ", ".join(f"{c}={n}" for c, n in ds.counts().items())
     text = f"{ds.name}: {len(ds)} images, {ds.num_classes} classes ({counts}) from {ds.source}"
+    if ds.splits is not None:
+        text += "\nSplits in the folder: " + ", ".join(
+            f"{s}={int((ds.splits == s).sum())}" for s in ("train", "val", "test") if (ds.splits == s).any())
     if ds.skipped:
-        names = ", ".join(pathlib.Path(s).name for s in ds.skipped[:3])
-        text += f"\nSkipped {len(ds.skipped)} unreadable file(s) (not images or corrupt): {names}" + \
-            (", ..." if len(ds.skipped) > 3 else "")
+        reasons = ds.skip_reasons or {p: "unreadable" for p in ds.skipped}
+        text += "\n" + folders.skipped_summary(reasons)
+    for note in ds.notes:
+        text += "\n" + note
     return text
 
 
@@ -224,41 +219,66 @@ def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
     if ds.splits is not None and "train" in set(ds.splits):
         return _presplit(ds, seed, train, val, test, val_fraction, test_fraction)
     orders = class_orders(ds.labels, seed)
-    parts = {"train": [], "val": [], "test": []}
+    parts, short = {"train": [], "val": [], "test": []}, []
     for label in range(ds.num_classes):
         idx = orders.get(label, np.array([], int))
         n = len(idx)
-        n_val = val if val is not None else int(round(n * val_fraction))
-        n_test = test if test is not None else int(round(n * test_fraction))
-        n_val, n_test = min(n_val, n // 3), min(n_test, n // 3)
+        want_val = val if val is not None else max(int(round(n * val_fraction)), int(val_fraction > 0))
+        want_test = test if test is not None else max(int(round(n * test_fraction)), int(test_fraction > 0))
+        n_val = min(want_val, max(n // 3, 1 if n >= 2 and (val or val_fraction) else 0))
+        n_test = min(want_test, max(n // 3, 1 if n - n_val >= 2 and (test or test_fraction) else 0))
         n_train = n - n_val - n_test if train is None else min(train, n - n_val - n_test)
+        if n_val < want_val or n_test < want_test or (n_val == 0 and (val or val_fraction)) \
+                or (n_test == 0 and (test or test_fraction)):
+            short.append(f"{ds.class_names[label]}: {n} images -> train {n_train}, val {n_val}, test {n_test}")
         parts["val"] += list(idx[:n_val])
         parts["test"] += list(idx[n_val:n_val + n_test])
         parts["train"] += list(idx[n_val + n_test:n_val + n_test + n_train])
-    return {k: ds.subset(sorted(v)) for k, v in parts.items()}
+    if short:
+        asked = ", ".join(f"{k} {v if v is not None else f'{frac:.0%}'}" for k, v, frac in
+                          (("val", val, val_fraction), ("test", test, test_fraction)))
+        warnings.warn(f"Small class(es) for this split (asked per class: {asked}): {'; '.join(short)}. "
+                      "A class keeps at least 1 training image and gives val and test at most a third "
+                      "of its images each; their accuracies rest on very few images. Add images to "
+                      "these classes for a trustworthy evaluation.", errors.SmallClassWarning, stacklevel=2)
+    return {k: dataclasses.replace(ds.subset(sorted(v)), part=k) for k, v in parts.items()}
 
 
 def _presplit(ds, seed, train, val, test, val_fraction, test_fraction=0.15) -> dict:
-    out = {}
-    for name in ("train", "val", "test"):
-        idx = np.flatnonzero(ds.splits == name)
-        out[name] = ds.subset(idx)
+    out = {name: ds.subset(np.flatnonzero(ds.splits == name)) for name in ("train", "val", "test")}
     for missing in ("val", "test"):  # a split the folder lacks is carved from train, seeded and stratified
         if not len(out[missing]):
             pool = dataclasses.replace(out["train"], splits=None)
-            inner = split(pool, seed, train, val if missing == "val" else 0, test if missing == "test" else 0,
+            inner = split(pool, seed, None, val if missing == "val" else 0, test if missing == "test" else 0,
                           val_fraction if missing == "val" else 0.0, test_fraction if missing == "test" else 0.0)
             out["train"], out[missing] = inner["train"], inner[missing]
             print(f"Your folder has no {missing} split: {len(out[missing])} images were carved from train "
                   "(seeded, stratified).")
-    return out
+    limits = {"train": train, "val": val, "test": test}
+    return {k: dataclasses.replace(_cap(v, limits[k], seed), part=k, splits=None) for k, v in out.items()}
+
+
+def _cap(ds: ImageSet, per_class, seed: int) -> ImageSet:
+    """At most `per_class` images of each class, drawn with the seed (None: all)."""
+    if per_class is None:
+        return ds
+    keep = [i for order in class_orders(ds.labels, seed).values() for i in order[:per_class]]
+    return ds.subset(sorted(keep))
 
 
 def profile_split(ds: ImageSet, cfg) -> dict:
-    """Split a dataset with the per-class sizes of the active profile."""
+    """Split a dataset with the per-class sizes of the active profile; say when images are left out."""
     p = cfg.profile
-    return split(ds, cfg.seed, p.train_per_class, p.val_per_class, p.test_per_class,
-                 p.val_fraction, p.test_fraction)
+    parts = split(ds, cfg.seed, p.train_per_class, p.val_per_class, p.test_per_class,
+                  p.val_fraction, p.test_fraction)
+    used = sum(len(v) for v in parts.values())
+    if used < len(ds):
+        have = ds.counts().values()
+        print(f"{p.name.capitalize()} profile: {used} of your {len(ds)} images are used, at most "
+              f"{p.train_per_class}/{p.val_per_class}/{p.test_per_class} per class for train/val/test "
+              f"(your classes have {min(have)} to {max(have)} images). To use all of them: "
+              "COURSE_PROFILE=full (a GPU is advised; on a CPU it takes much longer).")
+    return parts
 
 
 def pipeline(ds: ImageSet, image_size: int, preprocess=None, batch_size: int = 32,
@@ -266,6 +286,7 @@ def pipeline(ds: ImageSet, image_size: int, preprocess=None, batch_size: int = 3
     """decode -> resize -> cache -> shuffle -> batch -> augment -> preprocess -> prefetch."""
     import tensorflow as tf
 
+    ds.require_images("build a pipeline")
     from_bytes = bool(ds.items) and isinstance(ds.items[0], bytes)
     items = tf.constant(list(ds.items), dtype=tf.string)
     d = tf.data.Dataset.from_tensor_slices((items, ds.labels.astype("int32")))
@@ -298,6 +319,9 @@ def _loader(image_size: int, from_bytes: bool):
 
     def load_one(item, label):
         data = item if from_bytes else tf.io.read_file(item)
+        if not from_bytes:  # a file replaced since it was checked: the error names it
+            tf.debugging.Assert(folders.known_format(data), [f"Not an image TensorFlow can decode "
+                                                      f"({folders.TF_FORMATS}); fix or remove:", item])
         img = tf.io.decode_image(data, channels=3, expand_animations=False)  # gray/RGBA -> RGB
         img = tf.image.resize(img, (image_size, image_size), antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), label
@@ -307,9 +331,9 @@ def _loader(image_size: int, from_bytes: bool):
 
 def to_numpy(ds: ImageSet, image_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Decode and resize a whole (small) ImageSet into uint8 arrays."""
-    batches = [(x.numpy(), y.numpy()) for x, y in pipeline(ds, image_size, cache=False, batch_size=256)]
-    if not batches:
-        return np.zeros((0, image_size, image_size, 3), np.uint8), np.zeros((0,), int)
+    ds.require_images("decode it into arrays")
+    with folders.naming_bad_files(ds.items):
+        batches = [(x.numpy(), y.numpy()) for x, y in pipeline(ds, image_size, cache=False, batch_size=256)]
     return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 

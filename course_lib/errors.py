@@ -16,14 +16,52 @@ class MissingResourceError(RuntimeError):
     """A weight file or dataset is neither downloadable nor in the mirror."""
 
 
+class CorruptResourceError(MissingResourceError):
+    """A weight file or dataset is there but cannot be read (truncated, damaged, or the wrong file)."""
+
+
+FIX_CORRUPT = (
+    "Fix: the file is truncated or corrupt: re-copy it from the mirror source, or run "
+    "`course mirror build DEST` on a connected machine to fetch it again, or unset COURSE_MIRROR "
+    "when online (Keras then downloads the weights itself). `course mirror check` lists every "
+    "damaged file of a mirror."
+)
+
+
 class BadImageError(ValueError):
     """A file that should be an image could not be decoded."""
+
+
+class EmptySplitError(ValueError):
+    """A split (train, val or test) with no images was given where images are needed."""
+
+
+class SmallClassWarning(UserWarning):
+    """A class has too few images for the split that was asked for."""
 
 
 def missing(what: str, name: str, detail: str = "") -> MissingResourceError:
     """Build the one clear message for a resource that cannot be had."""
     detail = f" {detail}" if detail else ""
     return MissingResourceError(f"Cannot get {what} ({name}).{detail} {FIX_OFFLINE}")
+
+
+def read_failure(exc: BaseException) -> str:
+    """A short, plain reason for an exception raised while reading a file (h5py, zip, json)."""
+    import re
+
+    text = str(exc)
+    cut = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
+    if cut:
+        return f"truncated: only {int(cut.group(1)):,} of its {int(cut.group(2)):,} bytes are there"
+    if "file signature not found" in text:
+        return "not an HDF5 file (h5py: file signature not found)"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def corrupt(what: str, path, exc: BaseException) -> CorruptResourceError:
+    """Build the one clear message for a file that is there but cannot be read."""
+    return CorruptResourceError(f"Cannot read {what} from {path}: {read_failure(exc)}. {FIX_CORRUPT}")
 
 
 def _looks_like_network_failure(exc: BaseException) -> bool:

@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from course_lib import backbones, config, data, scale
+from course_lib import backbones, config, data, errors, folders, scale
 
 
 def weights_digest(model) -> str:
@@ -100,6 +100,7 @@ def cache_path(key: dict) -> pathlib.Path:
 def extract(model, ds: data.ImageSet, image_size: int, preprocess="mobilenet_v2",
             batch_size: int = 64, cache: bool = True, verbose: int | None = None):
     """Features of every image in `ds` from a frozen `model`, read from cache when valid."""
+    ds.require_images("extract features")
     key = cache_key(model, ds, image_size, preprocess) if cache else None
     path = cache_path(key) if cache else None
     if cache:
@@ -108,7 +109,8 @@ def extract(model, ds: data.ImageSet, image_size: int, preprocess="mobilenet_v2"
             return hit, ds.labels.copy()
     pipe = data.pipeline(ds, image_size, preprocess=preprocess, batch_size=batch_size, cache=False)
     verbose = config.verbose() if verbose is None else verbose
-    feats = model.predict(pipe, verbose=verbose).astype("float32")
+    with folders.naming_bad_files(ds.items):
+        feats = model.predict(pipe, verbose=verbose).astype("float32")
     if cache:
         write_cache(path, key, feats, ds.labels)
     return feats, ds.labels.copy()
@@ -162,6 +164,10 @@ def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20
     import keras
 
     x, y = train
+    if not len(x):
+        raise errors.EmptySplitError("The training features are empty (0 rows), so no head can be trained. "
+                                     "Fix: extract features from a training split that has images "
+                                     "(`len(splits['train'])` must be above 0).")
     num_classes = check_num_classes(y, num_classes)
     keras.utils.set_random_seed(seed)
     head = compile_classifier(make_head(x.shape[1], num_classes, dropout), learning_rate)
@@ -219,14 +225,16 @@ def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = N
                    learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0,
                    verbose: int = 0, dropout: float = 0.2):
     """The same training as `train_head`, but the backbone runs on every image of every epoch."""
+    train.require_images("train a model")
     model = frozen_classifier(backbone, check_num_classes(train.labels, len(train.class_names)),
                               dropout, seed)
     compile_classifier(model, learning_rate)
     batch_size = scale.global_batch_size(batch_size)
     train_ds = data.pipeline(train, image_size, preprocess, batch_size, shuffle=True, seed=seed)
     val_ds = None if val is None else data.pipeline(val, image_size, preprocess, batch_size)
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
-                        shuffle=False)  # the pipeline shuffles, seeded like train_head
+    with folders.naming_bad_files(train.items + ([] if val is None else val.items)):
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
+                            shuffle=False)  # the pipeline shuffles, seeded like train_head
     return model, history
 
 

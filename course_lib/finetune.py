@@ -213,6 +213,32 @@ def join_histories(*stages, names=None, seconds=None, unfreeze=None) -> Training
 
 # ------------------------------------------------------------------ training
 
+def check_labels(model, data, split: str = "training") -> None:
+    """Fail before `fit` unless every label of `data` is an integer from 0 to the model's outputs - 1.
+
+    `data`: an ImageSet, an (x, y) pair or a tf.data dataset (not checked: only reading it tells).
+    """
+    if hasattr(data, "class_names"):
+        y, fix = data.labels, f"num_classes={len(data.class_names)} (the dataset's number of classes)"
+    elif isinstance(data, (tuple, list)) and len(data) == 2:
+        y, fix = data[1], "num_classes=<the dataset's number of classes>"
+    else:
+        return
+    n, y = getattr(model, "output_shape", (None,))[-1], np.asarray(y)
+    y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+    if not isinstance(n, int) or y.ndim != 1 or not y.size:
+        return
+    whole = y.dtype.kind in "iub" or (y.dtype.kind == "f" and bool(np.all(np.mod(y, 1) == 0)))
+    if whole and y.min() >= 0 and y.max() < n:
+        return
+    odd = y[np.argmax(np.mod(y, 1) != 0)] if y.dtype.kind == "f" else y[0]  # a non-integer label
+    got = f"labels from {int(y.min())} (smallest) to {int(y.max())} (largest)" if whole else \
+        f"labels of dtype {y.dtype}, e.g. {np.asarray(odd).item()!r}"
+    raise ValueError(f"The {split} labels do not fit model {model.name!r}: it has {n} outputs "
+                     f"(output_shape[-1]={n}), so each label must be an integer from 0 to {n - 1}. "
+                     f"Received: {got}. Fix: build the head with {fix}, or check the labels.")
+
+
 def _timer():
     import keras
 
@@ -256,6 +282,7 @@ def fine_tune(model, backbone, name: str, n_blocks: int, train, val, epochs: int
               learning_rate: float = 1e-4, initial_epoch: int = 0, batch_size: int = 32,
               keep_batchnorm_frozen: bool = True, seed: int = 0, verbose: int = 0):
     """Stage two alone: unfreeze the top blocks, recompile at `learning_rate`, continue training."""
+    check_labels(model, train), check_labels(model, val, "validation")
     report = unfreeze_top(backbone, name, n_blocks, keep_batchnorm_frozen)
     compile_model(model, learning_rate)  # a change of `trainable` only takes effect after compile
     history, seconds = _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose)
@@ -272,6 +299,7 @@ def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, head_
     (the history of a head already trained on cached features), stage one is not rerun.
     """
     fine_tune_lr = learning_rate / 10 if fine_tune_lr is None else fine_tune_lr
+    check_labels(model, train), check_labels(model, val, "validation")
     if head_history is None:
         freeze(backbone)
         compile_model(model, learning_rate)

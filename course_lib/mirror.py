@@ -141,13 +141,105 @@ def dataset_path(key: str) -> pathlib.Path | None:
     return path
 
 
+# Arrays each npz file must hold (what `data.load_digits` reads).
+NPZ_KEYS = {"mnist": ("x_test", "y_test"), "usps": ("x_train", "y_train", "x_test", "y_test")}
+
+FIX_MIRROR = (
+    "Fix: copy the MISSING files into the mirror, re-copy the CORRUPT or EMPTY ones from the "
+    "mirror's source (a copy that was cut short or damaged), or make them again with "
+    "`course mirror build DEST` on a connected machine; or unset COURSE_MIRROR on a machine that is online."
+)
+
+
+def not_a_mirror(root, received: str | None = None) -> errors.MissingResourceError:
+    """The clear error for a mirror path that is not an existing folder."""
+    state = f"{root} is a file, not a folder" if pathlib.Path(root).is_file() \
+        else f"the folder {root} does not exist"
+    return errors.MissingResourceError(
+        f"Cannot check the mirror: {state}. Received: {received or root}. "
+        "A mirror is a folder holding keras/models/ (Keras weight files) and datasets/ "
+        "(flowers, pacs, digits) that the course reads instead of downloading. "
+        "Fix: pass the path of an existing mirror (`course mirror check /path/to/course-mirror`) "
+        "or set COURSE_MIRROR to it, or make one with `course mirror build DEST` on a connected machine."
+    )
+
+
 def check(root: str | os.PathLike | None = None) -> dict:
-    """Report what a mirror holds and which notebooks it can serve."""
-    root = pathlib.Path(root or config.mirror_dir() or ".").expanduser().resolve()
-    present = {key: (root / rel).exists() for key, (rel, _) in RESOURCES.items()}
-    notebooks = {nb: [k for k in needs if not present[k]] for nb, needs in NOTEBOOK_NEEDS.items()}
-    return {"mirror": str(root), "resources": present, "missing_by_notebook": notebooks,
-            "ok": root.is_dir() and not any(notebooks.values())}
+    """Report what a mirror holds, whether each file can be read, and which notebooks it can serve."""
+    given = root or config.mirror_dir() or "."
+    root = pathlib.Path(given).expanduser().resolve()
+    if not root.is_dir():
+        raise not_a_mirror(given)
+    status, problems = {}, {}
+    for key, (rel, _) in RESOURCES.items():
+        status[key], reason = inspect(root / rel, key)
+        if reason:
+            problems[key] = reason
+    notebooks = {nb: [k for k in needs if status[k] != "ok"] for nb, needs in NOTEBOOK_NEEDS.items()}
+    return {"mirror": str(root), "resources": {k: v == "ok" for k, v in status.items()},
+            "status": status, "problems": problems, "missing_by_notebook": notebooks,
+            "looks_like_mirror": (root / "keras").is_dir() or (root / "datasets").is_dir(),
+            "ok": not any(notebooks.values())}
+
+
+def inspect(path: pathlib.Path, key: str = "") -> tuple[str, str]:
+    """Cheaply check one mirror resource: ("ok" | "MISSING" | "CORRUPT" | "EMPTY", reason)."""
+    if not path.exists():
+        return "MISSING", ""
+    is_dir_resource = not path.suffix
+    if is_dir_resource != path.is_dir():
+        return "CORRUPT", f"expected a {'folder' if is_dir_resource else 'file'}, found " \
+                          f"a {'folder' if path.is_dir() else 'file'}"
+    if is_dir_resource:
+        return _inspect_folder(path)
+    if path.stat().st_size == 0:
+        return "CORRUPT", "the file is empty (0 bytes)"
+    reader = {".h5": _read_h5, ".json": _read_class_index, ".npz": _read_npz}.get(path.suffix)
+    try:
+        reason = reader(path, key) if reader else ""
+    except Exception as exc:  # noqa: BLE001 - a checker reports any read failure instead of crashing
+        reason = errors.read_failure(exc)
+    return ("CORRUPT", reason) if reason else ("ok", "")
+
+
+def _read_h5(path: pathlib.Path, key: str) -> str:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        names: list = []
+        f.visit(names.append)  # walks the metadata of every group and array, reads no weights
+    return "" if names else "the HDF5 file holds no weights"
+
+
+def _read_class_index(path: pathlib.Path, key: str) -> str:
+    import json
+
+    index = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(index, dict) or any(str(i) not in index for i in range(1000)):
+        return f"expected the 1000 ImageNet classes keyed \"0\"..\"999\", found {len(index)} entries"
+    return ""
+
+
+def _read_npz(path: pathlib.Path, key: str) -> str:
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as f:
+        lacking = [k for k in NPZ_KEYS.get(key, ()) if k not in f.files]
+        held = f.files
+    return f"lacks the arrays {lacking} (holds {held})" if lacking else ""
+
+
+def _inspect_folder(path: pathlib.Path) -> tuple[str, str]:
+    files, empty = 0, []
+    for folder, subs, names in os.walk(path):
+        files += len(names)
+        if not subs and not names:
+            empty.append(os.path.relpath(folder, path))
+    if not files:
+        return "EMPTY", "the folder holds no files"
+    if empty:
+        return "EMPTY", f"{len(empty)} empty folder(s): {', '.join(sorted(empty)[:5])}"
+    return "ok", ""
 
 
 def format_check(result: dict) -> str:
@@ -155,13 +247,21 @@ def format_check(result: dict) -> str:
     lines = [f"Mirror: {result['mirror']}", "", "Resources:"]
     for key, ok in result["resources"].items():
         rel, what = RESOURCES[key]
-        lines.append(f"  [{'ok' if ok else 'MISSING'}] {rel}  ({what})")
+        state = result.get("status", {}).get(key, "ok" if ok else "MISSING")
+        reason = result.get("problems", {}).get(key)
+        lines.append(f"  [{state}] {rel}  ({reason or what})")
     lines += ["", "Notebooks:"]
-    for nb, missing in result["missing_by_notebook"].items():
-        lines.append(f"  {nb}: " + ("ready" if not missing else "missing " + ", ".join(missing)))
+    for nb, lacking in result["missing_by_notebook"].items():
+        groups: dict = {}
+        for key in lacking:
+            groups.setdefault(result.get("status", {}).get(key, "MISSING").lower(), []).append(key)
+        lines.append(f"  {nb}: " + ("; ".join(f"{s} {', '.join(ks)}" for s, ks in groups.items())
+                                      if lacking else "ready"))
     lines.append("")
+    if not result.get("looks_like_mirror", True):
+        lines.append(f"Note: {result['mirror']} holds neither keras/ nor datasets/: is it the mirror folder?")
     lines.append("All notebooks can run from this mirror." if result["ok"]
-                 else "Some notebooks cannot run offline from this mirror (see MISSING).")
+                 else f"Some notebooks cannot run offline from this mirror (see above). {FIX_MIRROR}")
     return "\n".join(lines)
 
 

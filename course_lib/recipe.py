@@ -66,7 +66,7 @@ def build(backbone, num_classes: int, *, preprocess: str, augment=None, dropout:
         x = preprocessing_layer(preprocess)(x)
         x = backbone(x, training=False)  # the Keras guide's convention; fit() overrides it in Keras 3
         x = keras.layers.Dropout(dropout, name="dropout")(x)
-        return keras.Model(inputs, scale.output_layer(int(num_classes))(x), name=name)
+        return keras.Model(inputs, scale.output_layer(num_classes)(x), name=name)
 
 
 def find_backbone(model):
@@ -178,6 +178,7 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
                    seed: int = 0, verbose: int = 0) -> finetune.TrainingRecord:
     """The whole recipe on a model from `build`: head, then the blocks from `first_block` up."""
     check_learning_rate(head_lr), check_learning_rate(fine_tune_lr)
+    finetune.check_labels(model, train), finetune.check_labels(model, val, "validation")
     backbone = find_backbone(model)
     batch = scale.global_batch_size(batch_size)
     train_ds = data.pipeline(train, image_size, batch_size=batch, shuffle=True, seed=seed)

@@ -23,9 +23,7 @@ def run_course(out="runs/latest", profile: str | None = None, only=None,
     if profile:
         os.environ["COURSE_PROFILE"] = profile
     os.environ.setdefault("COURSE_PROFILE", "fast")
-    paths = notebooks.source_notebooks(root, only)
-    if not paths:
-        raise FileNotFoundError(f"No notebooks matched. Received: only={only!r}.")
+    paths = select(root, only)
     results = []
     for path in paths:
         print(f"[course] running {path.name} ...", flush=True)
@@ -43,6 +41,31 @@ def run_course(out="runs/latest", profile: str | None = None, only=None,
     _write_atomic(out / "report.md", render_markdown(rep))
     print(f"[course] report: {out / 'report.md'} and {out / 'report.json'}")
     return rep
+
+
+class NoNotebookError(FileNotFoundError):
+    """`course run` found no notebook to run: no notebooks folder, or `only` matched none."""
+
+
+def select(root=None, only=None) -> list[pathlib.Path]:
+    """The source notebooks to run; a one-line NoNotebookError when `only` matches none of them."""
+    if isinstance(only, str):
+        only = [only]  # one name, not its letters
+    try:
+        every = notebooks.source_notebooks(root)
+    except FileNotFoundError as exc:
+        raise NoNotebookError(str(exc)) from None
+    paths = notebooks.source_notebooks(root, only)
+    if not every:
+        raise NoNotebookError(f"No notebooks to run: {notebooks.repo_root(root) / 'notebooks' / 'source'} "
+                              "has no NN_name.ipynb files. Fix: run this from a complete course checkout.")
+    if not paths:
+        wanted = " or ".join(repr(o) for o in only)
+        raise NoNotebookError(
+            f"No notebooks matched: no notebook name contains {wanted}. Notebooks: "
+            f"{', '.join(p.stem for p in every)}. Fix: pass part of one of these names to "
+            "--only (only=...), or leave it out to run every notebook.")
+    return paths
 
 
 def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int) -> dict:

@@ -99,9 +99,11 @@ def describe(strat=None) -> str:
 
 def global_batch_size(per_replica: int, strat=None) -> int:
     """The batch size to feed `fit`: `per_replica` times the strategy's replicas."""
-    if not isinstance(per_replica, int) or isinstance(per_replica, bool) or per_replica < 1:
-        raise ValueError(f"per_replica must be a positive integer. Received: per_replica={per_replica!r}.")
-    return per_replica * (strat or strategy()).num_replicas_in_sync
+    n = config.as_int(per_replica)
+    if n is None or n < 1:
+        raise ValueError(f"per_replica must be a positive integer. Received: per_replica={per_replica!r}. "
+                         "Fix: pass the batch size of one device, e.g. 32.")
+    return n * (strat or strategy()).num_replicas_in_sync
 
 
 def policy_name(enabled=None, device: str | None = None) -> str:
@@ -153,9 +155,11 @@ def output_layer(num_classes: int, name: str = "predictions", **dense_kwargs):
     """The softmax classification layer, computed in float32 under any dtype policy."""
     import keras
 
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"A classifier needs an integer num_classes >= 2. Received: num_classes={num_classes!r}.")
-    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=name, **dense_kwargs)
+    n = config.as_int(num_classes)
+    if n is None or n < 2:
+        raise ValueError(f"A classifier needs an integer num_classes >= 2. Received: num_classes={num_classes!r}. "
+                         "Fix: pass the dataset's number of classes (e.g. len(ds.class_names)).")
+    return keras.layers.Dense(n, activation="softmax", dtype="float32", name=name, **dense_kwargs)
 
 
 def build_classifier(backbone, num_classes: int, dropout: float = 0.2, preprocess=None,

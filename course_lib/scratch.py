@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from course_lib import features, scale
+from course_lib import config, features, finetune, scale
 
 
 def make_cnn(image_size: int, num_classes: int, channels: int = 3, widths=(16, 32, 64),
@@ -20,7 +20,7 @@ def make_cnn(image_size: int, num_classes: int, channels: int = 3, widths=(16, 3
     import keras
     from keras import layers
 
-    _check_args(image_size, num_classes, channels, widths)
+    image_size, num_classes, channels = _check_args(image_size, num_classes, channels, widths)
     with scale.scope():
         inputs = keras.Input((image_size, image_size, channels), name="pixels")
         x = layers.Rescaling(1.0 / 255)(inputs)
@@ -34,18 +34,24 @@ def make_cnn(image_size: int, num_classes: int, channels: int = 3, widths=(16, 3
             x = layers.MaxPooling2D()(x)
         x = layers.GlobalAveragePooling2D()(x)
         x = layers.Dropout(dropout)(x)
-        outputs = scale.output_layer(int(num_classes))(x)
+        outputs = scale.output_layer(num_classes)(x)
         return keras.Model(inputs, outputs, name=name)
 
 
-def _check_args(image_size, num_classes, channels, widths) -> None:
-    if not isinstance(image_size, int) or image_size < 8 * 2 ** (len(widths) - 1):
-        raise ValueError(f"image_size must be an integer >= {8 * 2 ** (len(widths) - 1)} for "
-                         f"{len(widths)} pooling stages. Received: image_size={image_size!r}.")
-    if num_classes < 2:
-        raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes}.")
-    if channels not in (1, 3):
+def _check_args(image_size, num_classes, channels, widths) -> tuple:
+    """(image_size, num_classes, channels) as Python ints, or a clear error."""
+    size, n, ch = config.as_int(image_size), config.as_int(num_classes), config.as_int(channels)
+    smallest = 8 * 2 ** (len(widths) - 1)
+    if size is None or size < smallest:
+        raise ValueError(f"image_size must be an integer >= {smallest} for {len(widths)} pooling stages. "
+                         f"Received: image_size={image_size!r}. Fix: resize the images to at least "
+                         f"{smallest} px, or pass fewer widths.")
+    if n is None or n < 2:
+        raise ValueError(f"A classifier needs at least 2 classes. Received: num_classes={num_classes!r}. "
+                         "Fix: pass the dataset's number of classes (an integer >= 2).")
+    if ch not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB). Received: channels={channels!r}.")
+    return size, n, ch
 
 
 def epochs_for(n_train: int, batch_size: int = 32, min_steps: int = 150,
@@ -70,6 +76,7 @@ def train(train, val=None, num_classes: int | None = None, epochs: int | None = 
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * math.ceil(len(x) / batch_size))
     features.compile_classifier(model, schedule)
     val = None if val is None else _as_images(*val)
+    finetune.check_labels(model, (x, y)), finetune.check_labels(model, val, "validation")
     history = model.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size,
                         shuffle=True, verbose=verbose)
     return model, history

@@ -106,3 +106,22 @@ def test_param_count():
     model = backbones.load("mobilenet", 96, weights=None)
     assert backbones.param_count(model) == model.count_params()
     assert backbones.param_count(model, trainable_only=True) == 0
+
+
+def test_weights_file_keras_cannot_read_raises_the_course_error(tmp_path, monkeypatch, isolated_cache):
+    """A valid HDF5 file that is not these weights: Keras' own read fails, the course names the file."""
+    import h5py
+
+    from course_lib import mirror
+
+    path = tmp_path / "m" / mirror.RESOURCES["mobilenet@224"][0]
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"conv1"]
+        f.create_group("conv1").create_dataset("kernel", data=np.zeros(4, "float32"))
+    monkeypatch.setenv("COURSE_MIRROR", str(tmp_path / "m"))
+    with pytest.raises(errors.CorruptResourceError,
+                       match="Cannot read the ImageNet weights of MobileNet from") as info:
+        backbones.load("mobilenet", 224)
+    assert str(path) in str(info.value) and "re-copy it from the mirror source" in str(info.value)
+    assert isinstance(info.value.__cause__, (KeyError, ValueError))

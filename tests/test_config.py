@@ -39,6 +39,52 @@ def test_bad_seed(monkeypatch):
         config.seed_value()
 
 
+@pytest.mark.parametrize("value", ["-1", str(2**32), "abc", "4.5", "1e3"])
+def test_seed_outside_numpys_range_names_the_variable_value_and_range(monkeypatch, value):
+    monkeypatch.setenv("COURSE_SEED", value)
+    with pytest.raises(ValueError) as info:
+        config.seed_value()
+    text = str(info.value)
+    assert f"COURSE_SEED={value!r}" in text and "0..4294967295" in text and "Fix: export COURSE_SEED=42" in text
+
+
+@pytest.mark.parametrize("value, expected", [("0", 0), (str(2**32 - 1), 2**32 - 1), (" 7 ", 7), ("", 42)])
+def test_seed_edges_and_default(monkeypatch, value, expected):
+    monkeypatch.setenv("COURSE_SEED", value)
+    assert config.seed_value() == expected
+
+
+@pytest.mark.parametrize("bad", [-1, 2**32, 3.5, "7", True, None])
+def test_setup_refuses_a_seed_outside_0_to_2_32(bad, isolated_cache):
+    with pytest.raises(ValueError, match=rf"seed must be an integer in 0\.\.4294967295 .*Received: seed={bad!r}\."):
+        config.check_seed(bad)
+    if bad is not None:  # setup(seed=None) reads COURSE_SEED instead
+        with pytest.raises(ValueError, match=r"^seed must be an integer in 0\.\.4294967295"):
+            config.setup("x", seed=bad, quiet=True)
+
+
+def test_numpy_integers_are_integers():
+    import numpy as np
+
+    assert config.as_int(np.int64(144)) == 144 and type(config.as_int(np.uint8(3))) is int
+    assert config.as_int(True) is None and config.as_int(np.bool_(True)) is None and config.as_int(3.0) is None
+    assert config.check_seed(np.int64(2**32 - 1)) == 2**32 - 1
+
+
+def test_backbone_loads_real_weights_at_a_numpy_integer_size(mirror_root, monkeypatch, isolated_cache):
+    import numpy as np
+
+    from course_lib import backbones
+
+    monkeypatch.setenv("COURSE_MIRROR", str(mirror_root))
+    model = backbones.load("mobilenet_v2", image_size=np.int64(144))
+    assert model.input_shape == (None, 144, 144, 3) and model.output_shape == (None, 1280)
+    assert backbones.load("mobilenet_v2", np.int32(32), weights=None).input_shape == (None, 32, 32, 3)
+    for bad in (np.float32(144), True, "144"):
+        with pytest.raises(ValueError, match=rf"image_size must be an integer >= 32 .*Received: image_size="):
+            backbones.load("mobilenet_v2", bad, weights=None)
+
+
 def test_setup_prints_profile_and_mode(capsys, monkeypatch, isolated_cache):
     monkeypatch.setenv("COURSE_PROFILE", "fast")
     monkeypatch.delenv("COURSE_MIRROR", raising=False)

@@ -14,8 +14,9 @@ def test_user_folder_skips_bad_files_and_reports_once(image_folder, capsys):
     assert len(ds) == 14 and ds.class_names == ["cats", "dogs"]
     assert sorted(p.split("/")[-1] for p in ds.skipped) == ["broken.jpg", "notes.txt"]
     skipped_lines = [line for line in out.splitlines() if line.startswith("Skipped")]
-    assert len(skipped_lines) == 1 and "2 unreadable file(s)" in skipped_lines[0]
-    assert "broken.jpg" in skipped_lines[0]
+    assert len(skipped_lines) == 1 and "Skipped 2 file(s) that cannot be used" in skipped_lines[0]
+    assert "broken.jpg: not a readable image" in skipped_lines[0]
+    assert "notes.txt: not an image file type (.txt" in skipped_lines[0]
 
 
 def test_grayscale_and_rgba_become_rgb_and_an_epoch_completes(image_folder):
@@ -124,9 +125,15 @@ def test_tfds_path_with_mock_data(monkeypatch, isolated_cache):
     assert x.shape == (12, 16, 16, 3)
 
 
-def test_empty_split_gives_an_empty_pipeline(image_folder):
+def test_an_empty_split_is_a_clear_error_everywhere(image_folder):
+    from course_lib import errors, features
+
     ds = data.load_folder(image_folder)
-    empty = ds.subset([])
-    assert list(data.pipeline(empty, 16)) == []
-    x, y = data.to_numpy(empty, 16)
-    assert x.shape == (0, 16, 16, 3) and y.shape == (0,)
+    empty = data.split(ds, seed=0, train=0, val=2, test=2)["train"]
+    assert len(empty) == 0 and empty.part == "train"
+    for call in (lambda: data.pipeline(empty, 16), lambda: data.to_numpy(empty, 16),
+                 lambda: features.extract(None, empty, 16)):
+        with pytest.raises(errors.EmptySplitError, match="The train split of 'my_images' has no images"):
+            call()
+    with pytest.raises(errors.EmptySplitError, match="training features are empty"):
+        features.train_head((np.zeros((0, 4)), np.zeros((0,), int)), num_classes=2)

@@ -3,7 +3,8 @@
 nbval runs the whole notebook on the course data. Here the recipe part (setup to the end of the
 end-to-end two-stage run, graded checks included) runs on a generated `train/` + `val/` folder
 with no `test/` split: it must finish without an error, say how many images it uses, pass its
-graded checks and move only the unfrozen blocks in stage 2.
+graded checks and move only the unfrozen blocks in stage 2. The same runs on a flat
+`<class>/<image>` folder.
 """
 
 import pathlib
@@ -15,8 +16,8 @@ from .conftest import execute_source_notebook, write_image
 STOP = "## A shortcut for exploring"
 
 
-def _train_val_folder(root: pathlib.Path) -> pathlib.Path:
-    for split, n in (("train", 6), ("val", 3)):
+def _train_val_folder(root: pathlib.Path, splits=(("train", 6), ("val", 3))) -> pathlib.Path:
+    for split, n in splits:
         for c, cls in enumerate(["Cats", "Dogs", "Owls"]):
             for i in range(n):
                 write_image(root / split / cls / f"{cls}_{i}.jpg", size=(40, 56), seed=100 * c + 10 * len(split) + i)
@@ -24,8 +25,10 @@ def _train_val_folder(root: pathlib.Path) -> pathlib.Path:
 
 
 @pytest.mark.slow
-def test_the_recipe_runs_on_a_train_val_folder(mirror_root, isolated_cache, tmp_path, monkeypatch):
-    folder = _train_val_folder(tmp_path / "pets")
+@pytest.mark.parametrize("layout", ["train_val", "flat"])
+def test_the_recipe_runs_on_your_folder(layout, mirror_root, isolated_cache, tmp_path, monkeypatch):
+    splits = (("train", 6), ("val", 3)) if layout == "train_val" else (("", 9),)
+    folder = _train_val_folder(tmp_path / "pets", splits)
     monkeypatch.setenv("COURSE_DATASET", str(folder))
     monkeypatch.setenv("COURSE_PROFILE", "fast")
     _, errors, text = execute_source_notebook("03_fine_tuning", tmp_path, stop_before=STOP)

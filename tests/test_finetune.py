@@ -221,3 +221,22 @@ def test_plots_return_figures():
     assert len(fig3.axes) == 2
     for f in (fig, fig2, fig3):
         plt.close(f)
+
+
+def test_labels_beyond_the_heads_outputs_fail_before_any_epoch(mnv2, monkeypatch):
+    model, (x, _) = _tiny_problem(mnv2)
+    model = finetune.classifier(model.layers[1], features.make_head(1280, 3))  # 3 outputs
+    monkeypatch.setattr(model, "fit", lambda *a, **k: pytest.fail("fit ran before the labels were checked"))
+    y = np.arange(16) % 5  # labels 0..4
+    with pytest.raises(ValueError, match=r"^The training labels do not fit model 'classifier': it has 3 outputs "
+                                         r"\(output_shape\[-1\]=3\), so each label must be an integer from 0 to 2\. "
+                                         r"Received: labels from 0 \(smallest\) to 4 \(largest\)\. Fix: build the "
+                                         r"head with num_classes=<the dataset's number of classes>, or check"):
+        finetune.train_two_stage(model, mnv2, "mobilenet_v2", 1, (x, y), (x, y % 3), 1, 1, batch_size=8)
+    for bad, match in ((y % 3 + 0.5, r"labels of dtype float64, e\.g\. 0\.5\."),
+                       (np.array(["a", "b"] * 8), r"labels of dtype <U1, e\.g\. 'a'\.")):
+        with pytest.raises(ValueError, match=match):
+            finetune.fine_tune(model, mnv2, "mobilenet_v2", 1, (x, bad), None, 1)
+    finetune.check_labels(model, (x, (y % 3).astype("float32")))  # whole numbers in range are fine
+    finetune.check_labels(model, None), finetune.check_labels(model, finetune.as_dataset((x, y)))  # not checked
+    assert mnv2.trainable_weights == [], "nothing was unfrozen"

@@ -16,9 +16,127 @@ def test_check_real_mirror(mirror_root):
     assert all(result["resources"].values())
 
 
+def _tiny_h5(path):
+    """Write a small, valid HDF5 file laid out like a Keras weight file; return its bytes."""
+    import h5py
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [b"Conv1"]
+        f.create_group("Conv1").create_dataset("kernel", data=np.arange(2000, dtype="float32"))
+    return path.read_bytes()
+
+
+def _fake_mirror(root):
+    """A complete, tiny mirror made at test time: valid h5, class index, npz files, image folders."""
+    for key in ("mobilenet_v2@224", "mobilenet@224", "mobilenet_top@224"):
+        _tiny_h5(root / mirror.RESOURCES[key][0])
+    index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
+    (root / mirror.RESOURCES["class_index"][0]).write_text(json.dumps(index))
+    for sub in ("flowers/daisy", "pacs/photo/dog"):
+        (root / "datasets" / sub).mkdir(parents=True)
+        (root / "datasets" / sub / "a.jpg").write_bytes(b"jpeg bytes are not decoded by the check")
+    for key, names in mirror.NPZ_KEYS.items():
+        path = root / mirror.RESOURCES[key][0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **{n: np.zeros(2, np.uint8) for n in names})
+    return root
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def test_check_fake_mirror_is_ok(tmp_path):
+    result = mirror.check(_fake_mirror(tmp_path))
+    assert result["ok"], mirror.format_check(result)
+    assert set(result["status"].values()) == {"ok"} and result["problems"] == {}
+
+
+def test_check_reports_truncated_and_garbage_weight_files(tmp_path, capsys):
+    root = _fake_mirror(tmp_path)
+    v2 = mirror.RESOURCES["mobilenet_v2@224"][0]
+    _truncate(root / v2)
+    (root / mirror.RESOURCES["mobilenet_top@224"][0]).write_bytes(b"<html>404 Not Found</html>" * 40)
+    result = mirror.check(root)
+    assert not result["ok"]
+    assert result["status"]["mobilenet_v2@224"] == "CORRUPT"
+    assert not result["resources"]["mobilenet_v2@224"]
+    assert "truncated" in result["problems"]["mobilenet_v2@224"]
+    assert "not an HDF5 file" in result["problems"]["mobilenet_top@224"]
+    assert result["missing_by_notebook"]["00_setup"] == ["mobilenet_v2@224"]
+    text = mirror.format_check(result)
+    assert f"[CORRUPT] {v2}  (truncated: " in text
+    assert "[ok] keras/models/mobilenet_2_5_224_tf_no_top.h5" in text
+    assert "00_setup: corrupt mobilenet_v2@224" in text and "00_setup: ready" not in text
+    assert "re-copy the CORRUPT" in text and "course mirror build DEST" in text
+    assert cli.main(["mirror", "check", str(root)]) == 1
+    assert f"[CORRUPT] {v2}" in capsys.readouterr().out
+
+
+def test_check_reports_bad_class_index_npz_and_empty_folders(tmp_path):
+    root = _fake_mirror(tmp_path)
+    (root / mirror.RESOURCES["class_index"][0]).write_text('{"0": ["n01440764", "tench"], "1": [')
+    _truncate(root / mirror.RESOURCES["usps"][0], 0.3)
+    np.savez(root / mirror.RESOURCES["mnist"][0], x_test=np.zeros(2))
+    (root / "datasets/flowers/daisy/a.jpg").unlink()
+    (root / "datasets/pacs/photo/horse").mkdir()
+    result = mirror.check(root)
+    assert result["status"] == {**result["status"], "class_index": "CORRUPT", "usps": "CORRUPT",
+                                "mnist": "CORRUPT", "flowers": "EMPTY", "pacs": "EMPTY"}
+    assert "JSONDecodeError" in result["problems"]["class_index"]
+    assert "lacks the arrays ['y_test']" in result["problems"]["mnist"]
+    assert "holds no files" in result["problems"]["flowers"]
+    assert "photo/horse" in result["problems"]["pacs"]
+    assert not result["ok"] and result["status"]["mobilenet_v2@224"] == "ok"
+
+
+def test_check_is_fast_on_the_real_mirror(mirror_root):
+    import time
+
+    start = time.perf_counter()
+    mirror.check(mirror_root)
+    assert time.perf_counter() - start < 2
+
+
+def test_cli_check_of_a_folder_that_does_not_exist_exits_2(tmp_path, capsys, monkeypatch):
+    missing = tmp_path / "no_such_mirror"
+    assert cli.main(["mirror", "check", str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "[MISSING]" not in captured.err
+    assert f"the folder {missing} does not exist. Received: {missing}." in captured.err
+    assert "A mirror is a folder holding keras/models/" in captured.err
+    assert "course mirror build DEST" in captured.err and "COURSE_MIRROR" in captured.err
+    monkeypatch.setenv("COURSE_MIRROR", str(missing))
+    assert cli.main(["mirror", "check"]) == 2
+    assert f"Received: COURSE_MIRROR={missing}." in capsys.readouterr().err
+    with pytest.raises(errors.MissingResourceError, match="does not exist"):
+        mirror.check(missing)
+
+
+def test_load_with_corrupt_mirror_weights_names_the_file(tmp_path, monkeypatch, isolated_cache):
+    from course_lib import backbones
+
+    root = _fake_mirror(tmp_path / "m")
+    weights = root / mirror.RESOURCES["mobilenet_v2@224"][0]
+    _truncate(weights)
+    monkeypatch.setenv("COURSE_MIRROR", str(root))
+    with pytest.raises(errors.CorruptResourceError) as info:
+        backbones.load("mobilenet_v2", 224)
+    text = str(info.value)
+    assert isinstance(info.value, errors.MissingResourceError)
+    assert str(weights) in text and "truncated" in text
+    assert "re-copy it from the mirror source" in text and "course mirror build" in text
+    assert "unset COURSE_MIRROR" in text
+    assert isinstance(info.value.__cause__, OSError)  # the h5py error stays chained
+    (root / mirror.RESOURCES["class_index"][0]).write_text("{not json")
+    with pytest.raises(errors.CorruptResourceError, match="imagenet_class_index.json"):
+        backbones.decode_predictions(np.zeros((1, 1000)))
+
+
 def test_check_partial_mirror_names_what_is_missing(tmp_path, capsys):
-    (tmp_path / "keras" / "models").mkdir(parents=True)
-    (tmp_path / mirror.RESOURCES["mobilenet_v2@224"][0]).write_bytes(b"x")
+    _tiny_h5(tmp_path / mirror.RESOURCES["mobilenet_v2@224"][0])
     assert cli.main(["mirror", "check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "[ok] keras/models/mobilenet_v2" in out
@@ -34,7 +152,12 @@ def test_every_notebook_need_is_a_known_resource():
 def _fake_fetch(sources):
     def fetch(url, dest, sha):
         dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(sources[url] if url in sources else b"weights:" + url.encode())
+        if url in sources:
+            dest.write_bytes(sources[url])
+        elif url.endswith(".json"):
+            dest.write_text(json.dumps({str(i): [f"n{i}", f"c{i}"] for i in range(1000)}))
+        else:
+            _tiny_h5(dest)
         return dest
     return fetch
 

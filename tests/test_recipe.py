@@ -138,3 +138,19 @@ def test_learning_rate_now_reads_a_schedule(tiny_backbone):
     recipe.compile_stage(model, 3e-4)
     assert recipe.learning_rate_now(model) == pytest.approx(3e-4)
     assert math.isclose(recipe.learning_rate_now(model), 3e-4, rel_tol=1e-6)
+
+
+def test_labels_beyond_the_heads_outputs_fail_before_any_epoch(tiny_backbone, monkeypatch):
+    model = recipe.build(tiny_backbone, 3, preprocess=NAME)
+    monkeypatch.setattr(model, "fit", lambda *a, **k: pytest.fail("fit ran before the labels were checked"))
+    five = data.ImageSet("five", [f"missing/{i}.png" for i in range(10)], np.arange(10) % 5,
+                         list("abcde"), "test")  # never read: the check needs only the labels
+    kwargs = dict(backbone_name=NAME, image_size=32, first_block=1, head_epochs=1, fine_tune_epochs=1)
+    with pytest.raises(ValueError) as info:
+        recipe.fit_two_stages(model, five, five.subset([0, 1]), **kwargs)
+    text = str(info.value)
+    assert text.startswith("The training labels do not fit model 'recipe': it has 3 outputs")
+    assert "Received: labels from 0 (smallest) to 4 (largest)" in text
+    assert "Fix: build the head with num_classes=5 (the dataset's number of classes), or check the labels" in text
+    with pytest.raises(ValueError, match=r"The validation labels .* to 3 \(largest\)\. Fix: .*num_classes=5"):
+        recipe.fit_two_stages(model, five.subset([0, 1, 2]), five.subset([3]), **kwargs)

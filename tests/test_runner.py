@@ -3,6 +3,7 @@
 import json
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
 from course_lib import cli, runner
@@ -48,3 +49,17 @@ def test_failing_check_fails_the_run_but_later_cells_still_report(tmp_path, isol
     checks = {c["name"]: c["passed"] for c in nb["checks"]}
     assert nb["status"] == "failed" and checks["q1.test1"] is False
     assert checks["99_tiny.answer is even"] is False and nb["metrics"]["99_tiny.answer"] == 41.0
+
+
+def test_only_matching_nothing_is_one_clear_line_and_exit_code_2(tmp_path, monkeypatch, capsys):
+    _tiny_notebook(tmp_path / "course" / "notebooks" / "source" / "00_setup.ipynb")
+    _tiny_notebook(tmp_path / "course" / "notebooks" / "source" / "01_pretrained_backbones.ipynb")
+    monkeypatch.chdir(tmp_path / "course")
+    assert cli.main(["run", "--out", str(tmp_path / "out"), "--only", "nomatch"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("course run: no notebook name contains 'nomatch'. "
+                                   "Notebooks: 00_setup, 01_pretrained_backbones. Fix: pass part of")
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err and captured.out == ""
+    assert not (tmp_path / "out").exists(), "nothing ran"
+    with pytest.raises(FileNotFoundError, match=r"no notebook name contains 'x' or 'y'\. Notebooks: 00_setup"):
+        runner.run_course(tmp_path / "out", only=["x", "y"], root=tmp_path / "course")

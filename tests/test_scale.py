@@ -53,9 +53,22 @@ def test_global_batch_size_scales_with_replicas_and_rejects_bad_values():
 
     assert cl.scale.global_batch_size(32, FakeStrategy()) == 256
     assert cl.scale.global_batch_size(32) == 32  # one replica here
-    for bad in (0, -4, 2.5, "32", True):
+    for bad in (0, -4, 2.5, "32", True, np.int64(0), np.float32(32)):
         with pytest.raises(ValueError, match="per_replica"):
             cl.scale.global_batch_size(bad)
+
+
+def test_numpy_integers_work_where_an_int_does():
+    class FakeStrategy:
+        num_replicas_in_sync = 2
+
+    got = cl.scale.global_batch_size(np.int64(16), FakeStrategy())
+    assert got == 32 and type(got) is int
+    layer = cl.scale.output_layer(np.int32(5))
+    assert layer.units == 5 and type(layer.units) is int
+    for bad in (True, 1, 2.0, np.float64(3)):
+        with pytest.raises(ValueError, match=r"integer num_classes >= 2. Received: num_classes=.*Fix: pass"):
+            cl.scale.output_layer(bad)
 
 
 @pytest.mark.parametrize("enabled, device, expected", [

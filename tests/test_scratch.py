@@ -36,6 +36,28 @@ def test_bad_arguments_say_what_was_received(kwargs, match):
         scratch.make_cnn(**kwargs)
 
 
+def test_numpy_integers_work_and_other_types_fail_clearly():
+    model = scratch.make_cnn(np.int64(32), np.int64(4), channels=np.int64(1), widths=(4, 8), augment=False)
+    assert model.input_shape == (None, 32, 32, 1) and model.output_shape == (None, 4)
+    for kwargs, match in ((dict(image_size=32.0, num_classes=3), r"Received: image_size=32.0\. Fix"),
+                          (dict(image_size=True, num_classes=3), r"Received: image_size=True"),
+                          (dict(image_size=32, num_classes=2.5), r"Received: num_classes=2.5\. Fix")):
+        with pytest.raises(ValueError, match=match):
+            scratch.make_cnn(**kwargs)
+
+
+def test_negative_labels_fail_before_training(monkeypatch):
+    import keras
+
+    monkeypatch.setattr(keras.Model, "fit", lambda *a, **k: pytest.fail("fit ran"))
+    x, y = stripes(n_per_class=4)
+    with pytest.raises(ValueError, match=r"The training labels do not fit model 'scratch_cnn': it has 2 outputs.*"
+                                         r"Received: labels from -1 \(smallest\) to 0 \(largest\)\. Fix: build"):
+        scratch.train((x, y - 1), num_classes=2, epochs=1, widths=(4, 8))
+    with pytest.raises(ValueError, match=r"The validation labels .* from 0 \(smallest\) to 2 \(largest\)"):
+        scratch.train((x, y), (x, y * 2), num_classes=2, epochs=1, widths=(4, 8))
+
+
 def test_epochs_for_gives_small_sets_more_epochs():
     assert scratch.epochs_for(25, 32, min_steps=150) == 150  # one step per epoch
     assert scratch.epochs_for(200, 32, min_steps=150) == 22  # 7 steps per epoch
