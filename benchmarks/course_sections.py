@@ -39,6 +39,21 @@ def peak_resident(proc) -> int:
     return proc.memory_info().rss
 
 
+def _unexeced_fork(proc, root) -> bool:
+    """True for a child caught between fork and exec: a copy of `root` whose pages are not its own.
+
+    Such a child reports the parent's whole resident size (1.3 GB for a test process that has
+    loaded TensorFlow) until it execs the kernel a moment later; counting it made a 1-cell
+    notebook look like it used 1.3 GB.
+    """
+    import psutil
+
+    try:
+        return proc.ppid() == root.pid and proc.cmdline() == root.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return True
+
+
 def tree_rss(pid: int | None = None, include_root: bool = True, exclude=frozenset()) -> int:
     """Peak resident bytes of a process and its descendants (or the descendants only), summed."""
     import psutil
@@ -46,7 +61,7 @@ def tree_rss(pid: int | None = None, include_root: bool = True, exclude=frozense
     try:
         root = psutil.Process(pid or os.getpid())
         procs = ([root] if include_root else []) + [p for p in root.children(recursive=True)
-                                                     if p.pid not in exclude]
+                                                     if p.pid not in exclude and not _unexeced_fork(p, root)]
     except psutil.NoSuchProcess:
         return 0
     total = 0

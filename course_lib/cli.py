@@ -1,7 +1,7 @@
 """The `course` command: run the course, check or build a mirror, instructor tools.
 
 Usage: `course run`, `course mirror check [PATH]`, `course mirror build DEST`,
-`course student`, `course grade SUBMISSIONS`, `course benchmark`.
+`course student`, `course grade SUBMISSIONS`. Benchmarks: `python benchmarks/benchmark.py`.
 """
 
 from __future__ import annotations

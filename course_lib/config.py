@@ -149,11 +149,6 @@ def progress(iterable, **kwargs):
     return tqdm(iterable, disable=bool(verbose() == 0), **kwargs)
 
 
-def in_colab() -> bool:
-    """True inside a Google Colab runtime."""
-    return "COLAB_RELEASE_TAG" in os.environ or "COLAB_GPU" in os.environ
-
-
 @dataclasses.dataclass
 class Config:
     """What `setup()` decided for one notebook run."""

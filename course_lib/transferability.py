@@ -5,7 +5,8 @@ only through a candidate's frozen features (or its source-classifier probabiliti
 
 - `logme`: the log marginal evidence of a Bayesian linear model on the features (You et al., 2021).
 - `leep`: log expected empirical prediction of the source classifier (Nguyen et al., 2020).
-- `h_score`: tr(cov(f)^-1 cov(E[f|y])) (Bao et al., 2019), with a shrinkage covariance by default.
+- `h_score`: tr(cov(f)^-1 cov(E[f|y])) (Bao et al., 2019); by default the regularised H-score
+  of Ibrahim et al. (2022), tr(cov_a(f)^-1 (1 - a) cov(E[f|y])) with the Ledoit-Wolf shrinkage a.
 - `knn_probe`: leave-one-out k-nearest-neighbour accuracy on the features.
 
 `linear_probe` is the accuracy a candidate really reaches with a frozen backbone;
@@ -98,28 +99,36 @@ def leep(source_probs, labels) -> float:
 
 
 def h_score(features, labels, shrinkage="auto") -> float:
-    """H-score tr(cov(f)^-1 cov(E[f|y])); shrinkage='auto' (Ledoit-Wolf), a float in [0, 1], or None (pinv)."""
+    """H-score; shrinkage=None: Bao et al. (2019) with a pseudo-inverse; 'auto' or a in [0, 1]: regularised.
+
+    The regularised H-score (Ibrahim et al., 2022, "Newer is not always better") shrinks the
+    feature covariance, cov_a = (1 - a) cov + a (tr(cov) / d) I, and the between-class
+    covariance by the same (1 - a); 'auto' takes a from Ledoit-Wolf. Without the (1 - a)
+    factor each candidate's score is inflated by its own 1 / (1 - a).
+    """
     f, y = _check_labeled(features, labels)
     f = f - f.mean(0)
-    cov_f = _covariance(f, shrinkage)
+    cov_f, alpha = _covariance(f, shrinkage)
     classes, index = np.unique(y, return_inverse=True)
     g = np.stack([f[y == c].mean(0) for c in classes])[index]
-    cov_g = g.T @ g / len(f)
+    cov_g = (1 - alpha) * (g.T @ g / len(f))
     return float(np.trace(np.linalg.pinv(cov_f, hermitian=True) @ cov_g))
 
 
-def _covariance(f, shrinkage):
+def _covariance(f, shrinkage) -> tuple:
+    """The (shrunk) covariance of centred features and the shrinkage used (0 for none)."""
     cov = f.T @ f / len(f)
     if shrinkage is None:
-        return cov
+        return cov, 0.0
     if shrinkage == "auto":
         from sklearn.covariance import LedoitWolf
 
-        return LedoitWolf(assume_centered=True).fit(f).covariance_
-    if not isinstance(shrinkage, (int, float)) or not 0 <= shrinkage <= 1:
+        lw = LedoitWolf(assume_centered=True).fit(f)
+        return lw.covariance_, float(lw.shrinkage_)
+    if isinstance(shrinkage, bool) or not isinstance(shrinkage, (int, float)) or not 0 <= shrinkage <= 1:
         raise ValueError(f"shrinkage must be 'auto', None or a number in [0, 1]. Received: {shrinkage!r}.")
     mu = np.trace(cov) / cov.shape[0]
-    return (1 - shrinkage) * cov + shrinkage * mu * np.eye(cov.shape[0])
+    return (1 - shrinkage) * cov + shrinkage * mu * np.eye(cov.shape[0]), float(shrinkage)
 
 
 # ----------------------------------------------------------------------------- k-NN probe

@@ -22,7 +22,10 @@ import pathlib
 import subprocess
 import sys
 import sysconfig
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 import zipfile
 
 import nbformat

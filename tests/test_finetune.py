@@ -240,3 +240,9 @@ def test_labels_beyond_the_heads_outputs_fail_before_any_epoch(mnv2, monkeypatch
     finetune.check_labels(model, (x, (y % 3).astype("float32")))  # whole numbers in range are fine
     finetune.check_labels(model, None), finetune.check_labels(model, finetune.as_dataset((x, y)))  # not checked
     assert mnv2.trainable_weights == [], "nothing was unfrozen"
+
+
+def test_a_name_that_does_not_match_the_model_says_what_it_holds(mnv2):
+    with pytest.raises(ValueError, match=r"has no blocks of 'mobilenet': its layer names do not match .* "
+                                         r"Received: name='mobilenet', a model whose first layers are "):
+        finetune.unfreeze_top(mnv2, "mobilenet", 2)

@@ -1,4 +1,8 @@
-"""Offline mode: the online code path reads a Keras cache; no network and no mirror gives one clear error."""
+"""Offline mode: the online code path reads a Keras cache; no network and no mirror gives one clear error.
+
+Each child process runs with sockets disabled (NO_NETWORK), so these tests pass on a connected
+machine too.
+"""
 
 import os
 import shutil
@@ -9,11 +13,28 @@ import textwrap
 import pytest
 
 
+# Prepended to every child: no connection can open, whatever network the machine has.
+NO_NETWORK = """
+import socket
+def _refuse(*args, **kwargs):
+    raise OSError(101, "Network is unreachable (no network, simulated by the test)")
+socket.create_connection = socket.getaddrinfo = socket.socket.connect = socket.socket.connect_ex = _refuse
+"""
+
+
 def _run(code, env):
     full = {k: v for k, v in os.environ.items() if k not in ("COURSE_MIRROR", "KERAS_HOME")}
     full.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+    return subprocess.run([sys.executable, "-c", NO_NETWORK + textwrap.dedent(code)], capture_output=True,
                           text=True, env=full, timeout=300)
+
+
+def test_the_simulated_machine_has_no_network(tmp_path):
+    res = _run("""
+        from course_lib import errors
+        print("REACHABLE" if errors.network_available("storage.googleapis.com", timeout=1) else "UNREACHABLE")
+    """, {"COURSE_CACHE": str(tmp_path / "c")})
+    assert "UNREACHABLE" in res.stdout, res.stderr[-2000:]
 
 
 def test_online_path_uses_keras_imagenet_loader_with_a_cache(mirror_root, tmp_path):

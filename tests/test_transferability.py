@@ -94,6 +94,27 @@ def test_h_score_hand_computed_cases():
     assert T.h_score(np.array([[0.0], [1.0], [2.0], [3.0]]), y, shrinkage=None) == pytest.approx(0.8)
 
 
+def test_regularised_h_score_hand_computed_case():
+    # f = (-1, +-1), (1, +-1): cov(f) = I, so shrinkage changes nothing in it; E[f|y] = (-1, 0), (1, 0)
+    # gives cov(E[f|y]) = diag(1, 0). Regularised with a = 0.5: tr(I^-1 (1 - 0.5) diag(1, 0)) = 0.5
+    # (Ibrahim et al., 2022); the shrunk covariance alone, without the (1 - a) factor, would give 1.0.
+    f = np.array([[-1.0, 1.0], [-1.0, -1.0], [1.0, 1.0], [1.0, -1.0]])
+    y = np.array([0, 0, 1, 1])
+    assert T.h_score(f, y, shrinkage=None) == pytest.approx(1.0)
+    assert T.h_score(f, y, shrinkage=0.5) == pytest.approx(0.5)
+    assert T.h_score(f, y, shrinkage=1.0) == pytest.approx(0.0)
+
+
+def test_auto_h_score_uses_the_ledoit_wolf_shrinkage_in_both_covariances():
+    from sklearn.covariance import LedoitWolf
+
+    f, y = _separable(classes=3)
+    f = np.random.default_rng(7).normal(size=(len(f), 40)) * 0.5 + np.pad(f, ((0, 0), (0, 40 - f.shape[1])))
+    alpha = LedoitWolf(assume_centered=True).fit(f - f.mean(0)).shrinkage_
+    assert 0 < alpha < 1
+    assert T.h_score(f, y) == pytest.approx(T.h_score(f, y, shrinkage=alpha), rel=1e-6)
+
+
 def test_h_score_is_bounded_and_prefers_separating_features():
     f, y = _separable(classes=4)
     rng = np.random.default_rng(4)
