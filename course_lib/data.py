@@ -230,18 +230,31 @@ def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
         n_train = n - n_val - n_test if train is None else min(train, n - n_val - n_test)
         if n_val < want_val or n_test < want_test or (n_val == 0 and (val or val_fraction)) \
                 or (n_test == 0 and (test or test_fraction)):
-            short.append(f"{ds.class_names[label]}: {n} images -> train {n_train}, val {n_val}, test {n_test}")
+            got = ", ".join(f"{k} {m}" for k, m, asked in (("val", n_val, val or val_fraction),
+                                                             ("test", n_test, test or test_fraction)) if asked)
+            short.append(f"{ds.class_names[label]}: {n} images -> train {n_train}, {got}")
         parts["val"] += list(idx[:n_val])
         parts["test"] += list(idx[n_val:n_val + n_test])
         parts["train"] += list(idx[n_val + n_test:n_val + n_test + n_train])
     if short:
         asked = ", ".join(f"{k} {v if v is not None else f'{frac:.0%}'}" for k, v, frac in
-                          (("val", val, val_fraction), ("test", test, test_fraction)))
-        warnings.warn(f"Small class(es) for this split (asked per class: {asked}): {'; '.join(short)}. "
+                          (("val", val, val_fraction), ("test", test, test_fraction)) if v or frac)
+        _warn_outside(f"Class(es) too small for this split (asked per class: {asked}): {'; '.join(short)}. "
                       "A class keeps at least 1 training image and gives val and test at most a third "
-                      "of its images each; their accuracies rest on very few images. Add images to "
-                      "these classes for a trustworthy evaluation.", errors.SmallClassWarning, stacklevel=2)
+                      "of its images each, so these get fewer held-out images than asked and their "
+                      "accuracies are noisier. Add images to these classes, or ask for fewer per class.",
+                      errors.SmallClassWarning)
     return {k: dataclasses.replace(ds.subset(sorted(v)), part=k) for k, v in parts.items()}
+
+
+def _warn_outside(message: str, category) -> None:
+    """Warn, pointing at the first caller outside course_lib (the notebook cell, not this file)."""
+    import sys
+
+    level, frame = 2, sys._getframe(1)  # 1 is this function, 2 its caller
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("course_lib"):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)
 
 
 def _presplit(ds, seed, train, val, test, val_fraction, test_fraction=0.15) -> dict:

@@ -194,3 +194,14 @@ def test_known_format_sniffing_matches_the_decoder():
         assert bool(folders.known_format(tf.constant(buf.getvalue()))) is expected, fmt
     assert bool(folders.known_format(tf.constant(b"BM"))) is True  # short input does not crash
     assert bool(folders.known_format(tf.constant(b""))) is False
+
+
+def test_carving_a_test_split_warns_only_about_what_was_asked(tmp_path, isolated_cache):
+    root = make(tmp_path / "ds", {"train/a": 9, "train/b": 30, "val/a": 2, "val/b": 2})
+    ds = data.load_folder(root)
+    with pytest.warns(errors.SmallClassWarning) as record:
+        data.split(ds, seed=0, test=5)
+    text = str(record[0].message)
+    assert "asked per class: test 5" in text and "a: 9 images -> train 6, test 3" in text
+    assert "val" not in text.split("):")[0] and "b:" not in text
+    assert record[0].filename == __file__  # points at the caller, not at course_lib
