@@ -278,7 +278,7 @@ def _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose):
     return history, timer.seconds
 
 
-def fine_tune(model, backbone, name: str, n_blocks: int, train, val, epochs: int,
+def fine_tune(model, backbone, name: str, n_blocks: int, train, val, *, epochs: int,
               learning_rate: float = 1e-4, initial_epoch: int = 0, batch_size: int = 32,
               keep_batchnorm_frozen: bool = True, seed: int = 0, verbose: int = 0):
     """Stage two alone: unfreeze the top blocks, recompile at `learning_rate`, continue training."""
@@ -289,7 +289,7 @@ def fine_tune(model, backbone, name: str, n_blocks: int, train, val, epochs: int
     return history, seconds, report
 
 
-def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, head_epochs: int,
+def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, *, head_epochs: int,
                     fine_tune_epochs: int, learning_rate: float = 1e-3, fine_tune_lr: float | None = None,
                     batch_size: int = 32, keep_batchnorm_frozen: bool = True, seed: int = 0,
                     verbose: int = 0, head_history=None) -> TrainingRecord:
@@ -307,22 +307,24 @@ def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, head_
     else:
         head_seconds = [None] * len(next(iter(plots.history_dict(head_history).values())))
     first = len(head_seconds)
-    history, seconds, report = fine_tune(model, backbone, name, n_blocks, train, val, fine_tune_epochs,
-                                         fine_tune_lr, first, batch_size, keep_batchnorm_frozen,
-                                         seed + 1, verbose)
+    history, seconds, report = fine_tune(model, backbone, name, n_blocks, train, val, epochs=fine_tune_epochs,
+                                         learning_rate=fine_tune_lr, initial_epoch=first,
+                                         batch_size=batch_size, keep_batchnorm_frozen=keep_batchnorm_frozen,
+                                         seed=seed + 1, verbose=verbose)
     return join_histories(head_history, history, seconds=list(head_seconds) + list(seconds),
                           unfreeze=report)
 
 
-def sweep_blocks(model, backbone, name: str, n_values, train, val, epochs: int,
+def sweep_blocks(model, backbone, name: str, n_values, train, val, *, epochs: int,
                  learning_rate: float = 1e-4, batch_size: int = 32, seed: int = 0, verbose: int = 0) -> list:
     """Fine-tune from the same starting weights for each N in `n_values`; one result dict per N."""
     start = model.get_weights()
     results = []
     for n in n_values:
         model.set_weights(start)
-        history, seconds, report = fine_tune(model, backbone, name, n, train, val, epochs,
-                                             learning_rate, 0, batch_size, True, seed, verbose)
+        history, seconds, report = fine_tune(model, backbone, name, n, train, val, epochs=epochs,
+                                             learning_rate=learning_rate, batch_size=batch_size,
+                                             seed=seed, verbose=verbose)
         results.append({"n_blocks": int(n), "val_accuracy": float(history.history["val_accuracy"][-1]),
                         "seconds_per_epoch": float(min(seconds)),
                         "trainable_params": backbones.param_count(model, trainable_only=True),

@@ -112,3 +112,18 @@ def test_import_does_no_work():
     code = "import sys, course_lib; print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_every_module_is_in_the_readme_and_in_the_lazy_loader():
+    import pathlib
+    import re
+
+    import course_lib
+
+    root = pathlib.Path(course_lib.__file__).parent
+    modules = {p.stem for p in root.glob("*.py") if p.stem != "__init__"}
+    readme = (root.parent / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `course_lib/` |"))
+    listed = set(re.findall(r"`(\w+)`", row))
+    assert modules <= listed, f"not in the README's layout table: {sorted(modules - listed)}"
+    assert modules == set(course_lib._SUBMODULES), f"lazy loader differs: {sorted(modules ^ set(course_lib._SUBMODULES))}"

@@ -174,8 +174,8 @@ def test_train_two_stage_is_reproducible(mnv2):
     for _ in range(2):
         model, data = _tiny_problem(mnv2, seed=3)
         saved = [w.numpy().copy() for w in mnv2.weights]
-        runs.append(finetune.train_two_stage(model, mnv2, "mobilenet_v2", 1, data, data, 1, 1,
-                                             batch_size=8, seed=5).history)
+        runs.append(finetune.train_two_stage(model, mnv2, "mobilenet_v2", 1, data, data, head_epochs=1,
+                                             fine_tune_epochs=1, batch_size=8, seed=5).history)
         for w, v in zip(mnv2.weights, saved):
             w.assign(v)
     assert runs[0] == runs[1]
@@ -185,8 +185,9 @@ def test_train_two_stage_reuses_a_head_trained_on_features(mnv2):
     model, data = _tiny_problem(mnv2)
     head_history = {"accuracy": [0.5, 0.7], "val_accuracy": [0.5, 0.6], "loss": [1.0, 0.8],
                     "val_loss": [1.1, 0.9]}
-    record = finetune.train_two_stage(model, mnv2, "mobilenet_v2", 1, data, data, 99, 2,
-                                      fine_tune_lr=3e-5, batch_size=8, head_history=head_history)
+    record = finetune.train_two_stage(model, mnv2, "mobilenet_v2", 1, data, data, head_epochs=99,
+                                      fine_tune_epochs=2, fine_tune_lr=3e-5, batch_size=8,
+                                      head_history=head_history)
     assert record.history["val_accuracy"][:2] == [0.5, 0.6], "stage one is the given history"
     assert record.epochs == [1, 2, 3, 4] and record.boundary == 2
     assert record.seconds[:2] == [None, None] and record.stage_seconds(0) != record.stage_seconds(0)
@@ -232,11 +233,12 @@ def test_labels_beyond_the_heads_outputs_fail_before_any_epoch(mnv2, monkeypatch
                                          r"\(output_shape\[-1\]=3\), so each label must be an integer from 0 to 2\. "
                                          r"Received: labels from 0 \(smallest\) to 4 \(largest\)\. Fix: build the "
                                          r"head with num_classes=<the dataset's number of classes>, or check"):
-        finetune.train_two_stage(model, mnv2, "mobilenet_v2", 1, (x, y), (x, y % 3), 1, 1, batch_size=8)
+        finetune.train_two_stage(model, mnv2, "mobilenet_v2", 1, (x, y), (x, y % 3), head_epochs=1,
+                                 fine_tune_epochs=1, batch_size=8)
     for bad, match in ((y % 3 + 0.5, r"labels of dtype float64, e\.g\. 0\.5\."),
                        (np.array(["a", "b"] * 8), r"labels of dtype <U1, e\.g\. 'a'\.")):
         with pytest.raises(ValueError, match=match):
-            finetune.fine_tune(model, mnv2, "mobilenet_v2", 1, (x, bad), None, 1)
+            finetune.fine_tune(model, mnv2, "mobilenet_v2", 1, (x, bad), None, epochs=1)
     finetune.check_labels(model, (x, (y % 3).astype("float32")))  # whole numbers in range are fine
     finetune.check_labels(model, None), finetune.check_labels(model, finetune.as_dataset((x, y)))  # not checked
     assert mnv2.trainable_weights == [], "nothing was unfrozen"
