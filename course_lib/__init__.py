@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "backbones", "cli", "config", "data", "data_sources", "domain", "errors", "features",
     "finetune", "grading", "mirror", "mirror_build", "plots", "report", "runner", "scratch",
-    "scale", "transferability", "digits", "notebooks", "recipe", "comparison", "folders",
+    "scale", "transferability", "digits", "notebooks", "recipe", "comparison", "folders", "session", "downloads",
 )
 
 
@@ -21,7 +21,7 @@ def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"course_lib.{name}")
     if name == "setup":
-        return importlib.import_module("course_lib.config").setup
+        return importlib.import_module("course_lib.session").setup
     raise AttributeError(f"module 'course_lib' has no attribute {name!r}")
 
 

@@ -1,7 +1,7 @@
-"""Settings, profiles and the one explicit `setup()` call every notebook makes.
+"""Settings and profiles, read from environment variables (no other course module is imported).
 
-Taught in `00_setup`. Everything is read from environment variables so that one
-setting changes the whole course:
+Taught in `00_setup`; `course_lib.session.setup()` applies them. Everything is read from
+environment variables so that one setting changes the whole course:
 
 - ``COURSE_PROFILE``: ``fast`` (CPU default) or ``full`` (GPU default).
 - ``COURSE_MIRROR``: a folder laid out like the course mirror (offline mode).
@@ -147,71 +147,3 @@ def progress(iterable, **kwargs):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, disable=bool(verbose() == 0), **kwargs)
-
-
-@dataclasses.dataclass
-class Config:
-    """What `setup()` decided for one notebook run."""
-
-    notebook: str
-    profile: Profile
-    seed: int
-    mirror: pathlib.Path | None
-    dataset_override: pathlib.Path | None
-    device: str
-
-    def pick(self, fast, full):
-        """Return `fast` or `full` depending on the active profile."""
-        return self.profile.pick(fast, full)
-
-    def summary(self) -> str:
-        """Human-readable description printed by every setup cell."""
-        import keras
-        import tensorflow as tf
-
-        from course_lib import scale
-
-        p = self.profile
-        lines = [
-            f"notebook : {self.notebook}",
-            f"profile  : {p.name} (image_size={p.image_size}, batch={p.batch_size}, "
-            f"epochs={p.epochs}, finetune_epochs={p.finetune_epochs}, "
-            f"train/val/test per class={p.train_per_class}/{p.val_per_class}/{p.test_per_class})",
-            f"device   : {self.device}  (TensorFlow {tf.__version__}, Keras {keras.__version__})",
-            f"seed     : {self.seed}",
-            f"compute  : {scale.describe()}, dtype policy {keras.mixed_precision.global_policy().name}",
-            "data     : " + (f"offline mirror {self.mirror}" if self.mirror else "online (Keras/TFDS downloads)"),
-        ]
-        if self.dataset_override:
-            lines.append(f"dataset  : your folder {self.dataset_override} (COURSE_DATASET)")
-        return "\n".join(lines)
-
-
-def setup(notebook: str, seed: int | None = None, quiet: bool = False,
-          mixed_precision: bool | None = None) -> Config:
-    """Apply profile, seed, precision and offline mode for a notebook, print them, return a Config."""
-    from course_lib import mirror, report, scale
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    profile = get_profile()
-    seed = seed_value() if seed is None else check_seed(seed)
-    set_seed(seed)
-    scale.use_mixed_precision(mixed_precision)  # None: mixed on a GPU/TPU, float32 on a CPU
-    mirror.activate()
-    report.start(notebook)
-    cfg = Config(notebook, profile, seed, mirror_dir(), user_dataset_dir(), accelerator())
-    if not quiet:
-        print(cfg.summary())
-    return cfg
-
-
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow and make TF ops deterministic."""
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(check_seed(seed))
-    try:
-        tf.config.experimental.enable_op_determinism()
-    except Exception:  # pragma: no cover - older TF
-        pass

@@ -373,13 +373,4 @@ def _online_digits(name: str):
         with errors.explain_download("the MNIST dataset", "mnist.npz"):
             (_, _), (x, y) = keras.datasets.mnist.load_data()
         return x, y.astype(int)
-    import h5py
-
-    info = data_sources.manifest("usps")["download"]
-    path = mirror.fetch(info["url"], config.cache_dir() / "downloads" / "usps.h5", info.get("sha256")) \
-        if not (config.cache_dir() / "downloads" / "usps.h5").is_file() else \
-        config.cache_dir() / "downloads" / "usps.h5"
-    with h5py.File(path) as f:
-        x = np.concatenate([np.asarray(f[s]["data"]) for s in ("train", "test")]).reshape(-1, 16, 16)
-        y = np.concatenate([np.asarray(f[s]["target"]) for s in ("train", "test")])
-    return np.clip(x * 255 if x.max() <= 1 else x, 0, 255).astype("uint8"), y.astype(int)
+    return data_sources.usps_arrays()

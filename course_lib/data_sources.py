@@ -1,6 +1,7 @@
 """Where each named dataset comes from: the TFDS catalog, a checksummed URL, or the mirror.
 
-Taught in `02_feature_extraction`. The manifests live in the repository's `data/datasets.json`.
+Taught in `02_feature_extraction`. The manifests live in the repository's `data/datasets.json`;
+every download goes through `downloads.fetch` (`keras.utils.get_file`).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ import functools
 import importlib.resources
 import json
 import pathlib
-import zipfile
+import shutil
 
-from course_lib import config, errors, mirror
+from course_lib import config, downloads, errors, mirror
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,13 +57,69 @@ def online_folder(name: str) -> pathlib.Path:
     target = config.cache_dir() / "datasets" / name
     if target.is_dir():
         return target
-    archive = mirror.fetch(info["url"], config.cache_dir() / "downloads" / pathlib.Path(info["url"]).name,
-                           info.get("sha256"))
+    archive = config.cache_dir() / "downloads" / pathlib.Path(info["url"]).name
+    unpacked = downloads.fetch(info["url"], archive, info.get("sha256"), extract=True)
+    try:
+        check_counts(name, unpacked / info["root"])
+    except errors.MissingResourceError:
+        shutil.rmtree(unpacked, ignore_errors=True)
+        archive.unlink(missing_ok=True)  # keep nothing that failed the check
+        raise
     staging = target.with_name(f".{name}.staging")
-    with zipfile.ZipFile(archive) as zf:
-        zf.extractall(staging)
-    (staging / info["root"]).rename(target)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    (unpacked / info["root"]).rename(staging)
+    shutil.rmtree(unpacked, ignore_errors=True)
+    staging.rename(target)  # atomic: the cache holds the whole folder or nothing
     return target
+
+
+def check_counts(name: str, root: pathlib.Path) -> None:
+    """Check an unpacked folder against the manifest's per-class image counts (when it has them)."""
+    expected = manifest(name)["download"].get("expected_counts")
+    if not expected:
+        return
+    wrong = []
+    for domain, classes in expected.items():
+        for cls, n in classes.items():
+            folder = root / domain / cls
+            got = sum(1 for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+            if got != n:
+                wrong.append(f"{domain}/{cls}: {got} files, expected {n}")
+    if wrong:
+        raise errors.MissingResourceError(
+            f"The {name} download does not hold the expected images ({len(wrong)} folder(s) differ: "
+            f"{'; '.join(wrong[:5])}). The download is incomplete or the source changed; it was not "
+            f"cached. Fix: try again later, or use a mirror (COURSE_MIRROR).")
+
+
+def usps_arrays():
+    """USPS digits (train then test) as uint8 16x16 images and int labels, downloaded once."""
+    import numpy as np
+
+    info = manifest("usps")["download"]
+    folder = config.cache_dir() / "downloads"
+    parts = [read_libsvm_digits(downloads.fetch(f["url"], folder / pathlib.Path(f["url"]).name, f["md5"]))
+             for f in (info, info["test"])]
+    return np.concatenate([x for x, _ in parts]), np.concatenate([y for _, y in parts])
+
+
+def read_libsvm_digits(path, side: int = 16):
+    """Read a bzip2 LIBSVM digits file (labels 1..10 for 0..9, pixels in [-1, 1]) as uint8 images."""
+    import bz2
+
+    import numpy as np
+
+    with bz2.open(path, "rt") as fh:
+        rows = [line.split() for line in fh if line.strip()]
+    x = np.zeros((len(rows), side * side), np.float32)
+    for i, row in enumerate(rows):
+        for item in row[1:]:
+            k, v = item.split(":")
+            x[i, int(k) - 1] = float(v)
+    y = np.array([int(float(row[0])) - 1 for row in rows], dtype=int)
+    images = np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8).reshape(-1, side, side)
+    return images, y
 
 
 def folder(name: str) -> pathlib.Path:

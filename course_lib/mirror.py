@@ -18,8 +18,6 @@ import os
 import pathlib
 import shutil
 import sys
-import tempfile
-import urllib.request
 
 from course_lib import config, errors
 
@@ -263,34 +261,3 @@ def format_check(result: dict) -> str:
     lines.append("All notebooks can run from this mirror." if result["ok"]
                  else f"Some notebooks cannot run offline from this mirror (see above). {FIX_MIRROR}")
     return "\n".join(lines)
-
-
-def sha256(path: os.PathLike) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fetch(url: str, dest: pathlib.Path, expected_sha256: str | None = None) -> pathlib.Path:
-    """Download `url` to `dest` atomically, verifying its checksum when one is pinned."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
-    os.close(fd)
-    try:
-        with errors.explain_download("a download", url):
-            urllib.request.urlretrieve(url, tmp)  # noqa: S310 - fixed, known URLs
-        got = sha256(tmp)
-        if expected_sha256 and got != expected_sha256:
-            raise errors.MissingResourceError(
-                f"Checksum mismatch for {url}: expected sha256 {expected_sha256}, got {got}. "
-                "The download is damaged or the source changed; nothing was kept.")
-        if not expected_sha256:
-            print(f"note: {url} has no pinned checksum; its sha256 is {got}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return dest

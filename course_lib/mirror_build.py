@@ -1,18 +1,16 @@
 """Build an offline mirror on a connected machine (`course mirror build DEST`).
 
-Taught in `00_setup` (offline classrooms). Every download goes through `mirror.fetch`,
-which writes atomically and verifies pinned checksums.
+Taught in `00_setup` (offline classrooms). Every download goes through `downloads.fetch`
+(`keras.utils.get_file`), which verifies pinned checksums and extracts archives safely.
 """
 
 from __future__ import annotations
 
 import pathlib
 import shutil
-import tarfile
 import tempfile
-import zipfile
 
-from course_lib import backbones, data_sources, mirror
+from course_lib import backbones, data_sources, downloads, mirror
 
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
 WEIGHT_URL_BASE = {
@@ -29,7 +27,7 @@ WEIGHTS = [("mobilenet_v2", 224, False), ("mobilenet", 224, False), ("mobilenet"
 DATASETS = ["flowers", "pacs", "mnist", "usps"]
 
 
-def build(dest, parts=None, fetch=mirror.fetch) -> pathlib.Path:
+def build(dest, parts=None, fetch=downloads.fetch) -> pathlib.Path:
     """Download the weights and datasets the course uses into a mirror folder at `dest`."""
     dest = pathlib.Path(dest).expanduser().resolve()
     parts = list(parts or ["weights", *DATASETS])
@@ -45,7 +43,7 @@ def build(dest, parts=None, fetch=mirror.fetch) -> pathlib.Path:
     return dest
 
 
-def build_weights(dest: pathlib.Path, fetch=mirror.fetch) -> None:
+def build_weights(dest: pathlib.Path, fetch=downloads.fetch) -> None:
     """Fetch the Keras weight files and the ImageNet class index."""
     models = dest / mirror.MODELS
     for name, size, top in WEIGHTS:
@@ -56,29 +54,26 @@ def build_weights(dest: pathlib.Path, fetch=mirror.fetch) -> None:
         fetch(CLASS_INDEX_URL, models / mirror.CLASS_INDEX, None)
 
 
-def _download(name: str, tmp: pathlib.Path, fetch) -> pathlib.Path:
+def _download(name: str, tmp: pathlib.Path, fetch, extract: bool = False) -> pathlib.Path:
     info = data_sources.manifest(name)["download"]
-    return fetch(info["url"], tmp / pathlib.Path(info["url"]).name, info.get("sha256"))
+    return fetch(info["url"], tmp / pathlib.Path(info["url"]).name, info.get("sha256"), extract=extract)
 
 
 def _build_flowers(dest: pathlib.Path, fetch) -> None:
     info = data_sources.manifest("flowers")["download"]
     with tempfile.TemporaryDirectory() as tmp:
-        archive = _download("flowers", pathlib.Path(tmp), fetch)
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+        unpacked = _download("flowers", pathlib.Path(tmp), fetch, extract=True)
         out = dest / mirror.RESOURCES["flowers"][0]
         for src_name, cls in info["folder_map"].items():
-            _replace_dir(pathlib.Path(tmp) / info["root"] / src_name, out / cls)
+            _replace_dir(unpacked / info["root"] / src_name, out / cls)
 
 
 def _build_pacs(dest: pathlib.Path, fetch) -> None:
     info = data_sources.manifest("pacs")["download"]
     with tempfile.TemporaryDirectory() as tmp:
-        archive = _download("pacs", pathlib.Path(tmp), fetch)
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(tmp)
-        _replace_dir(pathlib.Path(tmp) / info["root"], dest / mirror.RESOURCES["pacs"][0])
+        unpacked = _download("pacs", pathlib.Path(tmp), fetch, extract=True)
+        data_sources.check_counts("pacs", unpacked / info["root"])
+        _replace_dir(unpacked / info["root"], dest / mirror.RESOURCES["pacs"][0])
 
 
 def _build_mnist(dest: pathlib.Path, fetch) -> None:
@@ -90,17 +85,14 @@ def _build_mnist(dest: pathlib.Path, fetch) -> None:
 
 
 def _build_usps(dest: pathlib.Path, fetch) -> None:
-    import h5py
-    import numpy as np
-
+    info = data_sources.manifest("usps")["download"]
+    arrays = {}
     with tempfile.TemporaryDirectory() as tmp:
-        with h5py.File(_download("usps", pathlib.Path(tmp), fetch)) as f:
-            arrays = {}
-            for split in ("train", "test"):
-                x = np.asarray(f[split]["data"]).reshape(-1, 16, 16)
-                arrays[f"x_{split}"] = np.clip(x * 255 if x.max() <= 1 else x, 0, 255).astype("uint8")
-                arrays[f"y_{split}"] = np.asarray(f[split]["target"]).astype("uint8")
-        _save_npz(dest / mirror.RESOURCES["usps"][0], **arrays)
+        for split, f in (("train", info), ("test", info["test"])):
+            path = fetch(f["url"], pathlib.Path(tmp) / pathlib.Path(f["url"]).name, f["md5"])
+            arrays[f"x_{split}"], y = data_sources.read_libsvm_digits(path)
+            arrays[f"y_{split}"] = y.astype("uint8")
+    _save_npz(dest / mirror.RESOURCES["usps"][0], **arrays)
 
 
 def _save_npz(path: pathlib.Path, **arrays) -> None:

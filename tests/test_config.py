@@ -2,7 +2,7 @@
 
 import pytest
 
-from course_lib import config
+from course_lib import config, session
 
 
 def test_profiles_differ_and_fast_is_smaller():
@@ -60,7 +60,7 @@ def test_setup_refuses_a_seed_outside_0_to_2_32(bad, isolated_cache):
         config.check_seed(bad)
     if bad is not None:  # setup(seed=None) reads COURSE_SEED instead
         with pytest.raises(ValueError, match=r"^seed must be an integer in 0\.\.4294967295"):
-            config.setup("x", seed=bad, quiet=True)
+            session.setup("x", seed=bad, quiet=True)
 
 
 def test_numpy_integers_are_integers():
@@ -88,7 +88,7 @@ def test_backbone_loads_real_weights_at_a_numpy_integer_size(mirror_root, monkey
 def test_setup_prints_profile_and_mode(capsys, monkeypatch, isolated_cache):
     monkeypatch.setenv("COURSE_PROFILE", "fast")
     monkeypatch.delenv("COURSE_MIRROR", raising=False)
-    cfg = config.setup("00_setup", seed=3)
+    cfg = session.setup("00_setup", seed=3)
     out = capsys.readouterr().out
     assert "profile  : fast" in out and "online" in out and "seed     : 3" in out
     assert cfg.seed == 3 and cfg.profile.name == "fast"
@@ -98,9 +98,9 @@ def test_setup_seed_makes_numbers_repeat(isolated_cache):
     import numpy as np
     import tensorflow as tf
 
-    config.setup("x", seed=7, quiet=True)
+    session.setup("x", seed=7, quiet=True)
     a = (np.random.rand(3), tf.random.uniform((3,)).numpy())
-    config.setup("x", seed=7, quiet=True)
+    session.setup("x", seed=7, quiet=True)
     b = (np.random.rand(3), tf.random.uniform((3,)).numpy())
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
@@ -127,3 +127,54 @@ def test_every_module_is_in_the_readme_and_in_the_lazy_loader():
     listed = set(re.findall(r"`(\w+)`", row))
     assert modules <= listed, f"not in the README's layout table: {sorted(modules - listed)}"
     assert modules == set(course_lib._SUBMODULES), f"lazy loader differs: {sorted(modules ^ set(course_lib._SUBMODULES))}"
+
+
+def _course_imports(path):
+    """course_lib modules a module imports anywhere in its code (top level or inside functions)."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "course_lib":
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_lib."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("course_lib.")}
+    return found - {"_data"}
+
+
+def test_the_module_graph_has_no_cycle():
+    import pathlib
+
+    import course_lib
+
+    root = pathlib.Path(course_lib.__file__).parent
+    graph = {p.stem: _course_imports(p) for p in root.glob("*.py") if p.stem != "__init__"}
+    done, cycles = set(), []
+
+    def visit(node, path):
+        if node in path:
+            cycles.append(path[path.index(node):] + [node])
+            return
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, path + [node])
+        done.add(node)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+    assert graph["config"] == set(), f"config must import no course module; it imports {graph['config']}"
+
+
+def test_importing_config_loads_no_other_course_module():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import course_lib.config"],
+                         capture_output=True, text=True, check=True).stderr
+    loaded = {line.rsplit("|", 1)[-1].strip() for line in out.splitlines()}
+    loaded = {name for name in loaded if name.split(".")[0] == "course_lib"}
+    assert loaded == {"course_lib", "course_lib.config"}, loaded

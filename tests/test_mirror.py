@@ -2,12 +2,13 @@
 
 import io
 import json
+import pathlib
 import tarfile
 
 import numpy as np
 import pytest
 
-from course_lib import cli, errors, mirror, mirror_build
+from course_lib import cli, downloads, errors, mirror, mirror_build
 
 
 def test_check_real_mirror(mirror_root):
@@ -149,16 +150,17 @@ def test_every_notebook_need_is_a_known_resource():
         assert set(needs) <= set(mirror.RESOURCES)
 
 
-def _fake_fetch(sources):
-    def fetch(url, dest, sha):
-        dest.parent.mkdir(parents=True, exist_ok=True)
+def _fake_fetch(sources, served):
+    """A fetch that serves `sources` from local files through the real `downloads.fetch` (file:// URLs)."""
+    def fetch(url, dest, file_hash, extract=False):
+        src = served / pathlib.Path(url).name
         if url in sources:
-            dest.write_bytes(sources[url])
+            src.write_bytes(sources[url])
         elif url.endswith(".json"):
-            dest.write_text(json.dumps({str(i): [f"n{i}", f"c{i}"] for i in range(1000)}))
+            src.write_text(json.dumps({str(i): [f"n{i}", f"c{i}"] for i in range(1000)}))
         else:
-            _tiny_h5(dest)
-        return dest
+            _tiny_h5(src)
+        return downloads.fetch(src.as_uri(), dest, None, extract=extract)
     return fetch
 
 
@@ -188,7 +190,9 @@ def test_build_lays_out_a_mirror_that_check_accepts_for_its_parts(tmp_path):
 
     sources = {data_sources.manifest("flowers")["download"]["url"]: _flowers_tgz(),
                data_sources.manifest("mnist")["download"]["url"]: _mnist_npz()}
-    dest = mirror_build.build(tmp_path / "m", ["weights", "flowers", "mnist"], fetch=_fake_fetch(sources))
+    (tmp_path / "served").mkdir()
+    dest = mirror_build.build(tmp_path / "m", ["weights", "flowers", "mnist"],
+                              fetch=_fake_fetch(sources, tmp_path / "served"))
     res = mirror.check(dest)
     assert res["resources"]["mobilenet_v2@224"] and res["resources"]["class_index"]
     assert sorted(p.name for p in (dest / "datasets/flowers").iterdir()) == \
@@ -204,17 +208,68 @@ def test_build_rejects_unknown_parts(tmp_path):
         mirror_build.build(tmp_path, ["cifar"])
 
 
-def test_fetch_checksum_mismatch_keeps_nothing(tmp_path, monkeypatch):
-    import urllib.request
+def test_fetch_checksum_mismatch_keeps_nothing(tmp_path):
+    src = tmp_path / "served" / "f.bin"
+    src.parent.mkdir()
+    src.write_bytes(b"tampered")
+    dest = tmp_path / "cache" / "f.bin"
+    with pytest.raises(errors.MissingResourceError, match="Checksum mismatch.*expected 0000.*got [0-9a-f]{64}"):
+        downloads.fetch(src.as_uri(), dest, "0" * 64)
+    assert list(dest.parent.iterdir()) == []
 
-    def fake_retrieve(url, filename):
-        open(filename, "wb").write(b"tampered")
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", fake_retrieve)
-    dest = tmp_path / "f.bin"
-    with pytest.raises(errors.MissingResourceError, match="Checksum mismatch"):
-        mirror.fetch("http://example.invalid/f.bin", dest, "0" * 64)
-    assert list(tmp_path.iterdir()) == []
+def test_fetch_verifies_sha256_and_md5_and_downloads_once(tmp_path, capsys):
+    import hashlib
+
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"payload")
+    for digest in (hashlib.sha256(b"payload").hexdigest(), hashlib.md5(b"payload").hexdigest()):
+        dest = tmp_path / digest[:6] / "f.bin"
+        assert downloads.fetch(src.as_uri(), dest, digest).read_bytes() == b"payload"
+        src.write_bytes(b"changed at the source")  # a second call reads the verified cached copy
+        assert downloads.fetch(src.as_uri(), dest, digest).read_bytes() == b"payload"
+        src.write_bytes(b"payload")
+    downloads.fetch(src.as_uri(), tmp_path / "unpinned" / "f.bin")
+    assert f"its sha256 is {hashlib.sha256(b'payload').hexdigest()}" in capsys.readouterr().out
+
+
+def test_pacs_online_folder_is_unpacked_checked_and_cached_whole(tmp_path, monkeypatch, isolated_cache):
+    import zipfile
+
+    from course_lib import data_sources
+
+    info = data_sources.manifest("pacs")["download"]
+    archive = tmp_path / "pacs.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for domain, classes in info["expected_counts"].items():
+            for cls, n in classes.items():
+                for i in range(min(n, 2)):
+                    zf.writestr(f"{info['root']}/{domain}/{cls}/{i}.jpg", b"x")
+    manifest = json.loads(json.dumps(data_sources.manifest("pacs")))
+    manifest["download"]["url"] = archive.as_uri()
+    monkeypatch.setattr(data_sources, "manifest", lambda name: manifest)
+    with pytest.raises(errors.MissingResourceError, match=r"photo/dog: 2 files, expected 189.*not cached"):
+        data_sources.online_folder("pacs")
+    assert not (isolated_cache / "datasets" / "pacs").exists()
+    manifest["download"]["expected_counts"] = {d: {c: min(n, 2) for c, n in cs.items()}
+                                               for d, cs in info["expected_counts"].items()}
+    folder = data_sources.online_folder("pacs")
+    assert folder == isolated_cache / "datasets" / "pacs"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(info["expected_counts"])
+
+
+def test_usps_libsvm_files_read_as_uint8_digits(tmp_path):
+    import bz2
+
+    from course_lib import data_sources
+
+    rows = ["10 " + " ".join(f"{k}:1" for k in range(1, 257)),      # label 10: digit 9, all white
+            "1 " + " ".join(f"{k}:-1" for k in range(1, 257))]      # label 1: digit 0, all black
+    path = tmp_path / "usps.bz2"
+    path.write_bytes(bz2.compress("\n".join(rows).encode()))
+    x, y = data_sources.read_libsvm_digits(path)
+    assert x.shape == (2, 16, 16) and x.dtype == np.uint8
+    assert y.tolist() == [9, 0] and x[0].min() == 255 and x[1].max() == 0
 
 
 def test_manifests_are_consistent():
@@ -223,6 +278,9 @@ def test_manifests_are_consistent():
     m = data_sources.manifests()
     assert set(m["flowers"]["tfds"]["label_map"].values()) == set(m["flowers"]["classes"])
     assert json.dumps(m)  # serialisable
-    for name, info in m.items():
-        assert info["download"]["url"].startswith("http"), name
-        assert "sha256" in info["download"], name
+    for name, info in m.items():  # every download is pinned, or (PACS) checked by its contents
+        files = [info["download"]] + ([info["download"]["test"]] if "test" in info["download"] else [])
+        for f in files:
+            assert f["url"].startswith("http"), name
+            pinned = f.get("sha256") or f.get("md5")
+            assert pinned or info["download"].get("expected_counts"), name

@@ -136,7 +136,7 @@ def test_compile_kwargs_turns_xla_off_on_cpu_and_validates(determinism_restored)
 
 
 def test_asking_for_xla_turns_op_determinism_off_and_says_so(determinism_restored, capsys):
-    cl.config.set_seed(0)  # what cl.setup does: determinism on
+    cl.session.set_seed(0)  # what cl.setup does: determinism on
     assert cl.scale.op_determinism() is True
     assert cl.scale.compile_kwargs(False) == {"jit_compile": False}
     assert cl.scale.op_determinism() is True
@@ -150,7 +150,7 @@ def test_xla_option_compiles_and_trains_like_the_plain_step(determinism_restored
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 16, 16, 3)).astype("float32"), rng.integers(0, 3, 32)
-    cl.config.set_seed(0)  # determinism on, as after cl.setup: Keras would drop XLA without compile_kwargs
+    cl.session.set_seed(0)  # determinism on, as after cl.setup: Keras would drop XLA without compile_kwargs
     results = {}
     for jit in (False, True):
         keras.utils.set_random_seed(3)
@@ -176,7 +176,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from tests.test_scale import tiny_backbone
 
     def train(strat, batch):
-        cl.config.set_seed(7)
+        cl.session.set_seed(7)
         rng = np.random.default_rng(0)
         x, y = rng.normal(size=(64, 16, 16, 3)).astype("float32"), rng.integers(0, 3, 64)
         with strat.scope():

@@ -1,0 +1,79 @@
+"""The one explicit call every notebook makes: `cl.setup(notebook)` applies the settings.
+
+Taught in `00_setup`. `setup()` seeds Python, NumPy and TensorFlow, chooses the dtype policy,
+turns on offline mode when `COURSE_MIRROR` is set, starts the run report and prints what it
+decided. The settings themselves live in `course_lib.config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+
+from course_lib import config, mirror, report, scale
+
+
+@dataclasses.dataclass
+class Config:
+    """What `setup()` decided for one notebook run."""
+
+    notebook: str
+    profile: config.Profile
+    seed: int
+    mirror: pathlib.Path | None
+    dataset_override: pathlib.Path | None
+    device: str
+
+    def pick(self, fast, full):
+        """Return `fast` or `full` depending on the active profile."""
+        return self.profile.pick(fast, full)
+
+    def summary(self) -> str:
+        """Human-readable description printed by every setup cell."""
+        import keras
+        import tensorflow as tf
+
+        p = self.profile
+        lines = [
+            f"notebook : {self.notebook}",
+            f"profile  : {p.name} (image_size={p.image_size}, batch={p.batch_size}, "
+            f"epochs={p.epochs}, finetune_epochs={p.finetune_epochs}, "
+            f"train/val/test per class={p.train_per_class}/{p.val_per_class}/{p.test_per_class})",
+            f"device   : {self.device}  (TensorFlow {tf.__version__}, Keras {keras.__version__})",
+            f"seed     : {self.seed}",
+            f"compute  : {scale.describe()}, dtype policy {keras.mixed_precision.global_policy().name}",
+            "data     : " + (f"offline mirror {self.mirror}" if self.mirror else "online (Keras/TFDS downloads)"),
+        ]
+        if self.dataset_override:
+            lines.append(f"dataset  : your folder {self.dataset_override} (COURSE_DATASET)")
+        return "\n".join(lines)
+
+
+def setup(notebook: str, seed: int | None = None, quiet: bool = False,
+          mixed_precision: bool | None = None) -> Config:
+    """Apply profile, seed, precision and offline mode for a notebook, print them, return a Config."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    profile = config.get_profile()
+    seed = config.seed_value() if seed is None else config.check_seed(seed)
+    set_seed(seed)
+    scale.use_mixed_precision(mixed_precision)  # None: mixed on a GPU/TPU, float32 on a CPU
+    mirror.activate()
+    report.start(notebook)
+    cfg = Config(notebook, profile, seed, config.mirror_dir(), config.user_dataset_dir(),
+                 config.accelerator())
+    if not quiet:
+        print(cfg.summary())
+    return cfg
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow and make TF ops deterministic."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(config.check_seed(seed))
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover - older TF
+        pass
