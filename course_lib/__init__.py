@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "backbones", "cli", "config", "data", "data_sources", "domain", "errors", "features",
-    "finetune", "grading", "mirror", "mirror_build", "plots", "report", "runner", "scratch",
-    "scale", "transferability", "digits", "notebooks", "recipe", "comparison", "folders",
+    "finetune", "grading", "mirror", "mirror_build", "plots", "report", "release", "runner",
+    "scratch", "scale", "transferability", "digits", "notebooks", "recipe", "comparison", "folders",
 )
 
 
