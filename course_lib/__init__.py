@@ -11,9 +11,10 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "backbones", "cli", "config", "data", "data_sources", "domain", "errors", "features",
-    "finetune", "grading", "mirror", "mirror_build", "plots", "report", "runner", "scratch",
-    "scale", "transferability", "digits", "notebooks", "recipe", "comparison", "folders", "session", "downloads",
+    "adaptation", "backbones", "cli", "comparison", "config", "data", "data_sources", "digits",
+    "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "mirror",
+    "mirror_build", "notebooks", "plots", "recipe", "release", "report", "runner", "scale",
+    "scratch", "session", "transferability",
 )
 
 

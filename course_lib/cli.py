@@ -70,12 +70,11 @@ def _mirror(args) -> int:
 def _add_instructor_commands(sub) -> None:
     """Instructor sub-commands (student release, autograder, grading), if available."""
     try:
-        from course_lib import grading
+        from course_lib import grading, release
     except ImportError:  # pragma: no cover
         return
-    register = getattr(grading, "register_cli", None)
-    if register:
-        register(sub, COMMANDS)
+    for module in (release, grading):
+        module.register_cli(sub, COMMANDS)
 
 
 COMMANDS = {"run": _run, "mirror": _mirror}

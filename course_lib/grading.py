@@ -1,11 +1,9 @@
-"""Instructor tools: the student release, autograder zips and grading, with otter-grader.
+"""Instructor tools, grading side: autograder zips and grading submissions, with otter-grader.
 
-Taught in `00_setup`, whose exercises are the first graded ones (the source format is in
-`notebooks/AUTHORING.md`). Commands (see `register_cli`):
+Taught in `00_setup`, whose exercises are the first graded ones. Builds on `release`: each
+autograder zip is `otter assign`'s output for a source (`release.assign`). Commands (see
+`register_cli`):
 
-- `course student`: `notebooks/source/NN_name.ipynb` -> `notebooks/student/NN_name.ipynb`,
-  byte-stable, with solutions and hidden tests removed and the public tests embedded in a
-  locked cell (so the notebook works alone, on Colab too).
 - `course autograder`: one `NN_name-autograder.zip` per notebook (hidden tests included).
 - `course grade SUBMISSIONS`: grade a folder of submitted notebooks without Docker, one
   subprocess with a timeout per submission, into `grades.csv` and `grades.md`.
@@ -13,341 +11,23 @@ Taught in `00_setup`, whose exercises are the first graded ones (the source form
 
 from __future__ import annotations
 
-import ast
-import contextlib
-import copy
 import csv
 import io
 import json
 import os
 import pathlib
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 
-from course_lib import notebooks
+from course_lib import notebooks, release
 
-PINS_FILE = "/tmp/course_pins.txt"
-PINNED = ("tensorflow", "keras", "numpy")  # Colab's own versions; the install never changes them
-# Settings every build applies on top of a source's ASSIGNMENT CONFIG.
-ASSIGN_SETTINGS = {"init_cell": False, "check_all_cell": False, "export_cell": False,
-                   "run_tests": False, "tests": {"files": True}}
-GRADER_CELL_TAG = "course_grader_setup"
-SOLUTION_MARK = re.compile(r"#\s?(BEGIN |END )?SOLUTION\b")
 AUTOGRADER_DIR = "build/autograder"
 
 
-def install_spec() -> str:
-    """The pip requirement that installs the course from GitHub."""
-    return f"course-lib @ git+https://github.com/{notebooks.REPO_SLUG}"
-
-
-def colab_install_block() -> str:
-    """The setup cell's Colab lines: install the course, pinning Colab's TensorFlow, Keras and NumPy."""
-    names = "|".join(PINNED)
-    return ("import sys\n"
-            'if "google.colab" in sys.modules:  # Colab only: add the course; the pins keep '
-            "Colab's TensorFlow, Keras and NumPy\n"
-            f'    !{{sys.executable}} -m pip list --format=freeze | grep -iE "^({names})==" > {PINS_FILE}\n'
-            f'    %pip install -q -c {PINS_FILE} "{install_spec()}"\n')
-
-
-def normalise_setup(source: str) -> str:
-    """Replace the Colab install block of a setup cell with `colab_install_block()`."""
-    lines = source.split("\n")
-    start = next((i for i, line in enumerate(lines)
-                  if line.startswith('if "google.colab" in sys.modules')), None)
-    if start is None:
-        raise ValueError("The setup cell has no `if \"google.colab\" in sys.modules:` install block. "
-                         f"Received:\n{source}\nExpected it to start with:\n{colab_install_block()}")
-    end = start + 1
-    while end < len(lines) and lines[end].startswith((" ", "\t")):
-        end += 1
-    head = [line for line in lines[:start] if line.strip() != "import sys"]
-    return "\n".join(head + colab_install_block().rstrip("\n").split("\n") + lines[end:])
-
-
-def setup_cell_index(nb) -> int:
-    """Index of the notebook's setup cell (the code cell that calls `cl.setup`)."""
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and "cl.setup(" in cell.source:
-            return i
-    raise ValueError("No setup cell found: AUTHORING.md asks for one code cell with "
-                     "`cfg = cl.setup(\"NN_name\")`.")
-
-
-# ---------------------------------------------------------------- reading sources
-
-def config_cell_index(nb) -> int:
-    """Index of the raw `# ASSIGNMENT CONFIG` cell."""
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "raw" and cell.source.lstrip().startswith("# ASSIGNMENT CONFIG"):
-            return i
-    raise ValueError("No `# ASSIGNMENT CONFIG` raw cell found (see notebooks/AUTHORING.md).")
-
-
-def assignment_config(nb) -> dict:
-    """The YAML settings of the notebook's ASSIGNMENT CONFIG cell."""
-    import yaml
-
-    text = nb.cells[config_cell_index(nb)].source.split("\n", 1)
-    return (yaml.safe_load(text[1]) if len(text) > 1 else None) or {}
-
-
-def solution_regions(nb) -> list[tuple[int, bool]]:
-    """(index, inside a raw SOLUTION wrapper) for every code cell of the notebook."""
-    out, inside = [], False
-    for i, cell in enumerate(nb.cells):
-        directive = notebooks._raw_directive(cell)
-        if directive in ("BEGIN SOLUTION", "END SOLUTION"):
-            inside = directive == "BEGIN SOLUTION"
-        elif cell.cell_type == "code":
-            out.append((i, inside))
-    return out
-
-
-def source_problems(nb, name: str) -> list[str]:
-    """Reasons a source notebook would leak solutions or break the build (empty: fine)."""
-    problems = []
-    if assignment_config(nb).get("name") != name:
-        problems.append(f"ASSIGNMENT CONFIG name is {assignment_config(nb).get('name')!r}; "
-                        f"it must be the file name {name!r}.")
-    for i, wrapped in solution_regions(nb):
-        marked = bool(SOLUTION_MARK.search(nb.cells[i].source))
-        if wrapped and not marked:
-            problems.append(f"cell {i} sits in a SOLUTION block but has no `# SOLUTION` / "
-                            "`# BEGIN SOLUTION` marker: otter would copy it to students unchanged.")
-        if marked and not wrapped and not _is_test(nb, i):
-            problems.append(f"cell {i} has solution markers outside a raw `# BEGIN SOLUTION` block: "
-                            "students could not edit it. Wrap it in raw BEGIN/END SOLUTION cells.")
-    for q in notebooks.graded_structure(nb):
-        if not any(not notebooks.is_hidden_test(nb.cells[t].source) for t in q["tests"]):
-            problems.append(f"question {q['name']} has no public test (students get no check cell).")
-        problems += [f"question {q['name']}, cell {t}: {p}" for t in q["tests"]
-                     for p in test_config_problems(nb.cells[t].source)]
-    return problems
-
-
-def test_config_problems(source: str) -> list[str]:
-    """Problems with a test cell's `BEGIN TEST CONFIG` YAML block (empty: fine)."""
-    import yaml
-
-    match = re.search(r'"""\s*# BEGIN TEST CONFIG\n(.*?)"""\s*# END TEST CONFIG', source, re.S)
-    if not match:
-        return []
-    try:
-        config = yaml.safe_load(match.group(1))
-    except yaml.YAMLError as exc:
-        return [f"its TEST CONFIG is not valid YAML ({str(exc).splitlines()[0]}); "
-                "quote messages that contain ': ' with double quotes."]
-    return [] if isinstance(config, dict) else ["its TEST CONFIG is not a YAML mapping."]
-
-
-def _is_test(nb, index: int) -> bool:
-    return any(index in q["tests"] for q in notebooks.graded_structure(nb))
-
-
-# ---------------------------------------------------------------- otter assign
-
-def assign(source: pathlib.Path, workdir: pathlib.Path) -> pathlib.Path:
-    """Run `otter assign` on a copy of `source` with the course's settings; returns the dist folder."""
-    import nbformat
-    import yaml
-
-    nb = nbformat.read(source, as_version=4)
-    problems = source_problems(nb, source.stem)
-    if problems:
-        raise ValueError(f"{source.name} cannot be released:\n- " + "\n- ".join(problems))
-    config = {**assignment_config(nb), **ASSIGN_SETTINGS}
-    nb.cells[config_cell_index(nb)].source = "# ASSIGNMENT CONFIG\n" + yaml.safe_dump(config, sort_keys=False)
-    workdir.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, workdir / source.name)
-    from otter.assign import main as otter_assign
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            otter_assign(str(workdir / source.name), str(workdir / "dist"), no_run_tests=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the notebook's name
-        raise ValueError(f"otter assign failed on {source.name}: {type(exc).__name__}: {exc}") from exc
-    return workdir / "dist"
-
-
-def grader_cell_source(tests: dict) -> str:
-    """The locked cell that writes the public tests to a temporary folder and starts otter."""
-    entries = "".join(f"    {name!r}: {text!r},\n" for name, text in sorted(tests.items()))
-    return ("# Grader set-up (do not edit): writes this notebook's public tests to a temporary folder.\n"
-            "import os, tempfile\n"
-            "import otter\n"
-            f"_public_tests = {{\n{entries}}}\n"
-            '_tests_dir = tempfile.mkdtemp(prefix="otter_tests_")\n'
-            "for _name, _text in _public_tests.items():\n"
-            '    with open(os.path.join(_tests_dir, _name + ".py"), "w", encoding="utf-8") as _f:\n'
-            "        _f.write(_text)\n"
-            "grader = otter.Notebook(tests_dir=_tests_dir)")
-
-
-def embedded_tests(nb) -> dict:
-    """The public tests a student notebook carries in its grader cell ({} if none)."""
-    for cell in nb.cells:
-        if GRADER_CELL_TAG in cell.get("metadata", {}).get("tags", []):
-            for node in ast.walk(ast.parse(cell.source)):
-                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_public_tests":
-                    return ast.literal_eval(node.value)
-    return {}
-
-
-def finish_student(nb, tests: dict):
-    """Post-process otter's student notebook: Colab install, grader cell, no ids, nbformat 4.4."""
-    import nbformat
-
-    nb = copy.deepcopy(nb)
-    nb.cells = [c for c in nb.cells if "otter.Notebook(" not in c.source]
-    setup = setup_cell_index(nb)
-    nb.cells[setup].source = normalise_setup(nb.cells[setup].source)
-    cell = nbformat.v4.new_code_cell(grader_cell_source(tests), metadata={
-        "editable": False, "deletable": False, "jupyter": {"source_hidden": True},
-        "tags": [GRADER_CELL_TAG]})
-    nb.cells.insert(setup + 1, cell)
-    nb.nbformat, nb.nbformat_minor = 4, 4
-    for c in nb.cells:
-        c.pop("id", None)
-        if c.cell_type == "code":
-            c.outputs, c.execution_count = [], None
-    nbformat.validate(nb)
-    return nb
-
-
-def render(nb) -> str:
-    """A notebook as the exact text the release writes (stable across runs)."""
-    import nbformat
-
-    return nbformat.writes(nb) + "\n"
-
-
-def student_text(source: pathlib.Path, workdir: pathlib.Path) -> str:
-    """The student notebook for one source, as text; refuses to return a leaking one."""
-    import nbformat
-
-    dist = assign(source, workdir)
-    student = nbformat.read(dist / "student" / source.name, as_version=4)
-    tests = {p.stem: p.read_text(encoding="utf-8") for p in sorted((dist / "student" / "tests").glob("*.py"))}
-    text = render(finish_student(student, tests))
-    found = leaks(nbformat.read(source, as_version=4), text)
-    if found:
-        raise ValueError(f"{source.name}: the student notebook would contain solution or hidden-test "
-                         "text:\n- " + "\n- ".join(found))
-    return text
-
-
-# ---------------------------------------------------------------- leak detection
-
-def _code_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.split("\n") if len(line.strip()) >= 4]
-
-
-def solution_lines(source: str) -> list[str]:
-    """The code lines of a cell that otter removes (marked `# SOLUTION` or inside BEGIN/END)."""
-    out, inside = [], False
-    for line in source.split("\n"):
-        if re.search(r"#\s?BEGIN SOLUTION", line):
-            inside = True
-        elif re.search(r"#\s?END SOLUTION", line):
-            inside = False
-        elif inside:
-            out += _code_lines(line)
-        elif SOLUTION_MARK.search(line):
-            out += _code_lines(line[:SOLUTION_MARK.search(line).start()])
-    return out
-
-
-def _test_body(source: str) -> str:
-    return re.split(r"END TEST CONFIG.*\n", source, maxsplit=1)[-1]
-
-
-def secrets(nb) -> list[str]:
-    """Text that must never reach students: solution lines and hidden-test lines of a source."""
-    secret, public = [], []
-    test_cells = {i for q in notebooks.graded_structure(nb) for i in q["tests"]}
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and i in test_cells and notebooks.is_hidden_test(cell.source):
-            secret += _code_lines(_test_body(cell.source))
-        elif cell.cell_type == "code":
-            lines = solution_lines(cell.source)
-            secret += lines
-            public += [line for line in _code_lines(cell.source) if line not in lines
-                       and not SOLUTION_MARK.search(line)]
-        elif cell.cell_type == "markdown":
-            public += _code_lines(cell.source)
-    public_text = "\n".join(public)
-    return sorted({s for s in secret if s not in public_text})
-
-
-def leaks(source_nb, student: str) -> list[str]:
-    """The secrets of `source_nb` found in a student notebook's text (file, sources, embedded tests)."""
-    import nbformat
-
-    nb = nbformat.reads(student, as_version=4)
-    haystack = "\n".join([student, json.dumps(nb.metadata, ensure_ascii=False),
-                          *(c.source for c in nb.cells), *embedded_tests(nb).values()])
-    return [s for s in secrets(source_nb) if s in haystack]
-
-
-def solved_source(source: str) -> str:
-    """A solution cell's code as the solution author wrote it, without the otter markers."""
-    out = []
-    for line in source.split("\n"):
-        if re.fullmatch(r"\s*#\s?(BEGIN|END) SOLUTION( NO PROMPT)?\s*", line):
-            continue
-        out.append(re.sub(r"\s*#\s?SOLUTION( NO PROMPT)?\s*$", "", line))
-    return "\n".join(out)
-
-
-def fill_solutions(student_nb, source_nb):
-    """A copy of a student notebook whose answer cells hold the source's solutions."""
-    answers = [solved_source(source_nb.cells[i].source) for i, wrapped in solution_regions(source_nb) if wrapped]
-    filled = copy.deepcopy(student_nb)
-    cells = [c for c in filled.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
-    if len(cells) != len(answers):
-        raise ValueError(f"The student notebook has {len(cells)} answer cells; the source has "
-                         f"{len(answers)} solution cells.")
-    for cell, answer in zip(cells, answers):
-        cell.source = answer
-    return filled
-
-
-# ---------------------------------------------------------------- building
-
-def build_student(out=None, root=None, only=None) -> dict:
-    """Write the student notebooks; returns {path: 'written' | 'unchanged' | 'removed'}."""
-    root = notebooks.repo_root(root)
-    out = pathlib.Path(out) if out else root / "notebooks" / "student"
-    out.mkdir(parents=True, exist_ok=True)
-    sources = [p for p in notebooks.source_notebooks(root) if not only or any(o in p.stem for o in only)]
-    status = {}
-    with tempfile.TemporaryDirectory(prefix="course_student_") as tmp:
-        for src in sources:
-            text = student_text(src, pathlib.Path(tmp) / src.stem)
-            dest = out / src.name
-            same = dest.is_file() and dest.read_bytes() == text.encode("utf-8")
-            if not same:
-                dest.write_bytes(text.encode("utf-8"))
-            status[dest] = "unchanged" if same else "written"
-    if not only:
-        status.update(_remove_orphans(out, {p.name for p in sources}))
-    return status
-
-
-def _remove_orphans(out: pathlib.Path, names: set) -> dict:
-    gone = {}
-    for path in sorted(out.glob("*.ipynb")):
-        if notebooks.ORDER_RE.match(path.name) and path.name not in names:
-            path.unlink()
-            gone[path] = "removed"
-    return gone
-
+# ---------------------------------------------------------------- autograder zips
 
 def build_autograder(out=None, root=None, only=None) -> list[pathlib.Path]:
     """Write `<out>/NN_name-autograder.zip` (default: build/autograder) for every source notebook."""
@@ -359,7 +39,7 @@ def build_autograder(out=None, root=None, only=None) -> list[pathlib.Path]:
         for src in notebooks.source_notebooks(root):
             if only and not any(o in src.stem for o in only):
                 continue
-            dist = assign(src, pathlib.Path(tmp) / src.stem)
+            dist = release.assign(src, pathlib.Path(tmp) / src.stem)
             zips = sorted((dist / "autograder").glob("*.zip"))
             dest = out / f"{src.stem}-autograder.zip"
             shutil.copyfile(zips[-1], dest)
@@ -512,10 +192,7 @@ def render_markdown(rows: list[dict]) -> str:
 # ---------------------------------------------------------------- command line
 
 def register_cli(sub, commands: dict) -> None:
-    """Add `course student`, `course autograder` and `course grade` to the `course` command."""
-    s = sub.add_parser("student", help="build notebooks/student/ from notebooks/source/")
-    s.add_argument("--out", default=None, help="folder (default: notebooks/student)")
-    s.add_argument("--check", action="store_true", help="write nothing; exit 1 if files are stale")
+    """Add `course autograder` and `course grade` to the `course` command."""
     a = sub.add_parser("autograder", help="build one otter autograder zip per notebook")
     a.add_argument("--out", default=None, help=f"folder (default: {AUTOGRADER_DIR} in the checkout)")
     g = sub.add_parser("grade", help="grade a folder of submitted notebooks (no Docker)")
@@ -525,31 +202,7 @@ def register_cli(sub, commands: dict) -> None:
                    help=f"folder of NN_name-autograder.zip (default: {AUTOGRADER_DIR}; missing zips are built)")
     g.add_argument("--timeout", type=float, default=1200, help="seconds per submission")
     g.add_argument("--jobs", type=int, default=1, help="submissions graded at the same time")
-    commands.update(student=_cli_student, autograder=_cli_autograder, grade=_cli_grade)
-
-
-def stale_student_notebooks(root=None) -> list[str]:
-    """Student notebooks that differ from a fresh build (missing, changed or orphaned)."""
-    root = notebooks.repo_root(root)
-    current = root / "notebooks" / "student"
-    with tempfile.TemporaryDirectory(prefix="course_student_check_") as tmp:
-        build_student(tmp, root)
-        fresh = {p.name: p.read_bytes() for p in pathlib.Path(tmp).glob("*.ipynb")}
-    have = {p.name: p.read_bytes() for p in current.glob("*.ipynb")}
-    return sorted(n for n in set(fresh) | set(have) if fresh.get(n) != have.get(n))
-
-
-def _cli_student(args) -> int:
-    if args.check:
-        stale = stale_student_notebooks()
-        for name in stale:
-            print(f"stale: notebooks/student/{name}")
-        print("Fix: run `course student` and commit notebooks/student/." if stale
-              else "notebooks/student/ is up to date.")
-        return 1 if stale else 0
-    for path, state in build_student(args.out).items():
-        print(f"{state:9s} {path}")
-    return 0
+    commands.update(autograder=_cli_autograder, grade=_cli_grade)
 
 
 def _cli_autograder(args) -> int:

@@ -31,7 +31,7 @@ import zipfile
 import nbformat
 import pytest
 
-from course_lib import grading, notebooks
+from course_lib import notebooks, release
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 COLAB_VERSIONS = {"tensorflow": "2.17.99", "keras": "3.4.99"}
@@ -67,7 +67,7 @@ def wheel(folder: pathlib.Path, name: str, version: str, requires=()) -> pathlib
 def colab_block() -> str:
     """The Colab lines of the shipped 00_setup student notebook's setup cell."""
     nb = nbformat.read(ROOT / "notebooks" / "student" / "00_setup.ipynb", as_version=4)
-    source = nb.cells[grading.setup_cell_index(nb)].source
+    source = nb.cells[release.setup_cell_index(nb)].source
     return source[:source.index("import course_lib")]
 
 
@@ -102,9 +102,9 @@ class FakeColab:
 
     def run_cell(self, block: str) -> None:
         """Run Colab lines in IPython; the course requirement points at the local stand-in wheel."""
-        assert grading.install_spec() in block and grading.PINS_FILE in block
-        text = block.replace(grading.install_spec(), f"course-lib @ {self.course_wheel.as_uri()}")
-        text = text.replace(grading.PINS_FILE, str(self.tmp / "pins.txt"))
+        assert release.install_spec() in block and release.PINS_FILE in block
+        text = block.replace(release.install_spec(), f"course-lib @ {self.course_wheel.as_uri()}")
+        text = text.replace(release.PINS_FILE, str(self.tmp / "pins.txt"))
         (self.tmp / "cell.py").write_text(text)
         (self.tmp / "driver.py").write_text(DRIVER)
         self._run([str(self.tmp / "driver.py"), str(self.tmp / "cell.py")])
@@ -129,15 +129,15 @@ def test_colab_install_adds_the_course_and_keeps_tensorflow_keras_numpy(tmp_path
     assert before["tensorflow"] == ("2.17.99", str(colab.site))
     colab.run_cell(colab_block())
     pins = (tmp_path / "pins.txt").read_text().split()
-    assert sorted(pins) == sorted(f"{n}=={before[n][0]}" for n in grading.PINNED), pins
+    assert sorted(pins) == sorted(f"{n}=={before[n][0]}" for n in release.PINNED), pins
     assert colab.course_installed_here(), colab.cell_output
     after = colab.installed()
-    for name in grading.PINNED:
+    for name in release.PINNED:
         assert after[name] == before[name], f"{name} changed: {before[name]} -> {after[name]}"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", grading.PINNED)
+@pytest.mark.parametrize("name", release.PINNED)
 def test_pins_stop_a_requirement_that_would_replace_colab_packages(tmp_path, name):
     """If the course (or a dependency) ever wanted another TF/Keras/NumPy, pip stops instead."""
     colab = FakeColab(tmp_path, course_requires=[f"{name}>={NEWER[name]}"])
@@ -147,7 +147,7 @@ def test_pins_stop_a_requirement_that_would_replace_colab_packages(tmp_path, nam
     assert not colab.course_installed_here()
     assert "ResolutionImpossible" in colab.cell_output, colab.cell_output
     # Control: the same line without the pins does replace it, so the pins are what protect it.
-    colab.run_cell(colab_block().replace(f"-c {grading.PINS_FILE} ", ""))
+    colab.run_cell(colab_block().replace(f"-c {release.PINS_FILE} ", ""))
     assert colab.installed()[name][0] == NEWER[name]
     assert colab.course_installed_here()
 
@@ -157,5 +157,5 @@ def test_every_student_setup_cell_uses_the_same_colab_install():
     assert students, "no student notebooks: run `course student`"
     for path in students:
         nb = nbformat.read(path, as_version=4)
-        source = nb.cells[grading.setup_cell_index(nb)].source
-        assert source.startswith(grading.colab_install_block()), f"{path.name}: setup cell is\n{source}"
+        source = nb.cells[release.setup_cell_index(nb)].source
+        assert source.startswith(release.colab_install_block()), f"{path.name}: setup cell is\n{source}"

@@ -12,7 +12,7 @@ import re
 import nbformat
 import pytest
 
-from course_lib import grading, notebooks
+from course_lib import notebooks, release
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 SOURCES = notebooks.source_notebooks(ROOT)
@@ -27,7 +27,7 @@ def read(path):
 def fresh(tmp_path_factory):
     """A fresh student build in a temporary folder: {file name: text}."""
     out = tmp_path_factory.mktemp("student")
-    grading.build_student(out, ROOT)
+    release.build_student(out, ROOT)
     return {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.ipynb")}
 
 
@@ -36,12 +36,12 @@ def test_there_are_source_notebooks():
 
 
 def test_student_notebooks_are_up_to_date():
-    stale = grading.stale_student_notebooks(ROOT)
+    stale = release.stale_student_notebooks(ROOT)
     assert not stale, "notebooks/student/ differs from a fresh build: " + ", ".join(stale) + ". " + FIX
 
 
 def test_student_build_is_byte_stable(fresh, tmp_path):
-    grading.build_student(tmp_path, ROOT)
+    release.build_student(tmp_path, ROOT)
     again = {p.name: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.ipynb")}
     assert again == fresh
 
@@ -62,7 +62,7 @@ def test_source_is_stored_clean(path):
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
 def test_source_has_the_template_parts(path):
     nb, name = read(path), path.stem
-    assert grading.source_problems(nb, name) == []
+    assert release.source_problems(nb, name) == []
     md = [c.source for c in nb.cells if c.cell_type == "markdown"]
     title = md[0]
     assert title.startswith("# "), "the first markdown cell is the title"
@@ -101,11 +101,11 @@ def test_questions_have_public_and_hidden_asserting_tests(path):
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
 def test_no_solution_or_hidden_test_reaches_the_student(path, fresh):
     source, text = read(path), fresh[path.name]
-    secrets = grading.secrets(source)
+    secrets = release.secrets(source)
     assert secrets, "found no solution lines or hidden tests to check"
-    assert grading.leaks(source, text) == []
+    assert release.leaks(source, text) == []
     student = nbformat.reads(text, as_version=4)
-    tests = grading.embedded_tests(student)
+    tests = release.embedded_tests(student)
     assert sorted(tests) == sorted(q["name"] for q in notebooks.graded_structure(source))
     for name, test_file in tests.items():
         cases = [c for suite in _test_dict(test_file)["suites"] for c in suite["cases"]]
@@ -121,32 +121,32 @@ def _test_dict(test_file: str) -> dict:
 def _with_answer_unmarked(nb):
     """A copy of a source whose first wrapped solution cell lost its markers."""
     bad = nbformat.reads(nbformat.writes(nb), as_version=4)
-    index = next(i for i, wrapped in grading.solution_regions(bad) if wrapped)
-    bad.cells[index].source = grading.solved_source(bad.cells[index].source)
+    index = next(i for i, wrapped in release.solution_regions(bad) if wrapped)
+    bad.cells[index].source = release.solved_source(bad.cells[index].source)
     return bad, index
 
 
 def test_an_unmarked_solution_cell_is_refused_before_otter_sees_it(tmp_path):
     nb, index = _with_answer_unmarked(read(ROOT / "notebooks" / "source" / "00_setup.ipynb"))
-    problems = grading.source_problems(nb, "00_setup")
+    problems = release.source_problems(nb, "00_setup")
     assert any(f"cell {index} sits in a SOLUTION block" in p for p in problems), problems
     nbformat.write(nb, tmp_path / "00_setup.ipynb")
     with pytest.raises(ValueError, match="cannot be released"):
-        grading.student_text(tmp_path / "00_setup.ipynb", tmp_path / "work")
+        release.student_text(tmp_path / "00_setup.ipynb", tmp_path / "work")
 
 
 def test_the_leak_check_sees_a_leaked_solution_and_hidden_test(fresh):
     source = read(ROOT / "notebooks" / "source" / "00_setup.ipynb")
-    answer = next(source.cells[i].source for i, wrapped in grading.solution_regions(source) if wrapped)
-    solution = grading.solution_lines(answer)[0]
+    answer = next(source.cells[i].source for i, wrapped in release.solution_regions(source) if wrapped)
+    solution = release.solution_lines(answer)[0]
     hidden = next(source.cells[i].source for q in notebooks.graded_structure(source) for i in q["tests"]
                   if notebooks.is_hidden_test(source.cells[i].source))
     hidden_line = hidden.strip().split("\n")[-1].strip()
     student = nbformat.reads(fresh["00_setup.ipynb"], as_version=4)
-    assert grading.leaks(source, nbformat.writes(student)) == []
+    assert release.leaks(source, nbformat.writes(student)) == []
     student.cells[-1].source += "\n" + solution
     student.metadata["leak"] = hidden_line
-    assert set(grading.leaks(source, nbformat.writes(student))) == {solution, hidden_line}
+    assert set(release.leaks(source, nbformat.writes(student))) == {solution, hidden_line}
 
 
 # ------------------------------------------------------------------ round trip (executes 00_setup)
@@ -187,7 +187,7 @@ def _public_failure_messages(source) -> dict:
 def test_round_trip_filled_in_student_notebook_passes_its_checks(mirror_root, isolated_cache, tmp_path):
     source = read(ROOT / "notebooks" / "source" / "00_setup.ipynb")
     student = read(ROOT / "notebooks" / "student" / "00_setup.ipynb")
-    checks = _execute(grading.fill_solutions(student, source), tmp_path / "filled")
+    checks = _execute(release.fill_solutions(student, source), tmp_path / "filled")
     assert sorted(checks) == sorted(_public_failure_messages(source))
     for name, text in checks.items():
         assert "All test cases passed" in text, f"{name}:\n{text}"
