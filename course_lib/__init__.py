@@ -11,7 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "backbones", "cli", "config", "data", "data_sources", "domain", "errors", "features",
+    "adaptation", "backbones", "cli", "config", "data", "data_sources", "domain", "errors", "features",
     "finetune", "grading", "mirror", "mirror_build", "plots", "report", "runner", "scratch",
     "scale", "transferability", "digits", "notebooks", "recipe", "comparison", "folders",
 )
