@@ -63,8 +63,8 @@ def fixed_split(ds: data.ImageSet, seed: int, *, val: int, test: int, train_pool
 def train_subsets(labels, pool, seed: int, sizes) -> dict:
     """{n: indices}: a seeded draw of `n` training images per class from `pool`, nested as n grows."""
     labels, pool = np.asarray(labels), np.asarray(pool, int)
-    orders = data.class_orders(labels[pool], seed)
-    return {int(n): np.sort(np.concatenate([pool[o[:int(n)]] for o in orders.values()])) for n in sizes}
+    return {int(n): np.sort(pool[data.per_class_indices(labels[pool], int(n), seed=seed, allow_fewer=True)])
+            for n in sizes}
 
 
 def augmented_activations(model, ds: data.ImageSet, image_size: int, preprocess, *, copies: int,

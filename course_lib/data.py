@@ -204,13 +204,31 @@ def describe(ds: ImageSet) -> str:
 
 
 def class_orders(labels, seed: int = 0, exclude=None) -> dict:
-    """Seeded random order of each class's indices (skipping `exclude`): the course's one per-class draw."""
+    """Seeded random order of each class's indices (skipping `exclude`): the draw behind `per_class_indices`."""
     labels = np.asarray(labels)
     allowed = np.ones(len(labels), bool)
     if exclude is not None:
         allowed[np.asarray(exclude, int)] = False
     rng = np.random.default_rng(seed)
     return {int(c): rng.permutation(np.flatnonzero((labels == c) & allowed)) for c in np.unique(labels)}
+
+
+def per_class_indices(labels, n_per_class: int, *, seed: int = 0, exclude=None,
+                      allow_fewer: bool = False) -> np.ndarray:
+    """Sorted indices of `n_per_class` seeded random items per class, nested as `n_per_class` grows.
+
+    A class with fewer items is an error, unless `allow_fewer=True` (then it gives all it has).
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not isinstance(n_per_class, (int, np.integer)) or n_per_class < 0:
+        raise ValueError("Need 1-D labels and an integer n_per_class >= 0. Received: labels of shape "
+                         f"{labels.shape}, n_per_class={n_per_class!r}.")
+    orders = class_orders(labels, seed, exclude)
+    short = {c: len(order) for c, order in orders.items() if len(order) < n_per_class}
+    if short and not allow_fewer:
+        raise ValueError(f"Not enough items for n_per_class={n_per_class}. Received: {{class: items left}} {short}. "
+                         "Ask for fewer, or pass allow_fewer=True to take all of a smaller class.")
+    return np.sort(np.concatenate([order[:n_per_class] for order in orders.values()] or [np.zeros(0, int)]))
 
 
 def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
@@ -275,8 +293,7 @@ def _cap(ds: ImageSet, per_class, seed: int) -> ImageSet:
     """At most `per_class` images of each class, drawn with the seed (None: all)."""
     if per_class is None:
         return ds
-    keep = [i for order in class_orders(ds.labels, seed).values() for i in order[:per_class]]
-    return ds.subset(sorted(keep))
+    return ds.subset(per_class_indices(ds.labels, per_class, seed=seed, allow_fewer=True))
 
 
 def profile_split(ds: ImageSet, cfg) -> dict:
@@ -365,8 +382,6 @@ def load_digits(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _online_digits(name: str):
-    from course_lib import errors
-
     if name == "mnist":
         import keras
 

@@ -53,22 +53,6 @@ def mnist_geometry(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def stratified_indices(labels, per_class: int, seed: int = 0, exclude=None) -> np.ndarray:
-    """Sorted indices of `per_class` random images of each class (skipping `exclude`)."""
-    return nested_subsets(labels, [per_class], seed, exclude)[int(per_class)]
-
-
-def nested_subsets(labels, sizes, seed: int = 0, exclude=None) -> dict:
-    """Stratified random subsets with `sizes` images per class, each one contained in the next."""
-    sizes = sorted(int(s) for s in sizes)
-    picks = []
-    for c, pool in data.class_orders(labels, seed, exclude).items():
-        if len(pool) < sizes[-1]:
-            raise ValueError(f"Class {c} has only {len(pool)} images left. Received: per_class={sizes[-1]}.")
-        picks.append(pool[:sizes[-1]])
-    return {s: np.sort(np.concatenate([p[:s] for p in picks])) for s in sizes}
-
-
 def small_cnn(num_classes: int = 10, width: int = 32, augment: bool = False, seed: int | None = 0,
               name: str = "small_cnn"):
     """A small CNN for 28x28 grayscale digits: [shift/rotate] -> two conv blocks -> 128 features -> softmax."""

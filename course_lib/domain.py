@@ -1,24 +1,24 @@
-"""Domain shift: corruptions, target-style augmentation, domain distances and adaptation.
+"""Domain shift: corruptions, target styles, domain distances and evaluation across domains.
 
 Taught in `04_domain_mismatch`. Images are uint8 arrays of shape (n, h, w, 3); features
 are float arrays of shape (n, d), as `cl.features.extract` returns them. The methods:
 
 - `corrupt`: synthetic shift (Gaussian noise, blur, contrast, colour shift, JPEG), severity 1..5.
+- `stylize`: re-draw source images in a target style (sketch, cartoon, painting), for augmentation.
 - `mmd2`, `proxy_a_distance`: how far a target domain is from the source, without its labels.
-- `adabn`: re-estimate BatchNormalization statistics on unlabeled target images.
-- `coral`: re-colour source features so that their covariance matches the target's.
-- `stylize`: augment source images toward a target style (sketch, cartoon, painting).
-- `few_shot_indices`, `train_weighted_head`: few-shot fine-tuning with k target labels per class.
 - `features`, `evaluate` (balanced accuracy), `embed_2d` and the `plot_*` helpers of the notebook.
+
+The adaptation methods (AdaBN, CORAL, few-shot head retraining) are in `cl.adaptation`.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 
-from course_lib import data, plots, scale
+from course_lib import data, plots
 
 CORRUPTIONS = ("gaussian_noise", "blur", "contrast", "colour_shift", "jpeg")
 STYLES = ("sketch", "cartoon", "art_painting")
@@ -36,7 +36,8 @@ _JPEG_QUALITY = (25, 18, 15, 10, 7)
 # ----------------------------------------------------------------------------- corruptions
 
 
-def _check_images(images) -> np.ndarray:
+def check_images(images) -> np.ndarray:
+    """`images` as a uint8 (n, height, width, 3) array, or a clear error."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError("Expected uint8 RGB images of shape (n, height, width, 3). "
@@ -108,7 +109,7 @@ def _jpeg(images, severity: int) -> np.ndarray:
 
 def corrupt(images, kind: str, severity: int, seed: int = 0) -> np.ndarray:
     """Apply one corruption at severity 1..5 (0 returns an unchanged copy) to uint8 images."""
-    images, severity = _check_images(images), _check_severity(severity)
+    images, severity = check_images(images), _check_severity(severity)
     if kind not in CORRUPTIONS:
         raise ValueError(f"Unknown corruption. Received: kind={kind!r}. Allowed: {', '.join(CORRUPTIONS)}.")
     if severity == 0:
@@ -166,7 +167,7 @@ def to_painting(images, seed: int = 0) -> np.ndarray:
 
 def stylize(images, style: str, seed: int = 0) -> np.ndarray:
     """Re-draw source images in a target domain's style (augmentation toward the target)."""
-    images = _check_images(images)
+    images = check_images(images)
     if style not in STYLES:
         raise ValueError(f"Unknown style. Received: style={style!r}. Allowed: {', '.join(STYLES)}.")
     draw = {"sketch": lambda x, _: to_sketch(x), "cartoon": lambda x, _: to_cartoon(x),
@@ -238,151 +239,28 @@ def rank_correlation(a, b) -> float:
     return float(stats.spearmanr(a, b).statistic)
 
 
-# -------------------------------------------------------------------------------- CORAL
-
-
-def _cov_power(x, eps: float, power: float):
-    """A function m -> m @ (cov(x) + eps*I)^power, computed from a thin SVD (cheap when n << d)."""
-    xc = x - x.mean(0)
-    _, s, vt = np.linalg.svd(xc, full_matrices=False)
-    lam = s ** 2 / max(len(x) - 1, 1)
-    gain = (lam + eps) ** power - eps ** power
-    return lambda m: ((m @ vt.T) * gain) @ vt + eps ** power * m
-
-
-def _coral_inputs(source, target, eps):
-    source, target = check_features(source, "source"), check_features(target, "target")
-    if source.shape[1] != target.shape[1]:
-        raise ValueError(f"source and target need the same feature size. "
-                         f"Received: {source.shape} and {target.shape}.")
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0 (it keeps the covariances invertible). Received: eps={eps!r}.")
-    return source, target
-
-
-def coral_matrix(source, target, eps: float = 1.0) -> np.ndarray:
-    """CORAL's linear map Cs^-1/2 Ct^1/2 (covariances regularised with eps * I)."""
-    source, target = _coral_inputs(source, target, eps)
-    whiten, recolour = _cov_power(source, eps, -0.5), _cov_power(target, eps, 0.5)
-    return recolour(whiten(np.eye(source.shape[1])))
-
-
-def coral(source, target, eps: float = 1.0, match_mean: bool = True) -> np.ndarray:
-    """Source features re-coloured to the target covariance (and mean): train the head on these."""
-    source, target = _coral_inputs(source, target, eps)
-    whiten, recolour = _cov_power(source, eps, -0.5), _cov_power(target, eps, 0.5)
-    mu_s = source.mean(0)
-    mu_t = target.mean(0) if match_mean else mu_s
-    return (recolour(whiten(source - mu_s)) + mu_t).astype(np.float32)
-
-
-# -------------------------------------------------------------------------------- AdaBN
-
-
-def bn_layers(model) -> list:
-    """Every BatchNormalization layer of a model (nested models included)."""
-    import keras
-
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        elif hasattr(layer, "layers"):
-            found += bn_layers(layer)
-    return found
-
-
-def copy_model(model):
-    """An independent copy of a model with the same architecture and weights."""
-    import keras
-
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    clone.trainable = model.trainable
-    return clone
-
-
-def adabn(model, images, preprocess="mobilenet_v2", batch_size: int = 32):
-    """A copy of `model` whose BN moving statistics are re-estimated on unlabeled target images."""
-    import tensorflow as tf
-
-    images, fn = _check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
-    adapted = copy_model(model)
-    layers = bn_layers(adapted)
-    saved = [(l.trainable, l.momentum) for l in layers]
-    momentum = tf.Variable(0.0, trainable=False)  # read at each step, so the step is traced once
-    for l in layers:
-        l.trainable, l.momentum = True, momentum  # frozen BN layers never update their statistics
-    step = tf.function(lambda x: adapted(x, training=True))  # a graph: eager mode holds GBs here
-    seen = 0
-    for start in range(0, len(images), batch_size):
-        batch = images[start:start + batch_size]
-        momentum.assign(seen / (seen + len(batch)))  # a running average: every image weighs the same
-        step(tf.constant(fn(batch.astype(np.float32))))
-        seen += len(batch)
-    for l, (trainable, old_momentum) in zip(layers, saved):
-        l.trainable, l.momentum = trainable, old_momentum
-    return adapted
+# ------------------------------------------------------------------ features and evaluation
 
 
 def features(model, images, preprocess="mobilenet_v2", batch_size: int = 32) -> np.ndarray:
     """Features of in-memory uint8 images (corrupted or stylized ones, which have no files)."""
-    images, fn = _check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
+    images, fn = check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
     chunks = [model.predict(fn(images[i:i + 256].astype(np.float32)), batch_size=batch_size, verbose=0)
               for i in range(0, len(images), 256)]
     return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0,) + model.output_shape[1:])
 
 
-# ---------------------------------------------------------------- few-shot and evaluation
-
-
-def few_shot_indices(labels, k: int, seed: int = 0) -> np.ndarray:
-    """Indices of k examples per class; the k=1 picks are among the k=5 picks, and so on."""
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a positive integer. Received: k={k!r}.")
-    orders = data.class_orders(labels, seed)
-    counts = {c: len(order) for c, order in orders.items()}
-    if min(counts.values()) < k:
-        raise ValueError(f"Not enough images for k={k} per class. Received: counts per class {counts}.")
-    return np.sort(np.concatenate([order[:k] for order in orders.values()]))
-
-
-def part_weights(label_parts) -> np.ndarray:
-    """Sample weights that give each part the same total weight (mean weight 1)."""
-    sizes = [len(p) for p in label_parts]
-    if not sizes or min(sizes) == 0:
-        raise ValueError(f"Every part needs at least one example. Received: part sizes {sizes}.")
-    total = sum(sizes)
-    return np.concatenate([np.full(n, total / (len(sizes) * n)) for n in sizes])
-
-
-def train_weighted_head(parts, num_classes: int, epochs: int = 30, learning_rate: float = 1e-3,
-                        batch_size: int = 32, seed: int = 0):
-    """Train a head on several (features, labels) parts, each part weighing the same in total."""
-    import keras
-
-    from course_lib import features
-
-    x = np.concatenate([p[0] for p in parts]).astype(np.float32)
-    y = np.concatenate([p[1] for p in parts])
-    w = part_weights([p[1] for p in parts])
-    keras.utils.set_random_seed(seed)
-    head = features.make_head(x.shape[1], num_classes)
-    with scale.scope():
-        head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                     **scale.compile_kwargs())
-    head.fit(x, y, sample_weight=w, epochs=epochs, batch_size=scale.global_batch_size(batch_size),
-             verbose=0, shuffle=True)
-    return head
-
-
 def balanced_accuracy(y_true, y_pred) -> float:
     """Mean of the per-class recalls: every class counts the same, however many images it has."""
+    from sklearn.metrics import balanced_accuracy_score
+
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 1 or not len(y_true):
         raise ValueError(f"Need two non-empty 1-D label arrays of the same length. "
                          f"Received: {y_true.shape} and {y_pred.shape}.")
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
+    with warnings.catch_warnings():  # a class only predicted has no recall to average: not an error
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        return float(balanced_accuracy_score(y_true, y_pred))
 
 
 def evaluate(head, x, y) -> float:

@@ -238,13 +238,6 @@ def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = N
     return model, history
 
 
-def per_class_indices(labels, n: int, seed: int = 0) -> np.ndarray:
-    """Indices of `n` items per class (fewer where a class has fewer); nested as `n` grows."""
-    if not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer. Received: n={n!r}.")
-    return np.sort(np.concatenate([order[:n] for order in data.class_orders(labels, seed).values()]))
-
-
 def accuracy(model, x, y) -> float:
     """Top-1 accuracy of a classifier on arrays or features."""
     pred = np.argmax(model.predict(x, verbose=0), axis=-1)

@@ -54,15 +54,21 @@ def image_grid(images, titles=None, cols: int = 6, size: float = 2.0, suptitle: 
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
-    """Counts: row = true class, column = predicted class."""
+    """Counts: row = true class, column = predicted class (scikit-learn's, with labels 0..n-1)."""
+    from sklearn import metrics
+
     y_true, y_pred = np.asarray(y_true, int).ravel(), np.asarray(y_pred, int).ravel()
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true and y_pred must have the same length. Received: "
                          f"{len(y_true)} and {len(y_pred)}.")
     n = int(num_classes or (max(y_true.max(initial=-1), y_pred.max(initial=-1)) + 1))
-    cm = np.zeros((n, n), dtype=int)
-    np.add.at(cm, (y_true, y_pred), 1)
-    return cm
+    both = np.concatenate([y_true, y_pred])
+    if len(both) and (both.min() < 0 or both.max() >= n):
+        raise ValueError(f"Labels must lie in 0..{n - 1} (num_classes={n}). "
+                         f"Received: labels from {both.min()} to {both.max()}.")
+    if not len(y_true):
+        return np.zeros((n, n), dtype=int)
+    return metrics.confusion_matrix(y_true, y_pred, labels=np.arange(n))
 
 
 def plot_confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, ax=None,

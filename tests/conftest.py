@@ -1,4 +1,4 @@
-"""Shared fixtures: the mirror (skips cleanly when none is configured), tiny image folders."""
+"""Shared fixtures and helpers: the mirror (skips cleanly when none is configured), tiny image folders and images."""
 
 import os
 import pathlib
@@ -37,6 +37,30 @@ def write_image(path, size=(20, 20), mode="RGB", seed=0, fmt=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr, mode=mode).save(path, format=fmt)
     return path
+
+
+def blocky_images(n=4, size=32, seed=0, block=8):
+    """uint8 RGB images (n, size, size, 3) of random flat blocks (for the domain and adaptation tests)."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(40, 215, (n, size // block, size // block, 3))
+    return blocks.repeat(block, 1).repeat(block, 2).astype(np.uint8)
+
+
+def bn_model():
+    """A tiny frozen Keras model with two BatchNormalization layers."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inp)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(5, 3, name="conv2")(x)
+    x = keras.layers.BatchNormalization(name="bn2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(3, name="dense")(x))
+    model.trainable = False
+    return model
 
 
 @pytest.fixture

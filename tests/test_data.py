@@ -60,6 +60,32 @@ def test_split_is_stratified_seeded_and_disjoint(image_folder):
     assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
 
 
+def test_per_class_indices_is_the_seeded_per_class_sampler():
+    labels = np.repeat([2, 0, 1], [10, 3, 7])  # class 0 has only 3 items
+    small = data.per_class_indices(labels, 2, seed=1)
+    assert np.bincount(labels[small]).tolist() == [2, 2, 2] and np.all(np.diff(small) > 0), "exact counts, sorted"
+    assert np.array_equal(small, data.per_class_indices(labels, 2, seed=1)), "seeded: repeatable"
+    assert not np.array_equal(small, data.per_class_indices(labels, 2, seed=2))
+    rng = np.random.default_rng(1)  # the RNG use the notebooks' printed numbers rest on (and 04's exercise)
+    by_hand = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:2] for c in (0, 1, 2)]))
+    assert np.array_equal(small, by_hand)
+    with pytest.raises(ValueError, match=r"n_per_class=5. Received: \{class: items left\} \{0: 3\}"):
+        data.per_class_indices(labels, 5, seed=1)  # a class smaller than n: an error by default ...
+    large = data.per_class_indices(labels, 5, seed=1, allow_fewer=True)  # ... or all of it
+    assert np.bincount(labels[large]).tolist() == [3, 5, 5] and set(small) <= set(large), "nested as n grows"
+    taken = small[labels[small] != 0]
+    rest = data.per_class_indices(labels, 2, seed=1, exclude=taken)
+    assert np.bincount(labels[rest]).tolist() == [2, 2, 2] and not set(rest) & set(taken), "never an excluded item"
+    with pytest.raises(ValueError, match=r"\{0: 0\}"):
+        data.per_class_indices(labels, 1, seed=1, exclude=large)  # class 0 has nothing left
+    assert len(data.per_class_indices(labels, 0)) == 0 and len(data.per_class_indices([], 3)) == 0
+    for bad in (-1, 2.5, None):
+        with pytest.raises(ValueError, match="integer n_per_class >= 0"):
+            data.per_class_indices(labels, bad)
+    with pytest.raises(ValueError, match=r"1-D labels .* shape \(2, 10\)"):
+        data.per_class_indices(labels.reshape(2, 10), 1)
+
+
 def test_cache_comes_before_random_augmentation(image_folder):
     """Augmentation after cache: a new random view every epoch; the cached images stay fixed."""
     import keras

@@ -47,23 +47,6 @@ def test_mnist_geometry_centres_a_20px_box():
     assert (out[:, 4:24, 4:24] == 200).all()
 
 
-def test_stratified_and_nested_subsets():
-    labels = np.repeat(np.arange(3), 10)
-    a = digits.stratified_indices(labels, 4, seed=1)
-    assert np.bincount(labels[a]).tolist() == [4, 4, 4]
-    assert np.array_equal(a, digits.stratified_indices(labels, 4, seed=1))
-    b = digits.stratified_indices(labels, 6, seed=1, exclude=a)
-    assert not set(a) & set(b)
-    with pytest.raises(ValueError, match="only 4 images left"):
-        digits.stratified_indices(labels, 5, seed=1, exclude=b)
-    subs = digits.nested_subsets(labels, [1, 3, 5], seed=2)
-    assert set(subs[1]) <= set(subs[3]) <= set(subs[5])
-    assert [np.bincount(labels[subs[k]]).tolist() for k in (1, 3, 5)] == [[1] * 3, [3] * 3, [5] * 3]
-    # when the largest subset is the whole pool, the seed still changes which images the small ones get
-    small = {tuple(digits.nested_subsets(labels, [2, 10], seed=s)[2]) for s in range(5)}
-    assert len(small) > 1
-
-
 def test_small_cnn_learns_an_easy_task_and_serves_as_a_backbone(isolated_cache):
     x, y = _bars(20, seed=0)
     xt, yt = _bars(20, seed=1)

@@ -226,17 +226,6 @@ def test_feature_dataset_shuffles_like_the_image_pipeline(images):
     assert not np.array_equal(epochs[0][0], epochs[1][0]), "reshuffled each epoch"
 
 
-def test_per_class_indices_are_balanced_nested_and_seeded():
-    labels = np.repeat([0, 1, 2], [10, 3, 7])
-    small, large = features.per_class_indices(labels, 2, seed=1), features.per_class_indices(labels, 5, seed=1)
-    assert np.bincount(labels[small]).tolist() == [2, 2, 2]
-    assert np.bincount(labels[large]).tolist() == [5, 3, 5]  # class 1 only has 3
-    assert set(small) <= set(large)
-    assert not np.array_equal(features.per_class_indices(labels, 2, seed=2), small)
-    with pytest.raises(ValueError, match="Received: n=0"):
-        features.per_class_indices(labels, 0)
-
-
 def test_accuracy():
     class Fixed:
         def predict(self, x, verbose=0):

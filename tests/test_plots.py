@@ -25,8 +25,12 @@ def test_confusion_matrix_counts():
     cm = plots.confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 4)
     assert cm.tolist() == [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
     assert cm.sum() == 6 and np.trace(cm) == 4
+    assert plots.confusion_matrix([2], [1]).tolist() == [[0, 0, 0], [0, 0, 0], [0, 1, 0]]  # size from the labels
+    assert plots.confusion_matrix([], [], 2).tolist() == [[0, 0], [0, 0]]
     with pytest.raises(ValueError, match="same length. Received: 2 and 3"):
         plots.confusion_matrix([0, 1], [0, 1, 1])
+    with pytest.raises(ValueError, match=r"Labels must lie in 0..1 \(num_classes=2\). Received: labels from 0 to 5"):
+        plots.confusion_matrix([0, 1], [0, 5], 2)  # never dropped silently
 
 
 def test_plot_confusion_matrix_writes_counts_and_fractions():

@@ -207,6 +207,9 @@ def test_learning_curve_uses_nested_subsets():
     assert acc.shape == (2, 2) and np.allclose(acc, [[0.03, 0.12], [0.03, 0.12]])
     assert seen[0][1] <= seen[1][1] and seen[2][1] <= seen[3][1]  # nested within a seed
     assert seen[0][1] != seen[2][1] or seen[1][1] != seen[3][1]  # seeds draw different images
+    with pytest.raises(ValueError, match="n_per_class=9"):
+        T.learning_curve(fit_and_score, labels, [1, 9], seeds=[0])
+    assert len(seen) == 4, "a size larger than a class fails before any training"
 
 
 def test_truncate_gives_a_frozen_pooled_extractor():
