@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "backbones", "cli", "config", "data", "data_sources", "domain", "errors", "features",
     "finetune", "grading", "mirror", "mirror_build", "plots", "report", "runner", "scratch",
-    "scale", "transferability", "digits", "notebooks", "recipe", "comparison", "folders",
+    "quiet", "scale", "transferability", "digits", "notebooks", "recipe", "comparison", "folders",
 )
 
 

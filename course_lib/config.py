@@ -191,8 +191,9 @@ def setup(notebook: str, seed: int | None = None, quiet: bool = False,
           mixed_precision: bool | None = None) -> Config:
     """Apply profile, seed, precision and offline mode for a notebook, print them, return a Config."""
     from course_lib import mirror, report, scale
+    from course_lib.quiet import start_tensorflow
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    start_tensorflow()  # TF_CPP_MIN_LOG_LEVEL=2 before TF's import; start-up noise dropped
     profile = get_profile()
     seed = seed_value() if seed is None else check_seed(seed)
     set_seed(seed)
