@@ -2,18 +2,23 @@
 
 `course run` (see README). Writes `<out>/executed/*.ipynb`, `<out>/report.json` and
 `<out>/report.md` with each notebook's runtime, each check's pass/fail and its metrics.
+On the console: each notebook's progress (`Progress`), its kernel's stderr passed through,
+and a final table (`format_table`); kernels start with `quiet.kernel_env()`/`kernel_config()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import pathlib
 import platform
+import sys
+import threading
 import time
 
-from course_lib import notebooks, report
+from course_lib import notebooks, quiet, report
 
 
 def run_course(out="runs/latest", profile: str | None = None, only=None,
@@ -29,9 +34,11 @@ def run_course(out="runs/latest", profile: str | None = None, only=None,
         print(f"[course] running {path.name} ...", flush=True)
         result = run_notebook(path, out, timeout)
         print(f"[course] {path.name}: {result['status']} in {result['seconds']:.0f} s, "
+              f"{result['cells_run']}/{result['cells_total']} cells, "
               f"{sum(c['passed'] for c in result['checks'])}/{len(result['checks'])} checks passed",
               flush=True)
         results.append(result)
+    print(format_table(results), flush=True)
     rep = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
            "profile": os.environ["COURSE_PROFILE"], "mirror": os.environ.get("COURSE_MIRROR") or None,
            "python": platform.python_version(), "notebooks": results,
@@ -80,10 +87,13 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int) -> dict:
     metrics_file.unlink(missing_ok=True)
     os.environ["COURSE_METRICS_FILE"] = str(metrics_file)
     start = time.perf_counter()
+    shown = Progress(path.stem, code_cells(nb))
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}})
+                            resources={"metadata": {"path": str(path.parent)}},
+                            config=quiet.kernel_config(), on_cell_executed=shown.cell_done)
     try:
-        client.execute()
+        with shown.running() as kernel_stderr:
+            client.execute(env=quiet.kernel_env(), stderr=kernel_stderr)
         crashed = None
     except Exception as exc:  # noqa: BLE001 - a dead kernel or timeout is a failed notebook
         crashed = f"{type(exc).__name__}: {str(exc)[:300]}"
@@ -97,7 +107,8 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int) -> dict:
     errors = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and notebooks.cell_failed(c)]
     failed = crashed or errors or not all(c["passed"] for c in checks)
     return {"notebook": path.stem, "status": "failed" if failed else "passed",
-            "seconds": round(seconds, 1), "error_cells": errors, "crash": crashed,
+            "seconds": round(seconds, 1), "cells_run": shown.done, "cells_total": shown.total,
+            "error_cells": errors, "crash": crashed,
             "checks": checks,
             "metrics": {r["name"]: r["value"] for r in records if r["type"] == "metric"}}
 
@@ -111,6 +122,124 @@ def _test_checks(nb) -> list[dict]:
             checks.append({"name": f"{q['name']}.test{k}", "kind": "test",
                            "passed": ran and not notebooks.cell_failed(cell)})
     return checks
+
+
+def code_cells(nb) -> int:
+    """How many cells nbclient will execute: code cells with source, not tagged skip-execution."""
+    return sum(c.cell_type == "code" and bool(c.source.strip())
+               and "skip-execution" not in c.metadata.get("tags", []) for c in nb.cells)
+
+
+def format_elapsed(seconds: float) -> str:
+    """Elapsed time as `45s`, `1m12s` or `1h02m`."""
+    s = int(seconds)
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def progress_line(name: str, done: int, total: int, seconds: float) -> str:
+    """One progress line: `[course] 02_feature_extraction  cell 14/38  1m12s`."""
+    return f"[course] {name}  cell {done}/{total}  {format_elapsed(seconds)}"
+
+
+def format_table(results: list[dict]) -> str:
+    """The final console table: notebook, status, cells run, checks passed, minutes."""
+    rows = [(r["notebook"], r["status"], f"{r.get('cells_run', '?')}/{r.get('cells_total', '?')}",
+             f"{sum(c['passed'] for c in r['checks'])}/{len(r['checks'])}", f"{r['seconds'] / 60:.1f}")
+            for r in results]
+    ok = all(r["status"] == "passed" for r in results)
+    rows.append(("total", "passed" if ok else "FAILED", "", "", f"{sum(r['seconds'] for r in results) / 60:.1f}"))
+    head = ("notebook", "status", "cells", "checks", "minutes")
+    widths = [max(len(row[i]) for row in rows + [head]) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" if i < 4 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    return "\n".join(fmt.format(*row).rstrip() for row in [head] + rows)
+
+
+class Progress:
+    """One notebook's progress on the console, and its kernel's stderr passed through unchanged.
+
+    On a terminal one line is rewritten in place (every second and after each cell); in a
+    log (not a terminal) a line is printed at most every `every` seconds, so CI logs stay short.
+    """
+
+    def __init__(self, name: str, total: int, out=None, err=None, every: float = 30.0,
+                 clock=time.monotonic):
+        self.name, self.total, self.done, self.every, self.clock = name, total, 0, every, clock
+        self.out = sys.stdout if out is None else out
+        self.err = sys.stderr if err is None else err
+        self.tty = _isatty(self.out)
+        self.start = self.last = clock()
+        self._shown = False
+        self._lock = threading.Lock()
+
+    def cell_done(self, **_hook_kwargs) -> None:
+        """nbclient's `on_cell_executed` hook: one more cell done."""
+        self.done += 1
+        self.show()
+
+    def show(self, force: bool = False) -> None:
+        """Print the progress line when due (always on a terminal)."""
+        with self._lock:
+            now = self.clock()
+            line = progress_line(self.name, self.done, self.total, now - self.start)
+            if self.tty:
+                self.out.write("\r\033[K" + line)
+                self._shown = True
+            elif force or now - self.last >= self.every:
+                self.out.write(line + "\n")
+            else:
+                return
+            self.last = now
+            self.out.flush()
+
+    def relay(self, text: str) -> None:
+        """Write a line of the kernel's stderr as it came, the progress line moved below it."""
+        with self._lock:
+            self._clear()
+            self.err.write(text)
+            self.err.flush()
+        if self.tty:
+            self.show()
+
+    def _clear(self) -> None:
+        if self._shown:
+            self.out.write("\r\033[K")
+            self.out.flush()
+            self._shown = False
+
+    @contextlib.contextmanager
+    def running(self, tick: float = 1.0):
+        """For the block: a ticker thread and a pipe for the kernel's stderr; yields the pipe's fd."""
+        read_fd, write_fd = os.pipe()
+        stop = threading.Event()
+
+        def pump():
+            with os.fdopen(read_fd, "rb") as fh:
+                for raw in fh:
+                    self.relay(raw.decode("utf-8", "replace"))
+
+        def ticker():
+            while not stop.wait(tick):
+                self.show()
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (pump, ticker)]
+        for t in threads:
+            t.start()
+        try:
+            yield write_fd
+        finally:
+            os.close(write_fd)  # the kernel has exited: the pump reads to the end of its output
+            stop.set()
+            for t in threads:
+                t.join(timeout=5)
+            with self._lock:
+                self._clear()
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def render_markdown(rep: dict) -> str:

@@ -12,6 +12,7 @@ import os
 import pathlib
 
 from course_lib import config, mirror, report, scale
+from course_lib import quiet as quiet_start
 
 
 @dataclasses.dataclass
@@ -53,7 +54,7 @@ class Config:
 def setup(notebook: str, seed: int | None = None, quiet: bool = False,
           mixed_precision: bool | None = None) -> Config:
     """Apply profile, seed, precision and offline mode for a notebook, print them, return a Config."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_start.start_tensorflow()  # TF_CPP_MIN_LOG_LEVEL=2 before TF's import; start-up noise dropped
     profile = config.get_profile()
     seed = config.seed_value() if seed is None else config.check_seed(seed)
     set_seed(seed)

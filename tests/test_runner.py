@@ -63,3 +63,76 @@ def test_only_matching_nothing_is_one_clear_line_and_exit_code_2(tmp_path, monke
     assert not (tmp_path / "out").exists(), "nothing ran"
     with pytest.raises(FileNotFoundError, match=r"no notebook name contains 'x' or 'y'\. Notebooks: 00_setup"):
         runner.run_course(tmp_path / "out", only=["x", "y"], root=tmp_path / "course")
+
+
+def test_progress_line_and_elapsed_time_format():
+    assert [runner.format_elapsed(s) for s in (0, 45.9, 72, 3599, 3720)] == [
+        "0s", "45s", "1m12s", "59m59s", "1h02m"]
+    assert runner.progress_line("02_feature_extraction", 14, 38, 72) == \
+        "[course] 02_feature_extraction  cell 14/38  1m12s"
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class _Stream(list):
+    def __init__(self, tty):
+        super().__init__()
+        self.tty = tty
+
+    def write(self, text):
+        self.append(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return self.tty
+
+
+def test_progress_in_a_log_prints_a_line_at_most_every_30_seconds():
+    clock, out, err = _Clock(), _Stream(False), _Stream(False)
+    shown = runner.Progress("03_fine_tuning", 40, out=out, err=err, clock=clock)
+    for _ in range(10):  # ten quick cells: no line
+        clock.now += 2
+        shown.cell_done(cell=None, cell_index=0, execute_reply={})
+    shown.show()
+    assert out == []
+    clock.now = 31  # a long cell: the ticker's heartbeat prints once, then waits 30 s again
+    shown.show()
+    shown.show()
+    clock.now += 5
+    shown.cell_done()
+    assert out == ["[course] 03_fine_tuning  cell 10/40  31s\n"]
+    shown.relay("E0000 a real error\n")
+    assert err == ["E0000 a real error\n"] and "\r" not in "".join(out)
+
+
+def test_progress_on_a_terminal_rewrites_one_line_and_keeps_kernel_lines_above_it():
+    clock, out, err = _Clock(), _Stream(True), _Stream(True)
+    shown = runner.Progress("00_setup", 2, out=out, err=err, clock=clock)
+    clock.now = 1
+    shown.cell_done()
+    shown.relay("E0000 a real error\n")
+    clock.now = 75
+    shown.cell_done()
+    assert out == ["\r\033[K[course] 00_setup  cell 1/2  1s", "\r\033[K",
+                   "\r\033[K[course] 00_setup  cell 1/2  1s", "\r\033[K[course] 00_setup  cell 2/2  1m15s"]
+    assert err == ["E0000 a real error\n"]
+
+
+def test_final_table_has_status_cells_checks_and_minutes():
+    results = [{"notebook": "00_setup", "status": "passed", "cells_run": 16, "cells_total": 16,
+                "seconds": 24.0, "checks": [{"passed": True}] * 9},
+               {"notebook": "03_fine_tuning", "status": "failed", "cells_run": 7, "cells_total": 42,
+                "seconds": 517.0, "checks": [{"passed": True}, {"passed": False}]}]
+    assert runner.format_table(results).splitlines() == [
+        "notebook        status  cells  checks  minutes",
+        "00_setup        passed  16/16  9/9         0.4",
+        "03_fine_tuning  failed  7/42   1/2         8.6",
+        "total           FAILED                     9.0"]
