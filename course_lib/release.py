@@ -341,13 +341,14 @@ def _remove_orphans(out: pathlib.Path, names: set) -> dict:
     return gone
 
 
-def stale_student_notebooks(root=None) -> list[str]:
-    """Student notebooks that differ from a fresh build (missing, changed or orphaned)."""
+def stale_student_notebooks(root=None, built=None) -> list[str]:
+    """Student notebooks that differ from a fresh build (`built`: a folder already built), by name."""
     root = notebooks.repo_root(root)
     current = root / "notebooks" / "student"
     with tempfile.TemporaryDirectory(prefix="course_student_check_") as tmp:
-        build_student(tmp, root)
-        fresh = {p.name: p.read_bytes() for p in pathlib.Path(tmp).glob("*.ipynb")}
+        if built is None:
+            build_student(tmp, root)
+        fresh = {p.name: p.read_bytes() for p in pathlib.Path(built or tmp).glob("*.ipynb")}
     have = {p.name: p.read_bytes() for p in current.glob("*.ipynb")}
     return sorted(n for n in set(fresh) | set(have) if fresh.get(n) != have.get(n))
 

@@ -19,6 +19,16 @@ def mirror_root():
     return pathlib.Path(value)
 
 
+@pytest.fixture(scope="session")
+def student_build(tmp_path_factory):
+    """One `course student` build per test session, shared by every test that needs one: its folder."""
+    from course_lib import notebooks, release
+
+    out = tmp_path_factory.mktemp("student")
+    release.build_student(out, notebooks.repo_root(pathlib.Path(__file__).parent))
+    return out
+
+
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch):
     """A private COURSE_CACHE for one test."""

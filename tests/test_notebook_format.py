@@ -24,19 +24,17 @@ def read(path):
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory):
-    """A fresh student build in a temporary folder: {file name: text}."""
-    out = tmp_path_factory.mktemp("student")
-    release.build_student(out, ROOT)
-    return {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.ipynb")}
+def fresh(student_build):
+    """The session's fresh student build: {file name: text}."""
+    return {p.name: p.read_text(encoding="utf-8") for p in student_build.glob("*.ipynb")}
 
 
 def test_there_are_source_notebooks():
     assert any(p.stem == "00_setup" for p in SOURCES), [p.name for p in SOURCES]
 
 
-def test_student_notebooks_are_up_to_date():
-    stale = release.stale_student_notebooks(ROOT)
+def test_student_notebooks_are_up_to_date(student_build):
+    stale = release.stale_student_notebooks(ROOT, built=student_build)
     assert not stale, "notebooks/student/ differs from a fresh build: " + ", ".join(stale) + ". " + FIX
 
 
