@@ -19,6 +19,13 @@ def mirror_root():
     return pathlib.Path(value)
 
 
+def pytest_collection_modifyitems(items):
+    """Every notebook cell nbval runs is `slow`: `pytest -m "not slow"` is the unit-test fast lane."""
+    for item in items:
+        if str(item.fspath).endswith(".ipynb"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def student_build(tmp_path_factory):
     """One `course student` build per test session, shared by every test that needs one: its folder."""
