@@ -110,6 +110,40 @@ def test_no_solution_or_hidden_test_reaches_the_student(path, fresh):
         assert cases and not any(c["hidden"] for c in cases), f"{name}: embedded tests must be public"
 
 
+def _answers_shown_to_students(source, student) -> list[str]:
+    """Solution lines (12+ characters) of `source` that its student notebook shows anyway.
+
+    A line the notebook also teaches in an ungraded code cell (for example a `compile` call) is
+    fair to show; a solution line in a prompt, a hint or a failure message hands over the answer.
+    """
+    tests = {i for q in notebooks.graded_structure(source) for i in q["tests"]}
+    solutions, taught = set(), set()
+    for i, cell in enumerate(source.cells):
+        if cell.cell_type != "code" or i in tests:
+            continue
+        lines = [line.strip() for line in release.solution_lines(cell.source)]
+        solutions |= {line for line in lines if len(line) >= 12}
+        taught |= {line.strip() for line in cell.source.split("\n") if not release.SOLUTION_MARK.search(line)}
+    text = "\n".join([c.source for c in student.cells] + list(release.embedded_tests(student).values()))
+    return sorted(line for line in solutions - taught if line in text)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_no_prompt_hint_or_failure_message_hands_over_a_solution_line(path, fresh):
+    student = nbformat.reads(fresh[path.name], as_version=4)
+    shown = _answers_shown_to_students(read(path), student)
+    assert shown == [], f"{path.name}: the student notebook shows these solution lines: {shown}"
+
+
+def test_the_hint_check_sees_a_solution_line_in_a_failure_message(fresh):
+    source = read(ROOT / "notebooks" / "source" / "00_setup.ipynb")
+    student = nbformat.reads(fresh["00_setup.ipynb"], as_version=4)
+    line = next(line.strip() for c in source.cells if c.cell_type == "code"
+                for line in release.solution_lines(c.source) if len(line.strip()) >= 12)
+    student.cells.append(nbformat.v4.new_markdown_cell(f"Hint: {line}"))
+    assert _answers_shown_to_students(source, student) == [line]
+
+
 def _test_dict(test_file: str) -> dict:
     tree = ast.parse(test_file)
     node = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "test")
