@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (see README):
 #   ./course.sh run    install into .venv, then execute every notebook (fast profile) and write a run report
-#   ./course.sh test   install with the test extras, then run the whole test suite (unit tests + nbval)
+#   ./course.sh test   install with the test extras, then run the whole test suite (unit tests + the student notebooks, executed)
 #   ./course.sh <any other `course` sub-command>   e.g. ./course.sh mirror check
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -1,6 +1,6 @@
 """06_capstone with a learner's own image folder (COURSE_DATASET) instead of the course flowers.
 
-nbval already runs the notebook on the mirror's flowers. Here the whole notebook runs on a
+test_student_notebooks.py already runs the notebook on the mirror's flowers. Here the whole notebook runs on a
 small made-up folder (random images, three classes, one of them small, one corrupt file and
 one text file): it must finish without an error, report what it skipped and warn about the
 imbalance, export and reload the model, and leave the lesson's flowers-only claims unchecked.

@@ -1,6 +1,6 @@
 """03_fine_tuning's recipe on a learner's own folder (COURSE_DATASET), as a learner would run it.
 
-nbval runs the whole notebook on the course data. Here the recipe part (setup to the end of the
+test_student_notebooks.py runs the whole notebook on the course data. Here the recipe part (setup to the end of the
 end-to-end two-stage run, graded checks included) runs on a generated flat `<class>/<image>`
 folder, one class keeping part of its images in a subfolder (they count for that class): it
 must finish without an error, say how many images it uses, pass its graded checks and move

@@ -1,6 +1,6 @@
 """02_feature_extraction on a learner's own `train/` + `val/` folder (no `test/`).
 
-nbval runs the notebooks on the course data. Each notebook that reads a learner's folder runs
+test_student_notebooks.py runs the notebooks on the course data. Each notebook that reads a learner's folder runs
 once more on one, and the layouts are spread over them (the folder reader's unit tests in
 test_folders.py cover every layout): here 02 runs end to end on a `train/` + `val/` folder
 (`test/` is carved from train and the notebook says so), as a learner with a folder from the
