@@ -238,25 +238,27 @@ def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
         return _presplit(ds, seed, train, val, test, val_fraction, test_fraction)
     orders = class_orders(ds.labels, seed)
     parts, short = {"train": [], "val": [], "test": []}, []
+    asks_val = val if val is not None else val_fraction  # 0 (or 0.0) asks for no split: nothing to warn about
+    asks_test = test if test is not None else test_fraction
     for label in range(ds.num_classes):
         idx = orders.get(label, np.array([], int))
         n = len(idx)
         want_val = val if val is not None else max(int(round(n * val_fraction)), int(val_fraction > 0))
         want_test = test if test is not None else max(int(round(n * test_fraction)), int(test_fraction > 0))
-        n_val = min(want_val, max(n // 3, 1 if n >= 2 and (val or val_fraction) else 0))
-        n_test = min(want_test, max(n // 3, 1 if n - n_val >= 2 and (test or test_fraction) else 0))
+        n_val = min(want_val, max(n // 3, 1 if n >= 2 and asks_val else 0))
+        n_test = min(want_test, max(n // 3, 1 if n - n_val >= 2 and asks_test else 0))
         n_train = n - n_val - n_test if train is None else min(train, n - n_val - n_test)
-        if n_val < want_val or n_test < want_test or (n_val == 0 and (val or val_fraction)) \
-                or (n_test == 0 and (test or test_fraction)):
-            got = ", ".join(f"{k} {m}" for k, m, asked in (("val", n_val, val or val_fraction),
-                                                             ("test", n_test, test or test_fraction)) if asked)
+        if n_val < want_val or n_test < want_test or (n_val == 0 and asks_val) or (n_test == 0 and asks_test):
+            got = ", ".join(f"{k} {m}" for k, m, asked in (("val", n_val, asks_val),
+                                                             ("test", n_test, asks_test)) if asked)
             short.append(f"{ds.class_names[label]}: {n} images -> train {n_train}, {got}")
         parts["val"] += list(idx[:n_val])
         parts["test"] += list(idx[n_val:n_val + n_test])
         parts["train"] += list(idx[n_val + n_test:n_val + n_test + n_train])
     if short:
         asked = ", ".join(f"{k} {v if v is not None else f'{frac:.0%}'}" for k, v, frac in
-                          (("val", val, val_fraction), ("test", test, test_fraction)) if v or frac)
+                          (("val", val, val_fraction), ("test", test, test_fraction))
+                          if (v if v is not None else frac))
         _warn_outside(f"Class(es) too small for this split (asked per class: {asked}): {'; '.join(short)}. "
                       "A class keeps at least 1 training image and gives val and test at most a third "
                       "of its images each, so these get fewer held-out images than asked and their "

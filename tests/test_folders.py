@@ -96,6 +96,20 @@ def test_a_small_class_is_named_in_a_warning_and_still_reaches_val_and_test(tmp_
     assert parts["val"].counts() == {"a": 5, "b": 1} and parts["test"].counts() == {"a": 5, "b": 1}
 
 
+def test_asking_for_no_val_or_test_split_warns_about_nothing(tmp_path, isolated_cache):
+    import warnings
+
+    ds = data.load_folder(make(tmp_path / "ds", {"a": 30, "b": 12}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", errors.SmallClassWarning)
+        parts = data.split(ds, seed=0, train=5, val=0, test=3)  # 04's few-shot pool: no val on purpose
+        none = data.split(ds, seed=0, train=5, val=0, test=0)
+    assert sum(parts["val"].counts().values()) == 0 and parts["test"].counts() == {"a": 3, "b": 3}
+    assert len(none["val"]) == len(none["test"]) == 0 and none["train"].counts() == {"a": 5, "b": 5}
+    with pytest.warns(errors.SmallClassWarning, match=r"asked per class: test 6\): b: 12 images -> train 5, test 4"):
+        data.split(ds, seed=0, train=5, val=0, test=6)
+
+
 def test_validation_uses_the_pipelines_decoder(tmp_path, isolated_cache):
     from PIL import Image
 
