@@ -20,7 +20,10 @@ ensure_venv() {  # $1: pip extras ("" or "[test]")
     echo "[course.sh] installing the course into $VENV (first time: a few minutes)"
     "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
     "$VENV/bin/python" -m pip install -q -e ".$1" 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -c "import course_lib, tensorflow, keras" # fail here if the install failed
+    # fail here if the install failed; TensorFlow's start-up lines are shown only then
+    if ! out=$("$VENV/bin/python" -c "import course_lib, tensorflow, keras" 2>&1); then
+      echo "$out"; echo "[course.sh] the install is broken (see above); delete $VENV and run again"; exit 1
+    fi
     touch "$stamp"
   fi
 }
