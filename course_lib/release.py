@@ -255,7 +255,8 @@ def solution_lines(source: str) -> list[str]:
     return out
 
 
-def _test_body(source: str) -> str:
+def strip_test_config(source: str) -> str:
+    """A test cell's code without its TEST CONFIG header."""
     return re.split(r"END TEST CONFIG.*\n", source, maxsplit=1)[-1]
 
 
@@ -265,7 +266,7 @@ def secrets(nb) -> list[str]:
     test_cells = {i for q in notebooks.graded_structure(nb) for i in q["tests"]}
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and i in test_cells and notebooks.is_hidden_test(cell.source):
-            secret += _code_lines(_test_body(cell.source))
+            secret += _code_lines(strip_test_config(cell.source))
         elif cell.cell_type == "code":
             lines = solution_lines(cell.source)
             secret += lines

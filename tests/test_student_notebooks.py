@@ -27,7 +27,7 @@ CELL_TIMEOUT = 900  # seconds, as nbval's --nbval-cell-timeout had it
 def graded_copy(student, source):
     """The filled-in student notebook with each check asserted and the source's hidden tests after it."""
     nb = release.fill_solutions(student, source)
-    hidden = {q["name"]: [_test_body(source.cells[i].source) for i in q["tests"]
+    hidden = {q["name"]: [release.strip_test_config(source.cells[i].source) for i in q["tests"]
                           if notebooks.is_hidden_test(source.cells[i].source)]
               for q in notebooks.graded_structure(source)}
     cells = []
@@ -44,10 +44,6 @@ def graded_copy(student, source):
     assert not hidden, f"checks missing from the student notebook: {sorted(hidden)}"
     nb.cells = cells
     return nb
-
-
-def _test_body(source: str) -> str:
-    return re.split(r"END TEST CONFIG.*\n", source, maxsplit=1)[-1]
 
 
 def execute(nb, workdir: pathlib.Path):
