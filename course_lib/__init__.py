@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "adaptation", "backbones", "cli", "comparison", "config", "data", "data_sources", "digits",
     "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "mirror",
-    "mirror_build", "notebooks", "plots", "quiet", "recipe", "release", "report", "runner", "scale",
+    "mirror_build", "notebooks", "plots", "quiet", "quiz", "recipe", "release", "report", "runner", "scale",
     "scratch", "session", "transferability",
 )
 

@@ -1,0 +1,58 @@
+"""Questionnaires: auto-checked self-test questions at the end of each notebook.
+
+Every notebook ends with a short questionnaire in the spirit of fast.ai's book. The learner
+answers in a dict (`quiz[1] = "b"`); each public test compares one answer with a digest, so
+the student notebook can check an answer without printing it. Authors compute the digests
+with `digest()` (see notebooks/AUTHORING.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+QUESTION = "questionnaire"  # the otter question name of every notebook's questionnaire
+_LETTER = re.compile(r"^[a-z]$")
+
+
+def normalize(answer) -> str:
+    """The canonical text of an answer: stripped, lower-case, '(b)'/'b)' read as 'b'."""
+    if answer is None or answer is Ellipsis:
+        return ""
+    if isinstance(answer, bool):
+        return "true" if answer else "false"
+    text = str(answer).strip().lower()
+    return text.strip("().").strip()
+
+
+def digest(notebook: str, number: int, answer) -> str:
+    """The 16-hex-digit digest that a public test compares `answer` with."""
+    text = f"{notebook}|{int(number)}|{normalize(answer)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def answer_of(quiz, number: int):
+    """The learner's answer to question `number`, or a clear error when `quiz` is not a dict."""
+    if not isinstance(quiz, dict):
+        raise TypeError(
+            f"`quiz` must be a dict of answers, e.g. quiz[1] = 'b'. Received: {type(quiz).__name__}. "
+            "Fix: run the cell that starts with `quiz = {}` and replace each `...` with a letter."
+        )
+    return quiz.get(number, quiz.get(str(number)))
+
+
+def correct(quiz, notebook: str, number: int, expected: str) -> bool:
+    """True when the answer to question `number` matches the digest `expected`."""
+    answer = normalize(answer_of(quiz, number))
+    return bool(answer) and digest(notebook, number, answer) == expected
+
+
+def unanswered(quiz, numbers) -> list[int]:
+    """The question numbers in `numbers` that still hold `...` or nothing."""
+    return [n for n in numbers if not normalize(answer_of(quiz, n))]
+
+
+def is_choice(answer, options: str = "abcd") -> bool:
+    """True when `answer` is one of the letters in `options`."""
+    text = normalize(answer)
+    return bool(_LETTER.match(text)) and text in options
