@@ -17,6 +17,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="execute every notebook headless and write a run report")
     run.add_argument("--profile", choices=["fast", "full"], default=None)
+    run.add_argument("--budget", choices=["none", "smoke"], default=None,
+                     help="smoke: run the profile's code path on a reduced budget (claims recorded, not judged)")
     run.add_argument("--out", default="runs/latest")
     run.add_argument("--only", nargs="*", help="run only notebooks whose name contains these")
     m = sub.add_parser("mirror", help="check or build an offline mirror")
@@ -36,7 +38,7 @@ def _run(args) -> int:
     from course_lib import runner
 
     try:
-        rep = runner.run_course(args.out, args.profile, args.only)
+        rep = runner.run_course(args.out, args.profile, args.only, budget=args.budget)
     except runner.NoNotebookError as exc:  # a usage error: one line, no traceback
         text = str(exc).removeprefix("No notebooks matched: ")
         print(f"course run: {text[:1].lower()}{text[1:]}", file=sys.stderr)

@@ -8,6 +8,8 @@ environment variables so that one setting changes the whole course:
 - ``COURSE_DATASET``: a learner's own image folder that replaces a notebook's dataset.
 - ``COURSE_SEED``: the seed ``setup()`` applies (default 42).
 - ``COURSE_CACHE``: where features and other caches go (default ``~/.cache/course_lib``).
+- ``COURSE_BUDGET``: ``smoke`` runs a profile's code path on a reduced budget (for maintainers:
+  CI runs the ``full`` profile this way, since no GPU reaches it); unset for a real run.
 """
 
 from __future__ import annotations
@@ -52,6 +54,85 @@ PROFILES = {
         val_per_class=None, test_per_class=None, epochs=20, finetune_epochs=10,
     ),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """Caps that run a profile's code path on less data and training (None: no cap)."""
+
+    name: str
+    epochs: int | None = None  # every training run's epochs
+    per_class: int | None = None  # images per class in any split or sweep point
+    repeats: int | None = None  # seeds (or other repetitions) of a measurement
+    sweep: int | None = None  # points of a sweep (its first ones)
+    count: int | None = None  # other sample sizes: timing batches, images for a statistic
+
+    def cap(self, kind: str, value):
+        """`value` capped by this budget's cap of `kind` (None, meaning all, becomes the cap).
+
+        A number is capped; a list of seeds is cut to its first ones; a sweep keeps its ends
+        (and as many points as `sweep` allows); a sweep of per-class sizes is also scaled down
+        so that its largest point is the per-class cap.
+        """
+        limit = getattr(self, kind)
+        if limit is None:
+            return value
+        if value is None:
+            return limit
+        if not isinstance(value, (list, tuple)):
+            return min(value, limit)
+        if kind == "repeats":
+            return type(value)(value[:limit])
+        if kind == "per_class" and max(value) > limit:
+            value = type(value)(dict.fromkeys(max(1, round(v * limit / max(value))) for v in value))
+        return type(value)(_thin(value, self.sweep))
+
+    @property
+    def reduced(self) -> bool:
+        """True when some cap is set: results are recorded, not judged."""
+        return any(getattr(self, f.name) is not None for f in dataclasses.fields(self) if f.name != "name")
+
+
+def _thin(points, n: int | None) -> list:
+    """At most `n` of `points`, evenly spread, first and last kept."""
+    points = list(points)
+    if n is None or len(points) <= n:
+        return points
+    if n == 1:
+        return points[-1:]
+    picks = sorted({round(k * (len(points) - 1) / (n - 1)) for k in range(n)})
+    return [points[i] for i in picks]
+
+
+BUDGETS = {
+    "none": Budget("none"),
+    "smoke": Budget("smoke", epochs=1, per_class=8, repeats=2, sweep=2, count=16),
+}
+
+
+def get_budget(name: str | None = None) -> Budget:
+    """Return the named budget, or the one `COURSE_BUDGET` selects (default: none)."""
+    name = name or os.environ.get("COURSE_BUDGET", "").strip() or "none"
+    if name not in BUDGETS:
+        raise ValueError(
+            f"Unknown budget. Received: COURSE_BUDGET={name!r}. Allowed values: {', '.join(BUDGETS)} "
+            "(smoke runs a profile's code path on a reduced budget). Fix: unset COURSE_BUDGET for a real run."
+        )
+    return BUDGETS[name]
+
+
+def budgeted(profile: Profile, budget: Budget) -> Profile:
+    """`profile` with its split sizes and epochs capped by `budget`."""
+    if not budget.reduced:
+        return profile
+    return dataclasses.replace(
+        profile,
+        train_per_class=budget.cap("per_class", profile.train_per_class),
+        val_per_class=budget.cap("per_class", profile.val_per_class),
+        test_per_class=budget.cap("per_class", profile.test_per_class),
+        epochs=budget.cap("epochs", profile.epochs),
+        finetune_epochs=budget.cap("epochs", profile.finetune_epochs),
+    )
 
 
 def get_profile(name: str | None = None) -> Profile:

@@ -15,6 +15,9 @@ from course_lib import config, mirror, report, scale
 from course_lib import quiet as quiet_start
 
 
+SAME = object()  # a typed pick given one value: the same in every profile
+
+
 @dataclasses.dataclass
 class Config:
     """What `setup()` decided for one notebook run."""
@@ -25,10 +28,34 @@ class Config:
     mirror: pathlib.Path | None
     dataset_override: pathlib.Path | None
     device: str
+    budget: config.Budget = config.BUDGETS["none"]
 
     def pick(self, fast, full):
-        """Return `fast` or `full` depending on the active profile."""
+        """Return `fast` or `full` depending on the active profile (not capped by a budget)."""
         return self.profile.pick(fast, full)
+
+    def _pick(self, fast, full):
+        return self.pick(fast, fast if full is SAME else full)
+
+    def epochs(self, fast, full=SAME):
+        """Epochs of a training run for this profile (capped under a reduced budget)."""
+        return self.budget.cap("epochs", self._pick(fast, full))
+
+    def per_class(self, fast, full=SAME):
+        """Images per class (None: all) for this profile (capped under a reduced budget)."""
+        return self.budget.cap("per_class", self._pick(fast, full))
+
+    def repeats(self, fast, full=SAME):
+        """How many seeds or repetitions (an int, or a list of seeds) for this profile (capped)."""
+        return self.budget.cap("repeats", self._pick(fast, full))
+
+    def sweep(self, fast, full=SAME):
+        """The points of a sweep for this profile (its first ones under a reduced budget)."""
+        return self.budget.cap("sweep", self._pick(fast, full))
+
+    def count(self, fast, full=SAME):
+        """Any other sample size for this profile (capped under a reduced budget)."""
+        return self.budget.cap("count", self._pick(fast, full))
 
     def summary(self) -> str:
         """Human-readable description printed by every setup cell."""
@@ -48,6 +75,11 @@ class Config:
         ]
         if self.dataset_override:
             lines.append(f"dataset  : your folder {self.dataset_override} (COURSE_DATASET)")
+        if self.budget.reduced:
+            b = self.budget
+            lines.append(f"budget   : {b.name} (COURSE_BUDGET): at most {b.epochs} epoch(s), {b.per_class} images "
+                         f"per class, {b.repeats} seeds, {b.sweep} sweep points; tests the code path only, "
+                         "claims are recorded, not judged")
         return "\n".join(lines)
 
 
@@ -55,14 +87,15 @@ def setup(notebook: str, seed: int | None = None, quiet: bool = False,
           mixed_precision: bool | None = None) -> Config:
     """Apply profile, seed, precision and offline mode for a notebook, print them, return a Config."""
     quiet_start.start_tensorflow()  # TF_CPP_MIN_LOG_LEVEL=2 before TF's import; start-up noise dropped
-    profile = config.get_profile()
+    budget = config.get_budget()
+    profile = config.budgeted(config.get_profile(), budget)
     seed = config.seed_value() if seed is None else config.check_seed(seed)
     set_seed(seed)
     scale.use_mixed_precision(mixed_precision)  # None: mixed on a GPU/TPU, float32 on a CPU
     mirror.activate()
     report.start(notebook)
     cfg = Config(notebook, profile, seed, config.mirror_dir(), config.user_dataset_dir(),
-                 config.accelerator())
+                 config.accelerator(), budget)
     if not quiet:
         print(cfg.summary())
     return cfg

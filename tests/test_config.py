@@ -85,6 +85,57 @@ def test_backbone_loads_real_weights_at_a_numpy_integer_size(mirror_root, monkey
             backbones.load("mobilenet_v2", bad, weights=None)
 
 
+def test_no_budget_leaves_every_pick_as_the_profile_has_it(monkeypatch):
+    monkeypatch.delenv("COURSE_BUDGET", raising=False)
+    budget = config.get_budget()
+    assert budget.name == "none" and not budget.reduced
+    full = config.PROFILES["full"]
+    assert config.budgeted(full, budget) is full
+    cfg = session.Config("x", full, 0, None, None, "cpu", budget)
+    assert cfg.epochs(6, 10) == 10 and cfg.per_class(30, None) is None and cfg.per_class(1, (10, 30, 60)) == (10, 30, 60)
+    assert cfg.repeats(3, [0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4] and cfg.sweep(1, [1, 2, 3]) == [1, 2, 3]
+    assert cfg.count(32, 128) == 128
+
+
+def test_the_smoke_budget_caps_the_full_profile_and_keeps_its_code_path(monkeypatch):
+    monkeypatch.setenv("COURSE_BUDGET", "smoke")
+    budget = config.get_budget()
+    assert budget.reduced
+    profile = config.budgeted(config.PROFILES["full"], budget)
+    assert profile.name == "full" and profile.pick(1, 2) == 2, "the full profile's branches still run"
+    assert profile.epochs == profile.finetune_epochs == budget.epochs
+    assert profile.train_per_class == profile.val_per_class == profile.test_per_class == budget.per_class
+    cfg = session.Config("x", profile, 0, None, None, "cpu", budget)
+    assert cfg.epochs(6, 10) == 1 and cfg.per_class(30, None) == budget.per_class == 8
+    # a per-class sweep is scaled so that its largest point is the cap, then thinned to its ends
+    assert cfg.per_class(1, (10, 30, 60, 100)) == (1, 8)
+    assert cfg.per_class(1, [1, 3, 10, 30, 100, 300, 700]) == [1, 8]
+    assert cfg.per_class(1, (2, 4)) == (2, 4), "a sweep under the cap is kept"
+    assert cfg.sweep(1, [96, 128, 160, 192, 224, 320]) == [96, 320]
+    assert cfg.repeats(3, [0, 1, 2, 3, 4]) == [0, 1] and cfg.repeats(3, 5) == 2
+    assert cfg.count(32, 128) == 16 and cfg.count(32, 5) == 5
+
+
+def test_unknown_budget_says_what_is_allowed(monkeypatch):
+    monkeypatch.setenv("COURSE_BUDGET", "tiny")
+    with pytest.raises(ValueError, match=r"COURSE_BUDGET='tiny'.*none, smoke.*unset COURSE_BUDGET"):
+        config.get_budget()
+
+
+def test_claims_are_recorded_not_judged_under_a_reduced_budget(monkeypatch, tmp_path, capsys):
+    from course_lib import report
+
+    monkeypatch.setenv("COURSE_METRICS_FILE", str(tmp_path / "m.jsonl"))
+    monkeypatch.setenv("COURSE_BUDGET", "smoke")
+    report.claim("something holds", False, "x=1")
+    assert "not judged, reduced budget (did not hold)" in capsys.readouterr().out
+    monkeypatch.delenv("COURSE_BUDGET")
+    with pytest.raises(AssertionError, match="did not hold: something holds"):
+        report.claim("something holds", False, "x=1")
+    records = report.read(tmp_path / "m.jsonl")
+    assert [(r["passed"], r["judged"]) for r in records] == [(False, False), (False, True)]
+
+
 def test_setup_prints_profile_and_mode(capsys, monkeypatch, isolated_cache):
     monkeypatch.setenv("COURSE_PROFILE", "fast")
     monkeypatch.delenv("COURSE_MIRROR", raising=False)
