@@ -5,7 +5,8 @@
     tests, run right after each check, pass too. The student notebook holds the source's code
     cells, claims and tests, so this one execution per notebook covers what running the source
     covered, and what a learner's copy (grader cell, Colab install cell, embedded tests) does.
-(b) Untouched, it runs without an error up to its first answer cell.
+(b) Untouched, it runs without an error up to its first answer cell: those cells are exactly the
+    first cells (a) executes, which a test checks, so (a) covers (b) without a second execution.
 
 The source notebooks themselves run in `course run` and in the own-folder tests.
 """
@@ -72,24 +73,32 @@ def test_filled_in_student_notebook_runs_and_passes_every_check(name, mirror_roo
     monkeypatch.setenv("COURSE_PROFILE", "fast")
     monkeypatch.delenv("COURSE_DATASET", raising=False)
     nb = graded_copy(_read("student", name), _read("source", name))
+    first = first_answer_cell(nb)
     failure = execute(nb, tmp_path / name)
+    assert failure is None or failure[0] >= first, \
+        f"{name} (untouched student copy) failed before its first exercise, at {failure[1]}"
     assert failure is None, f"{name} (student copy, solutions filled in) failed at {failure[1]}"
     checks = [c for c in nb.cells if c.source.startswith("_check = grader.check(")]
     assert checks and all(not notebooks.cell_failed(c) for c in checks)
 
 
-@pytest.mark.slow
+def first_answer_cell(nb) -> int:
+    """Index of the first cell a learner answers in."""
+    return next(i for i, c in enumerate(nb.cells) if "otter_answer_cell" in c.metadata.get("tags", []))
+
+
 @pytest.mark.parametrize("name", NAMES)
-def test_untouched_student_notebook_runs_up_to_its_first_answer_cell(name, mirror_root, tmp_path,
-                                                                       monkeypatch):
-    monkeypatch.setenv("COURSE_PROFILE", "fast")
-    monkeypatch.delenv("COURSE_DATASET", raising=False)
-    nb = _read("student", name)
-    first = next(i for i, c in enumerate(nb.cells) if "otter_answer_cell" in c.metadata.get("tags", []))
-    nb.cells = nb.cells[:first]
-    assert any(c.cell_type == "code" for c in nb.cells), f"{name}: no code before the first answer cell"
-    failure = execute(nb, tmp_path / name)
-    assert failure is None, f"{name} (untouched student copy) failed before its first exercise, at {failure[1]}"
+def test_untouched_student_notebook_runs_up_to_its_first_answer_cell(name):
+    """(b) without a second execution: the untouched notebook's cells before its first answer cell
+    are, one for one, the cells the filled-in run (a) executes first in its fresh kernel, so (a)
+    passing means they run without an error (an error there fails (a), which names the cell)."""
+    student = _read("student", name)
+    first = first_answer_cell(student)
+    assert any(c.cell_type == "code" for c in student.cells[:first]), f"{name}: no code before the first answer cell"
+    graded = graded_copy(student, _read("source", name))
+    assert first_answer_cell(graded) == first
+    assert [(c.cell_type, c.source) for c in graded.cells[:first]] == \
+        [(c.cell_type, c.source) for c in student.cells[:first]], f"{name}: (a) does not run the untouched prefix"
 
 
 def test_graded_copy_asserts_each_check_and_adds_the_hidden_tests():
