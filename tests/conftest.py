@@ -36,6 +36,8 @@ def pytest_collection_modifyitems(items):
         name = next((n for n in LONG_FIRST if n in item.nodeid), None)
         if "test_student_notebooks.py::test_filled_in" in item.nodeid and name:
             return LONG_FIRST.index(name)
+        if "test_full_profile_smoke.py::test_full_profile_runs" in item.nodeid and name:
+            return LONG_FIRST.index(name) + 0.5  # right after the same notebook's filled-in run
         if "own_folder" in item.nodeid or "test_capstone.py" in item.nodeid:
             return len(LONG_FIRST)
         return len(LONG_FIRST) + 1

@@ -94,6 +94,28 @@ def test_questions_have_public_and_hidden_asserting_tests(path):
             assert "failure_message:" in source, f"{q['name']}: every test needs a failure_message"
 
 
+def _yaml_block(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text) or {}
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_each_question_is_worth_what_its_tests_award(path):
+    """otter scores a question by its tests' points: a question's `points` must be their sum."""
+    nb = read(path)
+    asked = {}
+    for cell in nb.cells:
+        if cell.cell_type == "raw" and cell.source.startswith("# BEGIN QUESTION"):
+            config = _yaml_block(cell.source.split("\n", 1)[1])
+            asked[config["name"]] = config["points"]
+    for q in notebooks.graded_structure(nb):
+        blocks = [re.search(r'"""\s*# BEGIN TEST CONFIG\n(.*?)"""', nb.cells[i].source, re.S) for i in q["tests"]]
+        awarded = sum(_yaml_block(b.group(1)).get("points", 0) for b in blocks if b)
+        assert awarded == asked[q["name"]], \
+            f"{path.stem} {q['name']}: BEGIN QUESTION says points: {asked[q['name']]}, its tests award {awarded}"
+
+
 # ------------------------------------------------------------------ nothing secret reaches students
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
