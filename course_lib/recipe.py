@@ -175,8 +175,11 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
                    image_size: int, first_block, head_epochs: int, fine_tune_epochs: int,
                    head_lr: float = 1e-3, fine_tune_lr: float = 1e-4, warmup_epochs: int = 0,
                    patience: int = 3, batch_size: int = 32, keep_batchnorm_frozen: bool = True,
-                   seed: int = 0, verbose: int = 0) -> finetune.TrainingRecord:
-    """The whole recipe on a model from `build`: head, then the blocks from `first_block` up."""
+                   class_weight: dict | None = None, seed: int = 0, verbose: int = 0) -> finetune.TrainingRecord:
+    """The whole recipe on a model from `build`: head, then the blocks from `first_block` up.
+
+    `class_weight` ({class index: weight}, as Keras' `fit` takes it) weights both stages' loss.
+    """
     check_learning_rate(head_lr), check_learning_rate(fine_tune_lr)
     finetune.check_labels(model, train), finetune.check_labels(model, val, "validation")
     backbone = find_backbone(model)
@@ -187,7 +190,7 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
     compile_stage(model, head_lr)
     timer = finetune._timer()
     first = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, verbose=verbose, shuffle=False,
-                      callbacks=[early_stopping(patience), timer])  # the pipeline shuffles, seeded
+                      class_weight=class_weight, callbacks=[early_stopping(patience), timer])  # the pipeline shuffles, seeded
     done = len(first.history["loss"])
     report = finetune.unfreeze_top(backbone, backbone_name, first_block, keep_batchnorm_frozen)
     steps = math.ceil(len(train) / batch)
@@ -195,7 +198,8 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
                        warmup_steps=steps * warmup_epochs) if warmup_epochs else fine_tune_lr
     compile_stage(model, lr)
     second = model.fit(train_ds, validation_data=val_ds, epochs=done + fine_tune_epochs, shuffle=False,
-                       initial_epoch=done, verbose=verbose, callbacks=[early_stopping(patience), timer])
+                       initial_epoch=done, verbose=verbose, class_weight=class_weight,
+                       callbacks=[early_stopping(patience), timer])
     return finetune.join_histories(first, second, seconds=timer.seconds, unfreeze=report)
 
 

@@ -131,6 +131,23 @@ def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache)
         recipe.evaluate(model, parts["val"].subset([]), 32)
 
 
+@pytest.mark.slow
+def test_fit_two_stages_weights_the_loss_by_class(tmp_path, isolated_cache):
+    """06's class-weight decision reaches both stages: a zero weight for every class leaves no loss to learn from."""
+    ds = data.load_folder(_folder(tmp_path / "imgs"))
+    parts = data.split(ds, 0, train=4, val=1, test=1)
+
+    def losses(class_weight):
+        net = backbones.load(NAME, 32, weights=None)
+        model = recipe.build(net, 2, preprocess=NAME, seed=0)
+        record = recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+                                       first_block="block_16", head_epochs=1, fine_tune_epochs=1, patience=5,
+                                       batch_size=4, class_weight=class_weight)
+        return record.history["loss"]
+
+    assert losses({0: 0.0, 1: 0.0}) == [0.0, 0.0]  # unweighted, a fresh head's loss is near log(2)
+
+
 def test_learning_rate_now_reads_a_schedule(tiny_backbone):
     model = recipe.build(tiny_backbone, 2, preprocess=NAME)
     recipe.compile_stage(model, recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5))
