@@ -106,8 +106,9 @@ def _thin(points, n: int | None) -> list:
 
 BUDGETS = {
     "none": Budget("none"),
-    # 2 epochs: the recipe's stage 2 needs one warm-up epoch and one to decay over; 2 seeds: a spread
-    "smoke": Budget("smoke", epochs=2, per_class=8, repeats=2, sweep=1, count=16),
+    # 2 epochs: the recipe's stage 2 needs a warm-up epoch and one to decay over; 2 seeds: a spread;
+    # 2 sweep points: a learning curve (05) needs two
+    "smoke": Budget("smoke", epochs=2, per_class=8, repeats=2, sweep=2, count=16),
 }
 
 

@@ -107,13 +107,13 @@ def test_the_smoke_budget_caps_the_full_profile_and_keeps_its_code_path(monkeypa
     assert profile.train_per_class == profile.val_per_class == profile.test_per_class == budget.per_class
     cfg = session.Config("x", profile, 0, None, None, "cpu", budget)
     assert cfg.epochs(6, 10) == 2 and cfg.per_class(30, None) == budget.per_class == 8
-    # a per-class sweep is scaled so that its largest point is the cap, then thinned to its last point
-    assert cfg.per_class(1, (10, 30, 60, 100)) == (8,)
-    assert cfg.per_class(1, [1, 3, 10, 30, 100, 300, 700]) == [8]
-    assert cfg.sweep(1, [96, 128, 160, 192, 224, 320]) == [320]
-    two = config.Budget("two", per_class=8, sweep=2)
-    assert two.cap("per_class", (10, 30, 60, 100)) == (1, 8) and two.cap("sweep", [1, 2, 3, 4, 5]) == [1, 5]
-    assert two.cap("per_class", (2, 4)) == (2, 4), "a sweep under the cap keeps its points" 
+    # a per-class sweep is scaled so that its largest point is the cap, then thinned to its two ends
+    assert cfg.per_class(1, (10, 30, 60, 100)) == (1, 8)
+    assert cfg.per_class(1, [1, 3, 10, 30, 100, 300, 700]) == [1, 8]
+    assert cfg.per_class(1, (2, 4)) == (2, 4), "a sweep under the cap keeps its points"
+    assert cfg.sweep(1, [96, 128, 160, 192, 224, 320]) == [96, 320]
+    one = config.Budget("one", per_class=8, sweep=1)
+    assert one.cap("per_class", (10, 30, 60, 100)) == (8,) and one.cap("sweep", [1, 2, 3]) == [3]
     assert cfg.repeats(3, [0, 1, 2, 3, 4]) == [0, 1] and cfg.repeats(3, 5) == 2
     assert cfg.count(32, 128) == 16 and cfg.count(32, 5) == 5
 
