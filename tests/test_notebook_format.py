@@ -116,6 +116,29 @@ def test_each_question_is_worth_what_its_tests_award(path):
             f"{path.stem} {q['name']}: BEGIN QUESTION says points: {asked[q['name']]}, its tests award {awarded}"
 
 
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
+def test_no_decimal_literal_in_a_summary(path):
+    """A Summary quotes only numbers the run printed: its text renders them from computed values."""
+    nb, in_summary, found = read(path), False, []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            in_summary = cell.source.startswith("## Summary")
+        if not in_summary:
+            continue
+        texts = [cell.source] if cell.cell_type == "markdown" else re.findall(r'"""(.*?)"""', cell.source, re.S)
+        for text in texts:
+            prose = re.sub(r"\{[^{}]*\}", "", text)  # f-string fields are computed, not literals
+            found += [f"cell {i}: ...{prose[max(0, m.start() - 40):m.end() + 10]!r}" for m in DECIMAL.finditer(prose)]
+    assert not found, f"{path.stem}: decimal literals in the Summary (render them from the run): {found}"
+
+
+def test_the_summary_check_sees_a_literal():
+    assert DECIMAL.search("reached 0.704 accuracy") and not DECIMAL.search("Keras 3 and v1.2.3 and 2")
+
+
 # ------------------------------------------------------------------ nothing secret reaches students
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
