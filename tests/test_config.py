@@ -134,8 +134,11 @@ def test_claims_are_recorded_not_judged_under_a_reduced_budget(monkeypatch, tmp_
     monkeypatch.delenv("COURSE_BUDGET")
     with pytest.raises(AssertionError, match="did not hold: something holds"):
         report.claim("something holds", False, "x=1")
+    monkeypatch.setenv("COURSE_BUDGET", "smoke")
+    with pytest.raises(AssertionError, match="did not hold: reload predicts the same"):
+        report.claim("reload predicts the same", False, mechanics=True)  # a fact of the mechanics: any budget
     records = report.read(tmp_path / "m.jsonl")
-    assert [(r["passed"], r["judged"]) for r in records] == [(False, False), (False, True)]
+    assert [(r["passed"], r["judged"]) for r in records] == [(False, False), (False, True), (False, True)]
 
 
 def test_setup_prints_profile_and_mode(capsys, monkeypatch, isolated_cache):
