@@ -6,6 +6,9 @@ full profile takes (`cfg.pick(full=...)`, `cfg.profile.name == "full"`) runs, bu
 sizes are capped (course_lib.config.BUDGETS["smoke"]). On so little data the results mean nothing,
 so claims are recorded, not judged, and a test cell may fail only with an AssertionError (a result
 check); any other error, anywhere, fails this test.
+
+Its own lane, `./course.sh test -m fullpath` (about 10 minutes on a 2-core CPU), outside the default
+suite: with it, `.ci/run` took 36 minutes on the 2-core CI machine, over the 30-minute CI budget.
 """
 
 import pathlib
@@ -28,6 +31,7 @@ def _errors(nb, cells) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.fullpath
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
 def test_full_profile_runs_on_a_reduced_budget(path, mirror_root, tmp_path, monkeypatch):
     import nbformat
