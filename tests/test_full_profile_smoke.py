@@ -7,7 +7,7 @@ sizes are capped (course_lib.config.BUDGETS["smoke"]). On so little data the res
 so claims are recorded, not judged, and a test cell may fail only with an AssertionError (a result
 check); any other error, anywhere, fails this test.
 
-Its own lane, `./course.sh test -m fullpath` (about 10 minutes on a 2-core CPU), outside the default
+Its own lane, `./course.sh test -m fullpath` (415 s on a 2-core CPU), outside the default
 suite: with it, `.ci/run` took 36 minutes on the 2-core CI machine, over the 30-minute CI budget.
 """
 
