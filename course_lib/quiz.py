@@ -9,10 +9,8 @@ with `digest()` (see notebooks/AUTHORING.md).
 from __future__ import annotations
 
 import hashlib
-import re
 
 QUESTION = "questionnaire"  # the otter question name of every notebook's questionnaire
-_LETTER = re.compile(r"^[a-z]$")
 
 
 def normalize(answer) -> str:
@@ -45,14 +43,3 @@ def correct(quiz, notebook: str, number: int, expected: str) -> bool:
     """True when the answer to question `number` matches the digest `expected`."""
     answer = normalize(answer_of(quiz, number))
     return bool(answer) and digest(notebook, number, answer) == expected
-
-
-def unanswered(quiz, numbers) -> list[int]:
-    """The question numbers in `numbers` that still hold `...` or nothing."""
-    return [n for n in numbers if not normalize(answer_of(quiz, n))]
-
-
-def is_choice(answer, options: str = "abcd") -> bool:
-    """True when `answer` is one of the letters in `options`."""
-    text = normalize(answer)
-    return bool(_LETTER.match(text)) and text in options
