@@ -9,7 +9,7 @@ environment variables so that one setting changes the whole course:
 - ``COURSE_SEED``: the seed ``setup()`` applies (default 42).
 - ``COURSE_CACHE``: where features and other caches go (default ``~/.cache/course_lib``).
 - ``COURSE_BUDGET``: ``smoke`` runs a profile's code path on a reduced budget (for maintainers:
-  CI runs the ``full`` profile this way, since no GPU reaches it); unset for a real run.
+  the ``-m fullpath`` test lane runs the ``full`` profile this way); unset for a real run.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Budget:
     epochs: int | None = None  # every training run's epochs
     per_class: int | None = None  # images per class in any split or sweep point
     repeats: int | None = None  # seeds (or other repetitions) of a measurement
-    sweep: int | None = None  # points of a sweep (its first ones)
+    sweep: int | None = None  # points of a sweep (evenly spread, both ends kept)
     count: int | None = None  # other sample sizes: timing batches, images for a statistic
 
     def cap(self, kind: str, value):

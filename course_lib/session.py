@@ -50,7 +50,7 @@ class Config:
         return self.budget.cap("repeats", self._pick(fast, full))
 
     def sweep(self, fast, full=SAME):
-        """The points of a sweep for this profile (its first ones under a reduced budget)."""
+        """The points of a sweep for this profile (fewer, ends kept, under a reduced budget)."""
         return self.budget.cap("sweep", self._pick(fast, full))
 
     def count(self, fast, full=SAME):
