@@ -12,9 +12,9 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "adaptation", "backbones", "cli", "comparison", "config", "data", "data_sources", "digits",
-    "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "mirror",
-    "mirror_build", "notebooks", "plots", "quiet", "quiz", "recipe", "release", "report", "runner", "scale",
-    "scratch", "session", "transferability",
+    "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "integrity", "mirror",
+    "mirror_build", "notebooks", "plots", "preflight", "quiet", "quiz", "recipe", "release", "report", "runner",
+    "sandbox", "scale", "scratch", "session", "submission", "transferability",
 )
 
 

@@ -1,12 +1,15 @@
-"""Instructor tools, grading side: autograder zips and grading submissions, with otter-grader.
+"""Instructor tools, grading side: autograder zips (otter-grader) and grading a folder of submissions.
 
 Taught in `00_setup`, whose exercises are the first graded ones. Builds on `release`: each
 autograder zip is `otter assign`'s output for a source (`release.assign`). Commands (see
 `register_cli`):
 
 - `course autograder`: one `NN_name-autograder.zip` per notebook (hidden tests included).
-- `course grade SUBMISSIONS`: grade a folder of submitted notebooks without Docker, one
-  subprocess with a timeout per submission, into `grades.csv` and `grades.md`.
+- `course grade SUBMISSIONS`: a `preflight` first (grades nothing and exits 2 when this
+  machine cannot grade), then each submission through `submission.grade` (a sandboxed
+  kernel, per-cell time limits, tests run by the grader), into `grades.csv`, `grades.md`
+  and `feedback/<submission>.md`. A submission the grader could not judge is an "error",
+  never a score, and the command then exits 1.
 """
 
 from __future__ import annotations
@@ -14,11 +17,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import pathlib
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 
@@ -58,68 +58,78 @@ def assignment_name(path) -> str | None:
     return (meta.get("otter") or {}).get("assignment_name")
 
 
-def grade_one(notebook, autograder_zip, timeout: float = 1200, log=None) -> dict:
-    """Grade one submission in a subprocess (killed after `timeout` s); returns scores and status."""
-    with tempfile.TemporaryDirectory(prefix="course_grade_") as tmp:
-        result_file = pathlib.Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "course_lib.grading", "--worker",
-               str(pathlib.Path(notebook).resolve()), str(pathlib.Path(autograder_zip).resolve()),
-               str(result_file)]
-        env = {**os.environ, "COURSE_QUIET": "1", "MPLBACKEND": "Agg"}
-        with open(log or os.devnull, "w", encoding="utf-8") as out:
-            proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)  # the worker and its kernel
-                proc.wait()
-                return {"status": f"timeout after {timeout:.0f} s", "scores": {}}
-        if not result_file.is_file():
-            return {"status": f"grader crashed (exit code {proc.returncode})", "scores": {}}
-        return json.loads(result_file.read_text())
+class GradingError(RuntimeError):
+    """`course grade` cannot grade: a missing or empty folder, or a failed preflight."""
 
 
-def _worker(notebook: str, autograder_zip: str, result_file: str) -> int:
-    """Subprocess body of `grade_one`: run otter's local grader, write the scores as JSON."""
-    from otter.api import grade_submission
+def grade_one(notebook, autograder_zip, *, template=None, timeout: float = 3600, cell_timeout: float = 600,
+              sandboxed: bool = True) -> dict:
+    """Grade one submission with `submission.grade` (sandboxed kernel, time limits); returns its result."""
+    from course_lib import submission
 
-    try:
-        res = grade_submission(notebook, autograder_zip, quiet=True)
-    except Exception as exc:  # noqa: BLE001 - reported in the table, not raised
-        out = {"status": f"error: {type(exc).__name__}: {str(exc)[:200]}", "scores": {}}
-    else:
-        error = res.catastrophic_error
-        out = {"status": f"error: {error}"[:200] if error else "graded",
-               "scores": {name: [r.score, r.possible] for name, r in sorted(res.results.items())}}
-    pathlib.Path(result_file).write_text(json.dumps(out))
-    return 0
+    return submission.grade(notebook, submission.load_tests(autograder_zip), template=template,
+                            cell_timeout=cell_timeout, total_timeout=timeout, sandboxed=sandboxed)
 
 
-def grade_folder(submissions, out="build/grades", autograder=None, timeout: float = 1200,
-                 root=None, jobs: int = 1) -> list[dict]:
-    """Grade every notebook under `submissions`; writes grades.csv and grades.md; returns the rows."""
+def submissions_in(folder) -> list[pathlib.Path]:
+    """The notebooks under `folder`; a GradingError when it does not exist or holds none."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise GradingError(f"No submissions folder: {folder} {'is a file' if folder.exists() else 'does not exist'}. "
+                           "Fix: pass the folder that holds the submitted .ipynb files.")
+    paths = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    if not paths:
+        others = sorted(p.name for p in folder.rglob("*") if p.is_file())[:5]
+        raise GradingError(f"No notebooks to grade: {folder} holds no .ipynb file"
+                           + (f" (it holds {', '.join(others)}{' ...' if len(others) == 5 else ''})" if others else
+                              " (it is empty)") + ". Fix: pass the folder of submitted notebooks.")
+    return paths
+
+
+def grade_folder(submissions, out="build/grades", autograder=None, timeout: float = 3600, root=None,
+                 jobs: int = 1, *, cell_timeout: float = 600, sandboxed: bool = True,
+                 reference: bool = False) -> list[dict]:
+    """Preflight, then grade every notebook under `submissions`; writes the gradebook and feedback."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from course_lib import preflight
 
     root = notebooks.repo_root(root)
     submissions, out = pathlib.Path(submissions), pathlib.Path(out)
     autograder = pathlib.Path(autograder) if autograder else root / AUTOGRADER_DIR
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    paths = sorted(p for p in submissions.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    rows = [_match(p, submissions, autograder, root) for p in paths]
+    rows = [_match(p, submissions, autograder, root) for p in submissions_in(submissions)]
+    rows += [{"submission": p.relative_to(submissions).as_posix(), "assignment": "", "scores": {},
+              "status": "skipped: not a notebook"} for p in sorted(submissions.rglob("*"))
+             if p.is_file() and p.suffix != ".ipynb" and ".ipynb_checkpoints" not in p.parts]
+    names = sorted({r["assignment"] for r in rows if r.get("zip")})
+    problems = preflight.run(names, autograder, root, sandboxed=sandboxed, reference=reference)
+    if problems:
+        raise GradingError("Preflight failed: this machine cannot grade these submissions, so nothing was "
+                           "graded.\n" + "\n".join(f"- {p}" for p in problems))
+    templates = {n: _template(root, n) for n in names}
 
     def grade(row):
         if row.pop("zip", None):
             print(f"[course] grading {row['submission']} ({row['assignment']}) ...", flush=True)
-            log = out / "logs" / (row["submission"].replace("/", "__") + ".log")
             row.update(grade_one(submissions / row["submission"], _zip(autograder, row["assignment"]),
-                                 timeout, log))
+                                 template=templates[row["assignment"]], timeout=timeout,
+                                 cell_timeout=cell_timeout, sandboxed=sandboxed))
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         rows = list(pool.map(grade, rows))
+    out.mkdir(parents=True, exist_ok=True)
     write_tables(rows, out)
+    write_feedback(rows, out / "feedback")
     return rows
+
+
+def _template(root, name: str):
+    """The student notebook a submission of `name` started from (None when the checkout lacks it)."""
+    import nbformat
+
+    path = notebooks.repo_root(root) / "notebooks" / "student" / f"{name}.ipynb"
+    return nbformat.read(path, as_version=4) if path.is_file() else None
 
 
 def _zip(autograder: pathlib.Path, name: str) -> pathlib.Path:
@@ -134,21 +144,24 @@ def _match(path: pathlib.Path, submissions: pathlib.Path, autograder: pathlib.Pa
     if name in sources and not _zip(autograder, name).is_file():
         build_autograder(autograder, root, only=[name])
     if not name:
-        row["status"] = "no metadata.otter.assignment_name: not a course notebook"
+        row["status"] = "skipped: not a course notebook (no metadata.otter.assignment_name)"
     elif not _zip(autograder, name).is_file():
-        row["status"] = f"unknown assignment {name!r}"
+        row["status"] = f"skipped: unknown assignment {name!r}"
     else:
         row.update(status="pending", zip=True)
     return row
 
 
 def _questions(rows) -> list[str]:
-    names = {q for r in rows for q in r["scores"]}
+    names = {q for r in rows for q in (r.get("possible") or r["scores"])}
     return sorted(names, key=lambda q: (len(q), q))
 
 
-def _totals(row) -> tuple[float, float]:
-    return (sum(s for s, _ in row["scores"].values()), sum(p for _, p in row["scores"].values()))
+def _totals(row) -> tuple[float | None, float]:
+    """(points, possible); points is None for a submission that was not graded (an error, skipped)."""
+    possible = row.get("possible") or {q: p for q, (_, p) in row["scores"].items()}
+    graded = row["status"].startswith("graded")
+    return (sum(s for s, _ in row["scores"].values()) if graded else None, sum(possible.values()))
 
 
 def write_tables(rows: list[dict], out: pathlib.Path) -> None:
@@ -159,8 +172,8 @@ def write_tables(rows: list[dict], out: pathlib.Path) -> None:
     writer.writerow(["submission", "assignment", "status", "score", "possible", *questions])
     for r in rows:
         total, possible = _totals(r)
-        writer.writerow([r["submission"], r["assignment"], r["status"], _num(total), _num(possible),
-                         *(_num(r["scores"][q][0]) if q in r["scores"] else "" for q in questions)])
+        writer.writerow([r["submission"], r["assignment"], r["status"], "" if total is None else _num(total),
+                         _num(possible), *(_num(r["scores"][q][0]) if q in r["scores"] else "" for q in questions)])
     (out / "grades.csv").write_text(buf.getvalue(), encoding="utf-8")
     (out / "grades.md").write_text(render_markdown(rows), encoding="utf-8")
 
@@ -170,12 +183,13 @@ def _num(x) -> str:
 
 
 def render_markdown(rows: list[dict]) -> str:
-    """One Markdown table per assignment: a row per submission, a column per exercise."""
+    """One Markdown table per assignment: a row per submission, a column per exercise (with its points)."""
     lines = ["# Grades", ""]
     for name in sorted({r["assignment"] for r in rows}):
         group = [r for r in rows if r["assignment"] == name]
         questions = _questions(group)
-        possible = {q: next(r["scores"][q][1] for r in group if q in r["scores"]) for q in questions}
+        possible = {q: next((r.get("possible") or {}).get(q, r["scores"].get(q, (0, 0))[1]) for r in group
+                            if q in (r.get("possible") or r["scores"])) for q in questions}
         lines += [f"## {name or '(not a course notebook)'}", "",
                   "| submission | " + " | ".join(f"{q} (/{_num(possible[q])})" for q in questions)
                   + (" | " if questions else "") + "total | status |",
@@ -183,10 +197,37 @@ def render_markdown(rows: list[dict]) -> str:
         for r in group:
             total, out_of = _totals(r)
             cells = [_num(r["scores"][q][0]) if q in r["scores"] else "" for q in questions]
+            shown = "error" if total is None and r["status"].startswith("error") else (
+                "" if total is None else f"{_num(total)}/{_num(out_of)}")
             lines.append(f"| {r['submission']} | " + "".join(c + " | " for c in cells)
-                         + f"{_num(total)}/{_num(out_of)} | {r['status']} |")
+                         + f"{shown} | {r['status'].replace('|', '/')} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def feedback_markdown(row: dict) -> str:
+    """One submission's feedback: each exercise's points and what failed (public tests only)."""
+    total, possible = _totals(row)
+    lines = [f"# Feedback: {row['submission']}", "", f"Assignment: {row['assignment'] or '(none)'}  ",
+             f"Status: {row['status']}  ",
+             f"Total: {'not graded' if total is None else _num(total)} / {_num(possible)}", ""]
+    for q in _questions([row]) + (["other cells"] if (row.get("feedback") or {}).get("other cells") else []):
+        score = row["scores"].get(q)
+        points = (row.get("possible") or {}).get(q, score[1] if score else 0)
+        lines.append(f"## {q}" if q == "other cells" else
+                     f"## {q}: {'-' if score is None else _num(score[0])} / {_num(points)}")
+        lines += [f"- {m}" for m in (row.get("feedback") or {}).get(q, [])] or (
+            ["- all tests passed"] if score and score[0] == score[1] else [])
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_feedback(rows: list[dict], folder: pathlib.Path) -> None:
+    """Write `<folder>/<submission>.md` (slashes become `__`) for every row."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for row in rows:
+        name = row["submission"].replace("/", "__").removesuffix(".ipynb") + ".md"
+        (folder / name).write_text(feedback_markdown(row), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- command line
@@ -195,13 +236,18 @@ def register_cli(sub, commands: dict) -> None:
     """Add `course autograder` and `course grade` to the `course` command."""
     a = sub.add_parser("autograder", help="build one otter autograder zip per notebook")
     a.add_argument("--out", default=None, help=f"folder (default: {AUTOGRADER_DIR} in the checkout)")
-    g = sub.add_parser("grade", help="grade a folder of submitted notebooks (no Docker)")
+    g = sub.add_parser("grade", help="grade a folder of submitted notebooks, each in a sandbox")
     g.add_argument("submissions", help="folder with the submitted .ipynb files (searched recursively)")
-    g.add_argument("--out", default="build/grades", help="where grades.csv, grades.md and logs/ go")
+    g.add_argument("--out", default="build/grades", help="where grades.csv, grades.md and feedback/ go")
     g.add_argument("--autograder", default=None,
                    help=f"folder of NN_name-autograder.zip (default: {AUTOGRADER_DIR}; missing zips are built)")
-    g.add_argument("--timeout", type=float, default=1200, help="seconds per submission")
+    g.add_argument("--timeout", type=float, default=3600, help="seconds per submission, all cells together")
+    g.add_argument("--cell-timeout", type=float, default=600, help="seconds per cell or test")
     g.add_argument("--jobs", type=int, default=1, help="submissions graded at the same time")
+    g.add_argument("--reference", action="store_true",
+                   help="preflight also grades each assignment's solutions, which must score full marks")
+    g.add_argument("--no-sandbox", action="store_true",
+                   help="run submissions with your own rights, network included (only for code you trust)")
     commands.update(autograder=_cli_autograder, grade=_cli_grade)
 
 
@@ -212,13 +258,18 @@ def _cli_autograder(args) -> int:
 
 
 def _cli_grade(args) -> int:
-    rows = grade_folder(args.submissions, args.out, args.autograder, args.timeout, jobs=args.jobs)
+    try:
+        rows = grade_folder(args.submissions, args.out, args.autograder, args.timeout, jobs=args.jobs,
+                            cell_timeout=args.cell_timeout, sandboxed=not args.no_sandbox,
+                            reference=args.reference)
+    except GradingError as exc:
+        print(f"[course] {exc}", file=sys.stderr)
+        return 2
     print(render_markdown(rows))
-    print(f"[course] wrote {pathlib.Path(args.out) / 'grades.csv'} and {pathlib.Path(args.out) / 'grades.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        sys.exit(_worker(*sys.argv[2:]))
-    sys.exit("usage: python -m course_lib.grading --worker NOTEBOOK AUTOGRADER_ZIP RESULT_JSON")
+    out = pathlib.Path(args.out)
+    print(f"[course] wrote {out / 'grades.csv'}, {out / 'grades.md'} and {out / 'feedback'}/")
+    errors = [r for r in rows if r["status"].startswith("error")]
+    if errors:
+        print(f"[course] {len(errors)} submission(s) could not be graded (status 'error'): see the table",
+              file=sys.stderr)
+    return 1 if errors else 0

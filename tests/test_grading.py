@@ -1,23 +1,22 @@
-"""course_lib.grading: score tables, the instructor commands, and real grading.
+"""course_lib.grading: score tables, the instructor commands, and real grading of 00_setup.
 
-The grading tests run otter's local grader (no Docker) on submissions of 00_setup: the
-solved notebook scores full marks, an untouched one scores zero without crashing the grader,
-and one that raises in exercise 1 keeps the points of the others. A tiny made-up assignment
-checks the per-submission timeout.
+The real grading runs each submission in the bubblewrap sandbox (`submission`, `sandbox`):
+the solved notebook scores full marks, an untouched one zero; one that raises, hangs or kills
+its kernel in an exercise keeps the points earned before it; three cheating attempts
+(replacing a NumPy function, a builtin, a course function) score zero on their exercise;
+a submission cannot read outside its folder or reach the network. The preflight and the
+folder checks refuse to grade, with exit code 2, on a machine or folder that cannot give
+right grades. `tests/test_integrity.py` covers the restore logic in-process.
 """
 
+import json
 import os
 import pathlib
-import time
-import uuid
 
 import nbformat
-import psutil
 import pytest
 
-from course_lib import cli, grading, notebooks, release
-
-from .test_release import _question, _source
+from course_lib import cli, grading, notebooks, release, submission
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 v4 = nbformat.v4
@@ -25,11 +24,15 @@ v4 = nbformat.v4
 
 # ------------------------------------------------------------------ tables and command line
 
+POSSIBLE = {"q1": 2, "q2": 2, "q10": 3}
 ROWS = [
-    {"submission": "a/00.ipynb", "assignment": "00_setup", "status": "graded",
-     "scores": {"q1": [2, 2], "q2": [0, 2], "q10": [1.5, 3]}},
-    {"submission": "b.ipynb", "assignment": "00_setup", "status": "timeout after 5 s", "scores": {}},
-    {"submission": "c.ipynb", "assignment": "", "status": "no metadata", "scores": {}},
+    {"submission": "a/00.ipynb", "assignment": "00_setup", "status": "graded", "possible": POSSIBLE,
+     "scores": {"q1": [2, 2], "q2": [0, 2], "q10": [1.5, 3]}, "feedback": {"q2": ["public test 1 failed: x"]}},
+    {"submission": "b.ipynb", "assignment": "00_setup", "status": "graded; stopped at cell 9 (exercise q2): "
+     "timed out after 5 s", "possible": POSSIBLE, "scores": {"q1": [2, 2], "q2": [0, 2], "q10": [0, 3]}},
+    {"submission": "d.ipynb", "assignment": "00_setup", "status": "error: cell 2 (course code) raised X",
+     "possible": POSSIBLE, "scores": {}},
+    {"submission": "c.ipynb", "assignment": "", "status": "skipped: not a course notebook", "scores": {}},
 ]
 
 
@@ -38,11 +41,21 @@ def test_write_tables(tmp_path):
     lines = (tmp_path / "grades.csv").read_text().splitlines()
     assert lines[0] == "submission,assignment,status,score,possible,q1,q2,q10"
     assert lines[1] == "a/00.ipynb,00_setup,graded,3.5,7,2,0,1.5"
-    assert lines[2] == "b.ipynb,00_setup,timeout after 5 s,0,0,,,"
+    assert lines[2].startswith("b.ipynb,00_setup,graded; stopped at cell 9 (exercise q2): timed out after 5 s,2,7,2,0,0")
+    assert lines[3] == "d.ipynb,00_setup,error: cell 2 (course code) raised X,,7,,,"  # an error is no score
     md = (tmp_path / "grades.md").read_text()
     assert "| submission | q1 (/2) | q2 (/2) | q10 (/3) | total | status |" in md
     assert "| a/00.ipynb | 2 | 0 | 1.5 | 3.5/7 | graded |" in md
+    assert "| d.ipynb |  |  |  | error | error: cell 2 (course code) raised X |" in md
     assert "## (not a course notebook)" in md
+
+
+def test_feedback_shows_points_and_public_failures(tmp_path):
+    grading.write_feedback(ROWS, tmp_path)
+    text = (tmp_path / "a__00.md").read_text()
+    assert "Total: 3.5 / 7" in text and "## q2: 0 / 2\n- public test 1 failed: x" in text
+    assert "## q1: 2 / 2\n- all tests passed" in text
+    assert "Total: not graded / 7" in (tmp_path / "d.md").read_text()
 
 
 def test_assignment_name(tmp_path):
@@ -61,30 +74,158 @@ def test_cli_has_the_instructor_commands(capsys):
     assert "SUBMISSIONS" in capsys.readouterr().out.upper()
 
 
-# ------------------------------------------------------------------ grading 00_setup for real
+# ------------------------------------------------------------------ folders and preflight (no kernel)
+
+def _grade_cli(*args) -> int:
+    return cli.main(["grade", *map(str, args)])
+
+
+def test_a_missing_or_empty_folder_is_refused(tmp_path, capsys):
+    assert _grade_cli(tmp_path / "no_such_folder", "--out", tmp_path / "g") == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert _grade_cli(tmp_path / "empty", "--out", tmp_path / "g") == 2
+    assert "holds no .ipynb file (it is empty)" in capsys.readouterr().err
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "answers.txt").write_text("42")
+    assert _grade_cli(tmp_path / "text", "--out", tmp_path / "g") == 2
+    assert "(it holds answers.txt)" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+
+
+@pytest.fixture(scope="module")
+def autograder(tmp_path_factory):
+    """The 00_setup autograder zip, built once for this module."""
+    folder = tmp_path_factory.mktemp("autograder")
+    grading.build_autograder(folder, ROOT, only=["00_setup"])
+    return folder
+
+
+@pytest.fixture
+def untouched_folder(tmp_path):
+    folder = tmp_path / "subs"
+    folder.mkdir()
+    (folder / "untouched.ipynb").write_bytes((ROOT / "notebooks" / "student" / "00_setup.ipynb").read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ({"COURSE_MIRROR": None}, "COURSE_MIRROR is not set"),
+    ({"COURSE_PROFILE": "bogus"}, "Unknown profile. Received: COURSE_PROFILE='bogus'"),
+    ({"COURSE_MIRROR": "EMPTY"}, "00_setup: the mirror"),
+])
+def test_the_preflight_refuses_a_machine_that_would_grade_wrong(setting, expected, autograder, untouched_folder,
+                                                                tmp_path, monkeypatch, capsys):
+    for key, value in setting.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        elif value == "EMPTY":  # a folder that looks like a mirror but holds no weights
+            (tmp_path / "mirror" / "keras").mkdir(parents=True)
+            monkeypatch.setenv(key, str(tmp_path / "mirror"))
+        else:
+            monkeypatch.setenv(key, value)
+    code = _grade_cli(untouched_folder, "--out", tmp_path / "g", "--autograder", autograder)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "Preflight failed" in err and "nothing was graded" in err and expected in err and "Fix:" in err
+    assert not (tmp_path / "g").exists()
+
+
+def test_the_preflight_refuses_when_there_is_no_sandbox(autograder, untouched_folder, tmp_path, monkeypatch,
+                                                        capsys):
+    from course_lib import sandbox
+
+    if not os.environ.get("COURSE_MIRROR"):
+        pytest.skip("needs COURSE_MIRROR (the README's offline route)")
+    monkeypatch.setattr(sandbox, "bwrap", lambda: None)
+    assert _grade_cli(untouched_folder, "--out", tmp_path / "g", "--autograder", autograder) == 2
+    err = capsys.readouterr().err
+    assert "bwrap` was not found" in err and "apt-get install bubblewrap" in err and "--no-sandbox" in err
+
+
+# ------------------------------------------------------------------ grading 00_setup for real, sandboxed
 
 def _answer_cells(nb):
     return [c for c in nb.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, request):
-    """Grade three submissions of 00_setup: solved, untouched, raising in exercise 1."""
-    if not os.environ.get("COURSE_MIRROR"):
-        pytest.skip("needs COURSE_MIRROR (the README's offline route)")
-    tmp = tmp_path_factory.mktemp("grading")
+def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
+    """Write the submissions the `graded` fixture grades (see the module docstring)."""
     source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
     student = nbformat.read(ROOT / "notebooks" / "student" / "00_setup.ipynb", as_version=4)
-    subs = tmp / "submissions"
-    (subs / "alice").mkdir(parents=True)
-    nbformat.write(release.fill_solutions(student, source), subs / "alice" / "00_setup.ipynb")
-    nbformat.write(student, subs / "untouched.ipynb")
-    raising = release.fill_solutions(student, source)
-    _answer_cells(raising)[0].source = 'raise RuntimeError("gave up")\n' + _answer_cells(raising)[0].source
-    nbformat.write(raising, subs / "raises_in_q1.ipynb")
-    grading.build_autograder(tmp / "autograder", ROOT, only=["00_setup"])
-    rows = grading.grade_folder(subs, tmp / "grades", tmp / "autograder", timeout=600, root=ROOT, jobs=3)
-    return {r["submission"]: r for r in rows}, tmp / "grades"
+
+    def solved(edit=None, index=0):
+        nb = release.fill_solutions(student, source)
+        if edit:
+            cell = _answer_cells(nb)[index]
+            cell.source = edit(cell.source)
+        return nb
+
+    (folder / "alice").mkdir(parents=True)
+    subs = {
+        "alice/00_setup.ipynb": solved(),
+        "untouched.ipynb": student,
+        "raises_in_q1.ipynb": solved(lambda s: 'raise RuntimeError("gave up")\n' + s),
+        "hangs_in_q3.ipynb": solved(lambda s: "import time\ntime.sleep(600)\n" + s, 2),
+        "dies_in_q3.ipynb": solved(lambda s: "import os\nos._exit(1)\n" + s, 2),
+        # cheating: a wrong answer plus a replaced NumPy function, builtin or course function
+        "cheat_numpy.ipynb": solved(lambda s: s.replace("\nx = ", "\nnp.allclose = lambda *a, **k: True\nx = ")
+                                    .replace("preprocess = ", "preprocess = lambda v: v / 255.0\n_ = "), 1),
+        "cheat_builtin.ipynb": solved(lambda s: s + "\nimport builtins\nbuiltins.all = lambda *a: True\n"
+                                      "per_image = {k: 0.0 for k in per_image}\n"),
+        "cheat_course.ipynb": solved(lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
+                                     "cl.quiz.correct = lambda *a, **k: True\n", 3),
+        # reaching beyond itself: a file outside its folder, another submission, the sources, the network
+        "snoop.ipynb": solved(lambda s: s + "\n" + "\n".join(
+            f"try:\n    _leak = open({str(p)!r}).read()\n    print('LEAKED', {str(p)!r})\nexcept OSError as e:\n"
+            f"    print('blocked', type(e).__name__)" for p in (
+                secret, folder / "alice" / "00_setup.ipynb", ROOT / "notebooks" / "source" / "00_setup.ipynb"))
+            + f"\nimport socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)\n"),
+    }
+    for name, nb in subs.items():
+        nbformat.write(nb, folder / name)
+    (folder / "readme.txt").write_text("not a submission")
+
+
+def _needs_sandbox():
+    from course_lib import sandbox
+
+    if not os.environ.get("COURSE_MIRROR"):
+        pytest.skip("needs COURSE_MIRROR (the README's offline route)")
+    if sandbox.bwrap() is None and not os.environ.get("CI"):  # .ci/run installs it: CI fails instead
+        pytest.skip("needs bubblewrap for the grading sandbox (sudo apt-get install bubblewrap)")
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory, autograder):
+    """Grade the submissions of `_submissions` with a private TMPDIR; returns (rows, out, tmpdir, reached)."""
+    import socket
+    import tempfile
+
+    _needs_sandbox()
+    tmp = tmp_path_factory.mktemp("grading")
+    secret = tmp / "secret.txt"
+    secret.write_text("the hidden tests")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.5)
+    _submissions(tmp / "submissions", secret, server.getsockname()[1])
+    private_tmp = tmp / "TMPDIR"
+    private_tmp.mkdir()
+    saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
+    try:
+        rows = grading.grade_folder(tmp / "submissions", tmp / "grades", autograder, root=ROOT, jobs=2,
+                                    timeout=900, cell_timeout=20)
+    finally:
+        tempfile.tempdir = saved
+    try:
+        server.accept()
+        reached = True
+    except OSError:
+        reached = False
+    server.close()
+    return {r["submission"]: r for r in rows}, tmp / "grades", private_tmp, reached
 
 
 def _points(source_nb) -> dict:
@@ -96,25 +237,35 @@ def _points(source_nb) -> dict:
     return {c["name"]: c["points"] for c in configs}
 
 
+POINTS = _points(nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4))
+
+
+def _scores(row) -> dict:
+    return {q: s for q, (s, _) in row["scores"].items()}
+
+
 @pytest.mark.slow
 def test_the_solved_notebook_scores_full_marks(graded):
-    rows, out = graded
+    rows, out, _, _ = graded
     row = rows["alice/00_setup.ipynb"]
-    source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
-    assert row["status"] == "graded"
-    assert {q: s for q, (s, _) in row["scores"].items()} == _points(source)
-    points = list(_points(source).values())
-    cells = " | ".join(f"{p:g}" for p in points)
-    total = f"{sum(points):g}"
+    assert row["status"] == "graded" and _scores(row) == POINTS and not row["notes"]
+    cells = " | ".join(f"{p:g}" for p in POINTS.values())
+    total = f"{sum(POINTS.values()):g}"
     assert f"| alice/00_setup.ipynb | {cells} | {total}/{total} | graded |" in (out / "grades.md").read_text()
+    assert "## q1: 2 / 2\n- all tests passed" in (out / "feedback" / "alice__00_setup.md").read_text()
 
 
 @pytest.mark.slow
-def test_an_untouched_notebook_scores_zero_without_crashing(graded):
-    row = graded[0]["untouched.ipynb"]
-    source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
-    assert row["status"] == "graded" and set(row["scores"]) == set(_points(source))
+def test_an_untouched_notebook_scores_zero_with_public_feedback_only(graded, autograder):
+    rows, out, _, _ = graded
+    row = rows["untouched.ipynb"]
+    assert row["status"] == "graded" and set(row["scores"]) == set(POINTS)
     assert all(score == 0 and possible > 0 for score, possible in row["scores"].values())
+    feedback = (out / "feedback" / "untouched.md").read_text()
+    assert "public test 1 failed: x should be the batch scaled for MobileNetV2" in feedback
+    hidden = submission.load_tests(autograder / "00_setup-autograder.zip")
+    for case in (c for t in hidden.values() for c in t["cases"] if c["hidden"]):
+        assert case["code"].strip().splitlines()[-1] not in feedback, "hidden test text reached the feedback"
 
 
 @pytest.mark.slow
@@ -126,28 +277,58 @@ def test_an_exercise_that_raises_keeps_the_other_points(graded):
 
 
 @pytest.mark.slow
-def test_a_submission_that_hangs_is_killed_at_the_timeout(tmp_path, monkeypatch):
-    root = tmp_path / "course"
-    (root / "notebooks" / "source").mkdir(parents=True)
-    nbformat.write(_source(_question("x = 49  # SOLUTION")), root / "notebooks" / "source" / "99_tiny.ipynb")
-    [zip_path] = grading.build_autograder(tmp_path / "ag", root)
-    hang = v4.new_notebook(cells=[v4.new_code_cell("import time\ntime.sleep(600)")],
-                           metadata={"otter": {"assignment_name": "99_tiny"},
-                                     "kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                    "language": "python"}})
-    nbformat.write(hang, tmp_path / "hang.ipynb")
-    mark = uuid.uuid4().hex
-    monkeypatch.setenv("COURSE_TEST_MARK", mark)
-    start = time.monotonic()
-    result = grading.grade_one(tmp_path / "hang.ipynb", zip_path, timeout=20)
-    assert result == {"status": "timeout after 20 s", "scores": {}}
-    assert time.monotonic() - start < 60
-    time.sleep(1)
-    assert not [p.pid for p in psutil.process_iter() if _has_mark(p, mark)], "grader processes survived"
+@pytest.mark.parametrize("name, why", [("hangs_in_q3.ipynb", "timed out after 20 s"),
+                                       ("dies_in_q3.ipynb", "killed the kernel")])
+def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, why):
+    rows, out, _, _ = graded
+    row = rows[name]
+    assert row["status"].startswith("graded; stopped at cell") and "(exercise q3)" in row["status"]
+    assert why in row["status"]
+    assert _scores(row) == {"q1": POINTS["q1"], "q2": POINTS["q2"], "q3": 0, "questionnaire": 0}
+    assert {q: p for q, (_, p) in row["scores"].items()} == POINTS  # the possible points stay visible
+    assert f"| {name} | 2 | 2 | 0 | 0 | 4/{sum(POINTS.values()):g} |" in (out / "grades.md").read_text()
 
 
-def _has_mark(proc, mark) -> bool:
-    try:
-        return proc.environ().get("COURSE_TEST_MARK") == mark
-    except (psutil.Error, OSError):
-        return False
+@pytest.mark.slow
+@pytest.mark.parametrize("name, question, replaced", [("cheat_numpy.ipynb", "q2", "numpy.allclose"),
+                                                      ("cheat_builtin.ipynb", "q1", "builtins.all"),
+                                                      ("cheat_course.ipynb", "questionnaire", "course_lib.quiz.correct")])
+def test_replacing_what_the_tests_use_scores_zero_on_that_exercise(graded, name, question, replaced):
+    row = graded[0][name]
+    assert row["status"] == "graded"
+    assert row["scores"][question][0] == 0
+    assert replaced in row["notes"][question]
+    assert all(s == POINTS[q] for q, s in _scores(row).items() if q != question)  # restored for the others
+
+
+@pytest.mark.slow
+def test_a_submission_reaches_nothing_outside_its_folder(graded):
+    rows, out, _, reached = graded
+    row = rows["snoop.ipynb"]
+    feedback = (out / "feedback" / "snoop.md").read_text()
+    assert "LEAKED" not in json.dumps(row)
+    assert not reached, "the sandboxed kernel connected to a server on the grader's loopback"
+    assert "raised ConnectionRefusedError" in feedback or "raised OSError" in feedback or "raised TimeoutError" in feedback
+    assert _scores(row)["q1"] == POINTS["q1"]  # its answers still count
+
+
+@pytest.mark.slow
+def test_grading_leaves_no_temporary_files_and_lists_skipped_files(graded):
+    rows, _, private_tmp, _ = graded
+    assert list(private_tmp.iterdir()) == []
+    assert rows["readme.txt"]["status"] == "skipped: not a notebook"
+
+
+@pytest.mark.slow
+def test_a_broken_grading_machine_gives_an_error_not_a_score(tmp_path, autograder, monkeypatch):
+    """Past the preflight, the mirror goes missing: the submission is an error, with no points."""
+    _needs_sandbox()
+    (tmp_path / "mirror" / "keras").mkdir(parents=True)
+    monkeypatch.setenv("COURSE_MIRROR", str(tmp_path / "mirror"))
+    source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
+    student = nbformat.read(ROOT / "notebooks" / "student" / "00_setup.ipynb", as_version=4)
+    nbformat.write(release.fill_solutions(student, source), tmp_path / "alice.ipynb")
+    result = grading.grade_one(tmp_path / "alice.ipynb", autograder / "00_setup-autograder.zip",
+                               template=student, cell_timeout=120)
+    assert result["status"].startswith("error: cell") and "mirror" in result["status"]
+    assert result["scores"] == {}

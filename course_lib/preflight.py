@@ -1,0 +1,112 @@
+"""Before `course grade` grades anything: can this machine run each assignment it is about to grade?
+
+Used by `grading` (`course grade`, in the README's instructor section). `run` returns the
+problems found, each with how to fix it; `course grade` grades nothing while there is one.
+It checks the settings, the sandbox, the data (a mirror: a sandboxed submission has no
+network), then runs each assignment's untouched student notebook up to its set-up cell in
+the sandbox, as a submission would run; with `reference=True` it also grades the solutions,
+which must score full marks.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+from course_lib import config, errors, notebooks
+
+
+def run(assignments, autograder, root=None, *, sandboxed: bool = True, reference: bool = False) -> list[str]:
+    """The problems that stop grading of `assignments` here (empty when it can go ahead)."""
+    problems = settings() + resources(assignments, sandboxed)
+    if sandboxed and not problems:
+        problems += sandbox()
+    if problems:
+        return problems
+    for name in assignments:
+        problems += assignment(name, pathlib.Path(autograder), root, sandboxed=sandboxed, reference=reference)
+    return problems
+
+
+def settings() -> list[str]:
+    """COURSE_PROFILE and COURSE_BUDGET name known values."""
+    found = []
+    for check in (config.get_profile, config.get_budget):
+        try:
+            check()
+        except ValueError as exc:
+            found.append(f"{exc} Fix: set it to an allowed value, or unset it, before grading.")
+    return found
+
+
+def resources(assignments, sandboxed: bool) -> list[str]:
+    """Weights and data are reachable: a complete mirror, or (without the sandbox) the network."""
+    from course_lib import mirror
+
+    root = config.mirror_dir()
+    if root is None:
+        if sandboxed:
+            return ["COURSE_MIRROR is not set. Submissions run in a sandbox without network, so weights and "
+                    "data must come from a mirror. Fix: set COURSE_MIRROR to a course mirror (README: Offline "
+                    "route; `course mirror build DEST` makes one on a machine with internet)."]
+        if not errors.network_available("storage.googleapis.com"):
+            return ["Neither COURSE_MIRROR nor the network is available, so the notebooks cannot load their "
+                    "weights and data. Fix: set COURSE_MIRROR to a course mirror (README: Offline route)."]
+        return []
+    try:
+        report = mirror.check(root)
+    except errors.MissingResourceError as exc:
+        return [f"{exc}"]
+    return [f"{name}: the mirror {root} lacks {', '.join(report['missing_by_notebook'][name])}, which this "
+            "notebook loads. Fix: complete the mirror (`course mirror check` lists what is missing)."
+            for name in assignments if report["missing_by_notebook"].get(name)]
+
+
+def sandbox() -> list[str]:
+    """The sandbox starts and the course imports inside it."""
+    from course_lib import sandbox as sb
+
+    with tempfile.TemporaryDirectory(prefix="course_preflight_") as tmp:
+        try:
+            cmd = sb.command(tmp, [sys.executable, "-c", "import course_lib, keras, tensorflow"])
+        except sb.SandboxUnavailable as exc:
+            return [str(exc)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+        return [f"The grading sandbox does not work here: `import course_lib, keras, tensorflow` failed in it "
+                f"({tail[:300]}). Fix: run `course grade` from the course's environment; if bubblewrap "
+                "cannot create namespaces on this machine, grade where it can (or --no-sandbox for code you trust)."]
+    return []
+
+
+def assignment(name: str, autograder: pathlib.Path, root=None, *, sandboxed: bool = True,
+               reference: bool = False) -> list[str]:
+    """An untouched notebook of `name` gets through its set-up cell; with `reference`, the solutions score full marks."""
+    import nbformat
+
+    from course_lib import release, submission
+
+    root = notebooks.repo_root(root)
+    student_path = root / "notebooks" / "student" / f"{name}.ipynb"
+    if not student_path.is_file():
+        return [f"{name}: no student notebook at {student_path}. Fix: run `course student` in the course checkout."]
+    tests = submission.load_tests(autograder / f"{name}-autograder.zip")
+    student = nbformat.read(student_path, as_version=4)
+    setup = submission.grade(student_path, tests, template=student, sandboxed=sandboxed, stop_after_setup=True)
+    if setup["status"] != "setup ok":
+        return [f"{name}: an untouched notebook does not get through its set-up here: {setup['status']}"]
+    if not reference:
+        return []
+    source = nbformat.read(root / "notebooks" / "source" / f"{name}.ipynb", as_version=4)
+    with tempfile.TemporaryDirectory(prefix="course_reference_") as tmp:
+        path = pathlib.Path(tmp) / f"{name}.ipynb"
+        nbformat.write(release.fill_solutions(student, source), path)
+        result = submission.grade(path, tests, template=student, sandboxed=sandboxed)
+    short = {q: s for q, (s, p) in result["scores"].items() if s < p}
+    if result["status"] != "graded" or short or len(result["scores"]) != len(tests):
+        return [f"{name}: the solutions do not score full marks here (status: {result['status']}; short: "
+                f"{short or 'none'}; notes: {result['notes'] or 'none'}). A grade from this machine would be wrong."]
+    return []

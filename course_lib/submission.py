@@ -1,0 +1,280 @@
+"""Grade one submitted notebook: run it cell by cell in a sandboxed kernel, test each exercise as it comes.
+
+Used by `grading` (`course grade`, in the README's instructor section). The
+grader, not the submission, drives the kernel (`sandbox` builds it):
+
+- every code cell runs with a time limit; a cell that hangs, or a kernel that dies, ends the
+  run there, and the exercises already tested keep their points;
+- a `grader.check("qN")` cell runs that exercise's tests, public and hidden, which come from
+  the autograder zip and never enter the sandbox; before each test, `integrity` puts back
+  whatever library function or builtin the submission replaced, and the exercise during
+  which it was replaced scores zero;
+- a failure that is not the student's (an unedited set-up cell fails, a missing resource)
+  makes the whole submission an "error", never a score.
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["']([\w-]+)["']\s*\)\s*$""")
+ENVIRONMENT_ERRORS = ("MissingResourceError", "CorruptResourceError")
+KERNEL_START_TIMEOUT = 120
+
+
+def load_tests(autograder_zip) -> dict[str, dict]:
+    """{question: {"points", "cases": [{"code", "hidden", "points", "message"}]}} from an autograder zip."""
+    tests = {}
+    with zipfile.ZipFile(autograder_zip) as zf:
+        for name in sorted(n for n in zf.namelist() if re.fullmatch(r"tests/[\w-]+\.py", n)):
+            space: dict = {}
+            exec(compile(zf.read(name).decode("utf-8"), name, "exec"), space)  # our own build's output
+            test = space["test"]
+            cases = [{"code": doctest_to_python(c["code"]), "hidden": bool(c.get("hidden")),
+                      "points": float(c.get("points") or 0), "message": c.get("failure_message") or ""}
+                     for suite in test["suites"] for c in suite["cases"]]
+            tests[test["name"]] = {"points": float(test.get("points") or sum(c["points"] for c in cases)),
+                                   "cases": cases}
+    return tests
+
+
+def doctest_to_python(code: str) -> str:
+    """The Python source of an OK-format test case (`>>> ` and `... ` prompts, no expected output)."""
+    lines = []
+    for line in code.splitlines():
+        if line.startswith((">>> ", "... ")) or line in (">>>", "..."):
+            lines.append(line[4:])
+        elif line.strip():
+            raise ValueError(f"A test case expects printed output, which the course's grader does not "
+                             f"compare: {line!r}. Write the check as an assert.")
+    return "\n".join(lines) + "\n"
+
+
+def question_of_cells(cells) -> list[str | None]:
+    """For each cell, the exercise it belongs to: the next `grader.check` cell's question."""
+    owner, current = [None] * len(cells), None
+    for i in range(len(cells) - 1, -1, -1):
+        match = cell_check(cells[i])
+        current = match or current
+        owner[i] = current
+    return owner
+
+
+def cell_check(cell) -> str | None:
+    """The question a `grader.check("q")` code cell checks, else None."""
+    if cell.get("cell_type") != "code":
+        return None
+    match = CHECK_CELL.match("".join(cell.get("source", "")).strip())
+    return match.group(1) if match else None
+
+
+class Session:
+    """A kernel for one submission, in a sandbox (or not), with per-call time limits."""
+
+    def __init__(self, workdir: pathlib.Path, *, sandboxed: bool = True, mirror=None):
+        from jupyter_client import KernelManager
+
+        from course_lib import sandbox
+
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        wrap = (lambda a: sandbox.command(workdir, a, mirror=mirror)) if sandboxed else (lambda a: a)
+
+        class _Manager(KernelManager):
+            def format_kernel_cmd(self, extra_arguments=None):
+                return [a.replace("{connection_file}", self.connection_file) for a in wrap(argv)]
+
+        env = {**_os_environ(), "MPLBACKEND": "Agg", "COURSE_QUIET": "1"}  # bwrap clears it: see sandbox
+        self.km = _Manager(transport="ipc", ip=str(workdir / "k"),
+                           connection_file=str(workdir / "kernel.json"))
+        self.km.start_kernel(cwd=str(workdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
+
+    def run(self, code: str, timeout: float, expression: str | None = None) -> dict:
+        """Execute `code`; {"status": ok|error|timeout|dead, "ename", "evalue", "value"}."""
+        outputs = {"ename": "", "evalue": ""}
+
+        def hook(msg):
+            if msg["msg_type"] == "error":
+                outputs.update(ename=msg["content"]["ename"], evalue=msg["content"]["evalue"])
+
+        try:
+            reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook, store_history=False,
+                                                user_expressions={"v": expression} if expression else None)
+        except TimeoutError:
+            return {"status": "timeout" if self.km.is_alive() else "dead", **outputs}
+        content = reply["content"]
+        result = {"status": content["status"], **outputs}
+        if content["status"] == "error":
+            result.update(ename=content.get("ename", outputs["ename"]), evalue=content.get("evalue", outputs["evalue"]))
+        value = (content.get("user_expressions") or {}).get("v") or {}
+        if value.get("status") == "ok":
+            result["value"] = value["data"].get("text/plain")
+        return result
+
+    def close(self) -> None:
+        """Stop the kernel and its sandbox."""
+        try:
+            self.kc.stop_channels()
+        finally:
+            self.km.shutdown_kernel(now=True)
+
+
+def _os_environ() -> dict:
+    import os
+
+    return dict(os.environ)
+
+
+def grade(notebook, tests: dict, *, template=None, cell_timeout: float = 600, total_timeout: float = 3600,
+          sandboxed: bool = True, mirror=None, stop_after_setup: bool = False) -> dict:
+    """Run and test one submission; returns {"status", "scores", "notes", "feedback"} (see module doc)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(notebook), as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
+        return _result(f"error: the notebook cannot be read ({type(exc).__name__}: {str(exc)[:120]})", tests)
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="course_grade_"))
+    try:
+        (workdir / "work").mkdir()
+        shutil.copyfile(notebook, workdir / "work" / pathlib.Path(notebook).name)
+        return _Run(nb, tests, template, workdir / "work", cell_timeout, total_timeout,
+                    sandboxed, mirror).go(stop_after_setup)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _result(status, tests, scores=None, notes=None, feedback=None) -> dict:
+    return {"status": status, "possible": {q: t["points"] for q, t in tests.items()},
+            "scores": scores or {}, "notes": notes or {}, "feedback": feedback or {}}
+
+
+class _Run:
+    """The state of one grading run (see `grade`)."""
+
+    def __init__(self, nb, tests, template, workdir, cell_timeout, total_timeout, sandboxed, mirror):
+        self.nb, self.tests, self.workdir = nb, tests, workdir
+        self.cell_timeout, self.deadline = cell_timeout, time.monotonic() + total_timeout
+        self.sandboxed, self.mirror = sandboxed, mirror
+        self.unedited = {"".join(c.source).strip() for c in (template.cells if template else [])
+                         if c.cell_type == "code" and "otter_answer_cell" not in c.metadata.get("tags", [])}
+        self.scores, self.notes, self.feedback = {}, {}, {q: [] for q in tests}
+        self.answered = False  # an answer cell (one the student wrote in) has run
+
+    def go(self, stop_after_setup: bool) -> dict:
+        try:
+            self.session = Session(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror)
+        except Exception as exc:  # noqa: BLE001 - the grading machine's fault, not the student's
+            return _result(f"error: the kernel did not start ({type(exc).__name__}: {str(exc)[:200]})", self.tests)
+        try:
+            return self._cells(stop_after_setup)
+        except _Stopped as stop:
+            return self._stopped(*stop.args)
+        finally:
+            self.session.close()
+
+    def _cells(self, stop_after_setup: bool) -> dict:
+        start = self.session.run("import course_lib.integrity as _course_integrity\n_course_integrity.take()",
+                                 KERNEL_START_TIMEOUT)
+        if start["status"] != "ok":
+            return _result(f"error: the course library does not load in the grading kernel "
+                           f"({start['ename']}: {start['evalue'][:200]})", self.tests)
+        owner = question_of_cells(self.nb.cells)
+        for i, cell in enumerate(self.nb.cells):
+            question = cell_check(cell)
+            if question:
+                if question in self.tests and question not in self.scores:
+                    self._test(question, i)
+                continue
+            if cell.cell_type != "code" or not "".join(cell.source).strip():
+                continue
+            source = "".join(cell.source)
+            template_cell = source.strip() in self.unedited
+            timeout = min(self.cell_timeout, self.deadline - time.monotonic())
+            out = self.session.run(source, max(timeout, 1))
+            if out["status"] in ("timeout", "dead"):
+                return self._stopped(f"cell {i}", owner[i], out["status"], timeout)
+            if out["status"] == "error":
+                if template_cell and (not self.answered or out["ename"] in ENVIRONMENT_ERRORS):
+                    return _result(f"error: cell {i} (course code, not the student's) raised "
+                                   f"{out['ename']}: {out['evalue'][:200]}. Check the grading machine "
+                                   "(`course grade` runs a preflight first).", self.tests)
+                where = owner[i] if owner[i] in self.feedback and not template_cell else "other cells"
+                self.feedback.setdefault(where, []).append(f"cell {i} raised {out['ename']}: {out['evalue'][:200]}")
+            self.answered |= not template_cell
+            if stop_after_setup and "cl.setup(" in source:
+                return _result("setup ok", self.tests)
+        for question in self.tests:  # exercises whose check cell was deleted: tested at the end
+            if question not in self.scores:
+                self._test(question, len(self.nb.cells))
+        return _result("graded", self.tests, self.scores, self.notes, self.feedback)
+
+    def _test(self, question: str, index: int) -> None:
+        """Run one exercise's tests (raises _Stopped when a test hangs or kills the kernel)."""
+        cases, score = self.tests[question]["cases"], 0.0
+        for k, case in enumerate(cases, 1):
+            replaced = self._replaced(f"test {k} of {question} (cell {index})", question)
+            if replaced:
+                self.notes[question] = ("the submission replaced " + ", ".join(replaced[:5])
+                                        + ": a submission may not change the library or builtins the tests use")
+                self.feedback[question].append(self.notes[question])
+                break
+            out = self.session.run(case["code"], min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
+            if out["status"] in ("timeout", "dead"):
+                raise _Stopped(f"test {k} of {question} (cell {index})", question, out["status"], self.cell_timeout)
+            after = self._replaced(f"test {k} of {question} (cell {index})", question)
+            if out["status"] == "ok" and not after:
+                score += case["points"]
+            elif after:
+                self.notes[question] = "a test call replaced " + ", ".join(after[:5])
+                self.feedback[question].append(self.notes[question])
+            elif not case["hidden"]:
+                self.feedback[question].append(f"public test {k} failed: {case['message'] or out['evalue'][:200]}"
+                                               + (f" ({out['evalue'][:200]})" if case["message"] and out["evalue"] else ""))
+            else:
+                self.feedback[question].append(f"hidden test {k} failed")
+        self.scores[question] = (score, self.tests[question]["points"])
+
+    def _replaced(self, where_: str, question: str) -> list[str]:
+        """What the submission replaced since the last check (the originals are back after it)."""
+        check = self.session.run("", 60, expression="_course_integrity.check_and_restore()")
+        if check["status"] in ("timeout", "dead"):
+            raise _Stopped(where_, question, check["status"], 60)
+        return _literal(check.get("value"))
+
+    def _stopped(self, where_: str, question: str | None, why: str, timeout: float) -> dict:
+        what = f"timed out after {timeout:.0f} s" if why == "timeout" else "killed the kernel (crash or out of memory)"
+        where = f"exercise {question}" if question else "after the last exercise"
+        for q in self.tests:
+            if q not in self.scores:
+                self.scores[q] = (0.0, self.tests[q]["points"])
+                self.notes.setdefault(q, f"not reached: {where_} ({where}) {what}")
+        if question in self.tests:
+            self.notes[question] = f"{where_} {what}"
+            self.feedback[question].append(self.notes[question])
+        return _result(f"graded; stopped at {where_} ({where}): {what}", self.tests, self.scores,
+                       self.notes, self.feedback)
+
+
+class _Stopped(Exception):
+    """A test hung or killed the kernel: (where, question, "timeout"|"dead", seconds)."""
+
+
+def _literal(text) -> list[str]:
+    """The integrity check's list; a missing or odd answer counts as tampering (the check was disabled)."""
+    try:
+        value = ast.literal_eval(text) if text else None
+    except (ValueError, SyntaxError):
+        value = None
+    return value if isinstance(value, list) else ["(the integrity check did not answer)"]
+

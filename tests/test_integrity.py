@@ -1,0 +1,61 @@
+"""course_lib.integrity and the test-format reader of course_lib.submission, in-process (no kernel)."""
+
+import builtins
+
+import numpy as np
+import pytest
+
+from course_lib import integrity, quiz, submission
+
+
+@pytest.fixture
+def snap():
+    taken = integrity.snapshot()
+    yield taken
+    integrity.restore(taken)  # whatever a failing test left replaced
+
+
+def test_a_replaced_numpy_function_builtin_and_course_function_are_found_and_put_back(snap):
+    real = (np.allclose, builtins.all, quiz.correct)
+    assert integrity.replaced(snap) == []
+    np.allclose = lambda *a, **k: True
+    builtins.all = lambda *a: True
+    quiz.correct = lambda *a, **k: True
+    assert integrity.replaced(snap) == ["builtins.all", "course_lib.quiz.correct", "numpy.allclose"]
+    integrity.restore(snap)
+    assert (np.allclose, builtins.all, quiz.correct) == real
+    assert not np.allclose([1.0], [2.0]) and integrity.replaced(snap) == []
+
+
+def test_a_replaced_class_attribute_is_found_and_an_added_name_is_left_alone(snap):
+    import keras
+
+    real = keras.Model.count_params
+    keras.Model.count_params = lambda self: 0
+    np.my_helper = 1  # added, not replaced: nothing a test relies on
+    try:
+        assert integrity.replaced(snap) == ["keras.Model.count_params"]
+        integrity.restore(snap)
+        assert keras.Model.count_params is real
+    finally:
+        del np.my_helper
+
+
+def test_check_and_restore_compares_with_the_snapshot_taken(snap):
+    integrity.take()
+    np.mean = len
+    assert integrity.check_and_restore() == ["numpy.mean"]
+    assert integrity.check_and_restore() == []
+    assert np.mean([1, 3]) == 2
+
+
+def test_test_cases_convert_from_the_ok_format_and_expected_output_is_refused():
+    assert submission.doctest_to_python(">>> x = 1\n>>> if x:\n...     assert x\n") == "x = 1\nif x:\n    assert x\n"
+    with pytest.raises(ValueError, match="expects printed output"):
+        submission.doctest_to_python(">>> x\n1\n")
+
+
+def test_each_cell_belongs_to_the_exercise_checked_next():
+    cells = [{"cell_type": "code", "source": s} for s in ("a = 1", 'grader.check("q1")', "b = 2",
+                                                            "grader.check('q2')", "c = 3")]
+    assert submission.question_of_cells(cells) == ["q1", "q1", "q2", "q2", None]
