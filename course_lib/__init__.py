@@ -14,7 +14,7 @@ _SUBMODULES = (
     "adaptation", "backbones", "cli", "comparison", "config", "data", "data_sources", "digits",
     "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "mirror",
     "mirror_build", "notebooks", "plots", "quiet", "quiz", "recipe", "release", "report", "runner", "scale",
-    "scratch", "session", "transferability",
+    "scratch", "session", "transferability", "website",
 )
 
 
