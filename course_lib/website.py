@@ -46,6 +46,7 @@ exclude_patterns = ["downloads"]   # the student notebooks: download links, not 
 html_theme = "alabaster"
 html_title = project
 html_copy_source = html_show_sourcelink = html_use_index = html_show_copyright = False
+html_static_path, html_css_files = ["_static"], ["course.css"]  # badges keep their size in tables
 html_theme_options = {{"description": "Built from the run of {created}", "page_width": "1240px",
                       "sidebar_width": "250px"}}
 '''
@@ -237,9 +238,11 @@ def write_sources(src: pathlib.Path, run: pathlib.Path, rep: dict, root: pathlib
             executed = nbformat.read(run / "executed" / f"{name}.ipynb", as_version=4)
             nbformat.write(lesson_notebook(executed, student, result), src / "lessons" / f"{name}.ipynb")
             shutil.copyfile(path, src / "downloads" / path.name)
-    created = rep.get("created", "?")
-    (src / "conf.py").write_text(CONF.format(title=readme.split("\n", 1)[0].lstrip("# "), created=created))
+    (src / "conf.py").write_text(CONF.format(title=readme.split("\n", 1)[0].lstrip("# "),
+                                             created=rep.get("created", "?")))
     (src / BADGE_FILE).write_text(BADGE_SVG)
+    (src / "_static").mkdir()
+    (src / "_static" / "course.css").write_text(f'img[src$="{BADGE_FILE}"] {{ max-width: none; }}\n')
     (src / "index.md").write_text(landing_page(rep, titles, readme), encoding="utf-8")
     (src / "report.md").write_text(runner.render_markdown(rep), encoding="utf-8")
     for page, title in README_PAGES:
