@@ -2,6 +2,7 @@
 # One entry point for a fresh machine (see README):
 #   ./course.sh run    install into .venv, then execute every notebook (fast profile) and write a run report
 #   ./course.sh test   install with the test extras, then run the whole test suite (unit tests + the student notebooks, executed)
+#   ./course.sh site   install with the site extra, then build build/site/ (a static website) from runs/latest
 #   ./course.sh <any other `course` sub-command>   e.g. ./course.sh mirror check
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -32,5 +33,6 @@ cmd="${1:-run}"; shift || true
 case "$cmd" in
   run)  ensure_venv ""; exec "$VENV/bin/course" run "$@" ;;
   test) ensure_venv "[test]"; exec "$VENV/bin/python" -m pytest "$@" ;;
+  site) ensure_venv "[site]"; exec "$VENV/bin/course" site "$@" ;;
   *)    ensure_venv ""; exec "$VENV/bin/course" "$cmd" "$@" ;;
 esac

@@ -1,7 +1,7 @@
 """The `course` command: run the course, check or build a mirror, instructor tools.
 
 Usage: `course run`, `course mirror check [PATH]`, `course mirror build DEST`,
-`course student`, `course grade SUBMISSIONS`. Benchmarks: `python benchmarks/benchmark.py`.
+`course student`, `course grade SUBMISSIONS`, `course site`. Benchmarks: `python benchmarks/benchmark.py`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ def main(argv=None) -> int:
     bld.add_argument("dest")
     bld.add_argument("--parts", nargs="*", default=None, help="weights flowers pacs mnist usps")
     _add_instructor_commands(sub)
+    from course_lib import website
+
+    website.register_cli(sub, COMMANDS)
     args = parser.parse_args(argv)
     return COMMANDS[args.command](args)
 
