@@ -36,7 +36,7 @@ README_PAGES = (("instructors", "For instructors"), ("offline", "Offline route (
 CHECK_CELL = re.compile(r'grader\.check\("([^"]+)"\)')
 CONF = '''\
 project = {title!r}
-extensions = ["myst_nb"]
+extensions = ["myst_nb", "sphinx-mathjax-offline"]  # MathJax copied into the site: formulas render offline
 nb_execution_mode = "off"          # show the run's outputs; never execute anything
 nb_merge_streams = True
 nb_ipywidgets_js = {{}}
@@ -333,6 +333,11 @@ def browser_check(site, shots, *, pages=("index.html",), chromium=None) -> dict:
                 page.on("console", lambda m, p=problems: m.type == "error" and p.append(f"console: {m.text}"))
                 page.on("requestfailed", lambda r, p=problems: p.append(f"failed to load {r.url}"))
                 page.goto((site / name).as_uri(), wait_until="load")
+                if page.locator(".math").count():  # formulas: MathJax typesets them after the load
+                    try:
+                        page.wait_for_selector("mjx-container", timeout=15_000)
+                    except Exception:  # noqa: BLE001 - playwright's TimeoutError
+                        problems.append("formulas were not typeset (MathJax did not run)")
                 probe = page.evaluate(PAGE_PROBE)
                 problems += [f"image did not load: {src}" for src, ok in probe["images"] if not ok]
                 problems += [f"broken link: {href}" for href in probe["links"] if _broken(href, site)]
@@ -392,7 +397,9 @@ def _cli_site(args) -> int:
     if args.check:
         lessons = sorted(p.relative_to(args.out).as_posix() for p in pathlib.Path(args.out).glob("lessons/*.html"))
         shots = pathlib.Path(args.run) / "site-screenshots"
-        for page, problems in browser_check(args.out, shots, pages=["index.html", *lessons[:1]]).items():
+        maths = [p for p in lessons if 'class="math' in (pathlib.Path(args.out) / p).read_text(encoding="utf-8")]
+        pages = list(dict.fromkeys(["index.html", *lessons[:1], *maths[:1]]))  # a page with formulas too
+        for page, problems in browser_check(args.out, shots, pages=pages).items():
             print(f"course site --check: {page}: " + ("ok" if not problems else "; ".join(problems)))
             status = status or (1 if problems else 0)
         print(f"course site --check: screenshots in {shots}")

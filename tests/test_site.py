@@ -22,6 +22,7 @@ ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 NAMES = [p.stem for p in notebooks.source_notebooks(ROOT)]
 SECRET = "SECRET OUTPUT"
 LESSON = "02_feature_extraction"
+MATH_LESSON = "04_domain_mismatch"  # the lesson with formulas
 
 
 def _png() -> str:
@@ -156,7 +157,8 @@ def _chromium_or_skip():
 def test_landing_page_and_a_lesson_in_headless_chromium(built):
     _chromium_or_skip()
     run, out, _ = built
-    pages = ["index.html", f"lessons/{LESSON}.html"]
+    pages = ["index.html", f"lessons/{LESSON}.html", f"lessons/{MATH_LESSON}.html"]
+    assert 'class="math' in (out / pages[-1]).read_text()  # formulas, typeset offline by the bundled MathJax
     assert website.browser_check(out, run / "site-screenshots", pages=pages) == {p: [] for p in pages}
     for name in ("index", f"lessons_{LESSON}"):
         shot = run / "site-screenshots" / f"{name}.png"
