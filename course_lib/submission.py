@@ -16,6 +16,7 @@ grader, not the submission, drives the kernel (`sandbox` builds it):
 from __future__ import annotations
 
 import ast
+import os
 import pathlib
 import re
 import shutil
@@ -79,13 +80,14 @@ def cell_check(cell) -> str | None:
 class Session:
     """A kernel for one submission, in a sandbox (or not), with per-call time limits."""
 
-    def __init__(self, workdir: pathlib.Path, *, sandboxed: bool = True, mirror=None):
+    def __init__(self, workdir: pathlib.Path, *, sandboxed: bool = True, mirror=None, cpu_seconds: int = 7200):
         from jupyter_client import KernelManager
 
         from course_lib import sandbox
 
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        wrap = (lambda a: sandbox.command(workdir, a, mirror=mirror)) if sandboxed else (lambda a: a)
+        wrap = ((lambda a: sandbox.command(workdir, a, mirror=mirror, cpu_seconds=cpu_seconds))
+                if sandboxed else (lambda a: a))
 
         class _Manager(KernelManager):
             def format_kernel_cmd(self, extra_arguments=None):
@@ -109,6 +111,7 @@ class Session:
 
         try:
             reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook, store_history=False,
+                                                allow_stdin=False, stop_on_error=False,  # input() raises
                                                 user_expressions={"v": expression} if expression else None)
         except TimeoutError:
             return {"status": "timeout" if self.km.is_alive() else "dead", **outputs}
@@ -130,8 +133,6 @@ class Session:
 
 
 def _os_environ() -> dict:
-    import os
-
     return dict(os.environ)
 
 
@@ -164,7 +165,8 @@ class _Run:
 
     def __init__(self, nb, tests, template, workdir, cell_timeout, total_timeout, sandboxed, mirror):
         self.nb, self.tests, self.workdir = nb, tests, workdir
-        self.cell_timeout, self.deadline = cell_timeout, time.monotonic() + total_timeout
+        self.cell_timeout, self.total_timeout = cell_timeout, total_timeout
+        self.deadline = time.monotonic() + total_timeout
         self.sandboxed, self.mirror = sandboxed, mirror
         self.unedited = {"".join(c.source).strip() for c in (template.cells if template else [])
                          if c.cell_type == "code" and "otter_answer_cell" not in c.metadata.get("tags", [])}
@@ -173,7 +175,9 @@ class _Run:
 
     def go(self, stop_after_setup: bool) -> dict:
         try:
-            self.session = Session(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror)
+            # CPU time: every core busy for the whole time limit, and a minute to start
+            cpu = int((self.deadline - time.monotonic()) * (os.cpu_count() or 1)) + 60
+            self.session = Session(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror, cpu_seconds=cpu)
         except Exception as exc:  # noqa: BLE001 - the grading machine's fault, not the student's
             return _result(f"error: the kernel did not start ({type(exc).__name__}: {str(exc)[:200]})", self.tests)
         try:
@@ -200,8 +204,11 @@ class _Run:
                 continue
             source = "".join(cell.source)
             template_cell = source.strip() in self.unedited
-            timeout = min(self.cell_timeout, self.deadline - time.monotonic())
-            out = self.session.run(source, max(timeout, 1))
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                return self._stopped(f"cell {i}", owner[i], "timeout", self.total_timeout, whole=True)
+            timeout = min(self.cell_timeout, left)
+            out = self.session.run(source, timeout)
             if out["status"] in ("timeout", "dead"):
                 return self._stopped(f"cell {i}", owner[i], out["status"], timeout)
             if out["status"] == "error":
@@ -252,8 +259,9 @@ class _Run:
             raise _Stopped(where_, question, check["status"], 60)
         return _literal(check.get("value"))
 
-    def _stopped(self, where_: str, question: str | None, why: str, timeout: float) -> dict:
-        what = f"timed out after {timeout:.0f} s" if why == "timeout" else "killed the kernel (crash or out of memory)"
+    def _stopped(self, where_: str, question: str | None, why: str, timeout: float, whole: bool = False) -> dict:
+        what = ("the notebook's time limit ran out" if whole else f"timed out after {timeout:.0f} s"
+                if why == "timeout" else "killed the kernel (crash or out of memory)")
         where = f"exercise {question}" if question else "after the last exercise"
         for q in self.tests:
             if q not in self.scores:
