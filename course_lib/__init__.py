@@ -11,7 +11,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "adaptation", "backbones", "cli", "comparison", "config", "data", "data_sources", "digits",
+    "adaptation", "backbones", "browser", "cli", "comparison", "config", "data", "data_sources", "digits",
     "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "integrity", "mirror",
     "mirror_build", "notebooks", "plots", "preflight", "quiet", "quiz", "recipe", "release", "report", "runner",
     "sandbox", "scale", "scratch", "session", "submission", "transferability", "website",

@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 
-from course_lib import cli, notebooks, release, runner, website
+from course_lib import browser, cli, notebooks, release, runner, website
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 NAMES = [p.stem for p in notebooks.source_notebooks(ROOT)]
@@ -148,7 +148,7 @@ def _chromium_or_skip():
     missing = [what for what, ok in (("playwright (the test extra: pip install -e .[test])",
                                       importlib.util.find_spec("playwright")),
                                      ("Chromium (`apt-get install chromium`, or set COURSE_CHROMIUM)",
-                                      website.find_chromium())) if not ok]
+                                      browser.find_chromium())) if not ok]
     if missing:
         (pytest.fail if os.environ.get("CI") else pytest.skip)(
             f"the browser test needs {' and '.join(missing)}; .ci/run installs them")
@@ -159,7 +159,7 @@ def test_landing_page_and_a_lesson_in_headless_chromium(built):
     run, out, _ = built
     pages = ["index.html", f"lessons/{LESSON}.html", f"lessons/{MATH_LESSON}.html"]
     assert 'class="math' in (out / pages[-1]).read_text()  # formulas, typeset offline by the bundled MathJax
-    assert website.browser_check(out, run / "site-screenshots", pages=pages) == {p: [] for p in pages}
+    assert browser.browser_check(out, run / "site-screenshots", pages=pages) == {p: [] for p in pages}
     for name in ("index", f"lessons_{LESSON}"):
         shot = run / "site-screenshots" / f"{name}.png"
         assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 10_000
@@ -177,7 +177,7 @@ def test_the_browser_check_reports_what_is_broken(built, tmp_path):
                                                '<a href="report.html#no-such-anchor">y</a>'
                                                '<script>throw new Error("made-up error")</script>'
                                                '<img src="https://example.org/x.png"></body>'))
-    found = website.browser_check(site, tmp_path / "shots", pages=["index.html", f"lessons/{LESSON}.html"])
+    found = browser.browser_check(site, tmp_path / "shots", pages=["index.html", f"lessons/{LESSON}.html"])
     joined = "\n".join(found["index.html"])
     for expected in ("broken link: file://", "missing.html", "no-such-anchor", "JavaScript error: made-up error",
                      "request outside the site: https://example.org/x.png", "image did not load: https://example.org"):
