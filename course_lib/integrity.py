@@ -126,3 +126,14 @@ def check_and_restore() -> list[str]:
     if changed:
         restore(_SNAPSHOT)
     return changed
+
+
+class TamperingError(Exception):
+    """A test found protected names replaced (they are back now); its message lists them."""
+
+
+def require_pristine() -> None:
+    """Raise TamperingError listing what was replaced since `take()` (after putting it back)."""
+    changed = check_and_restore()
+    if changed:
+        raise TamperingError(repr(changed))

@@ -29,6 +29,7 @@ import zipfile
 CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["']([\w-]+)["']\s*\)\s*$""")
 ENVIRONMENT_ERRORS = ("MissingResourceError", "CorruptResourceError")
 KERNEL_START_TIMEOUT = 120
+GUARD = "_course_integrity.require_pristine()"  # see `integrity`: raises TamperingError after restoring
 
 
 def load_tests(autograder_zip) -> dict[str, dict]:
@@ -227,30 +228,40 @@ class _Run:
         return _result("graded", self.tests, self.scores, self.notes, self.feedback)
 
     def _test(self, question: str, index: int) -> None:
-        """Run one exercise's tests (raises _Stopped when a test hangs or kills the kernel)."""
+        """Run one exercise's tests (raises _Stopped when a test hangs or kills the kernel).
+
+        Each test runs as one request: `require_pristine()` (raises TamperingError, after putting
+        back what the submission replaced), the test, then `require_pristine()` again, so a
+        replacement made before the test or by a call inside it fails the exercise.
+        """
         cases, score = self.tests[question]["cases"], 0.0
         for k, case in enumerate(cases, 1):
-            replaced = self._replaced(f"test {k} of {question} (cell {index})", question)
+            where_ = f"test {k} of {question} (cell {index})"
+            replaced = self._replaced(where_, question)
             if replaced:
-                self.notes[question] = ("the submission replaced " + ", ".join(replaced[:5])
-                                        + ": a submission may not change the library or builtins the tests use")
-                self.feedback[question].append(self.notes[question])
+                self._tampered(question, "the submission replaced", replaced)
                 break
-            out = self.session.run(case["code"], min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
+            code = f"{GUARD}\n{case['code']}{GUARD}\n"
+            out = self.session.run(code, min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
             if out["status"] in ("timeout", "dead"):
-                raise _Stopped(f"test {k} of {question} (cell {index})", question, out["status"], self.cell_timeout)
-            after = self._replaced(f"test {k} of {question} (cell {index})", question)
-            if out["status"] == "ok" and not after:
+                raise _Stopped(where_, question, out["status"], self.cell_timeout)
+            if out["ename"] == "TamperingError":
+                self._tampered(question, "the submission replaced", _literal(out["evalue"]))
+                score = 0.0
+                break
+            if out["status"] == "ok":
                 score += case["points"]
-            elif after:
-                self.notes[question] = "a test call replaced " + ", ".join(after[:5])
-                self.feedback[question].append(self.notes[question])
             elif not case["hidden"]:
                 self.feedback[question].append(f"public test {k} failed: {case['message'] or out['evalue'][:200]}"
                                                + (f" ({out['evalue'][:200]})" if case["message"] and out["evalue"] else ""))
             else:
                 self.feedback[question].append(f"hidden test {k} failed")
         self.scores[question] = (score, self.tests[question]["points"])
+
+    def _tampered(self, question: str, what: str, names: list[str]) -> None:
+        self.notes[question] = (f"{what} {', '.join(names[:5])}: a submission may not change the library "
+                                "or builtins the tests use")
+        self.feedback[question].append(self.notes[question])
 
     def _replaced(self, where_: str, question: str) -> list[str]:
         """What the submission replaced since the last check (the originals are back after it)."""

@@ -2,8 +2,9 @@
 
 The real grading runs each submission in the bubblewrap sandbox (`submission`, `sandbox`):
 the solved notebook scores full marks, an untouched one zero; one that raises, hangs or kills
-its kernel in an exercise keeps the points earned before it; three cheating attempts
-(replacing a NumPy function, a builtin, a course function) score zero on their exercise;
+its kernel in an exercise keeps the points earned before it; four cheating attempts
+(replacing a NumPy function, a builtin, a course function, and a NumPy function while
+faking the kernel's answer to the grader's check) score zero on their exercise;
 a submission cannot read outside its folder or reach the network. The preflight and the
 folder checks refuse to grade, with exit code 2, on a machine or folder that cannot give
 right grades. `tests/test_integrity.py` covers the restore logic in-process.
@@ -175,6 +176,11 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
                                       "per_image = {k: 0.0 for k in per_image}\n"),
         "cheat_course.ipynb": solved(lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
                                      "cl.quiz.correct = lambda *a, **k: True\n", 3),
+        # ... and one that also silences the grader's between-cells check (a kernel method)
+        "cheat_kernel.ipynb": solved(lambda s: s.replace("\nx = ", "\nnp.allclose = lambda *a, **k: True\nx = ")
+                                     .replace("preprocess = ", "preprocess = lambda v: v / 255.0\n_ = ")
+                                     + "\nget_ipython().user_expressions = lambda e: {k: {'status': 'ok', "
+                                       "'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n", 1),
         # reaching beyond itself: a file outside its folder, another submission, the sources, the network
         "snoop.ipynb": solved(lambda s: s + "\n" + "\n".join(
             f"try:\n    _leak = open({str(p)!r}).read()\n    print('LEAKED', {str(p)!r})\nexcept OSError as e:\n"
@@ -292,7 +298,8 @@ def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, wh
 @pytest.mark.slow
 @pytest.mark.parametrize("name, question, replaced", [("cheat_numpy.ipynb", "q2", "numpy.allclose"),
                                                       ("cheat_builtin.ipynb", "q1", "builtins.all"),
-                                                      ("cheat_course.ipynb", "questionnaire", "course_lib.quiz.correct")])
+                                                      ("cheat_course.ipynb", "questionnaire", "course_lib.quiz.correct"),
+                                                      ("cheat_kernel.ipynb", "q2", "numpy.allclose")])
 def test_replacing_what_the_tests_use_scores_zero_on_that_exercise(graded, name, question, replaced):
     row = graded[0][name]
     assert row["status"] == "graded"

@@ -59,3 +59,12 @@ def test_each_cell_belongs_to_the_exercise_checked_next():
     cells = [{"cell_type": "code", "source": s} for s in ("a = 1", 'grader.check("q1")', "b = 2",
                                                             "grader.check('q2')", "c = 3")]
     assert submission.question_of_cells(cells) == ["q1", "q1", "q2", "q2", None]
+
+
+def test_require_pristine_raises_after_putting_the_originals_back(snap):
+    integrity.take()
+    np.allclose = lambda *a, **k: True
+    with pytest.raises(integrity.TamperingError, match="numpy.allclose"):
+        integrity.require_pristine()
+    assert not np.allclose([1.0], [2.0])
+    integrity.require_pristine()  # nothing replaced: no error
