@@ -100,7 +100,11 @@ class Session:
         self.km.start_kernel(cwd=str(workdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.kc = self.km.client()
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
+        try:
+            self.kc.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
+        except Exception:  # no kernel answered: stop what was started before reporting it
+            self.close()
+            raise
 
     def run(self, code: str, timeout: float, expression: str | None = None) -> dict:
         """Execute `code`; {"status": ok|error|timeout|dead, "ename", "evalue", "value"}."""
