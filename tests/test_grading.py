@@ -339,3 +339,15 @@ def test_a_broken_grading_machine_gives_an_error_not_a_score(tmp_path, autograde
                                template=student, cell_timeout=120)
     assert result["status"].startswith("error: cell") and "mirror" in result["status"]
     assert result["scores"] == {}
+
+
+def test_a_kernel_that_cannot_start_is_an_error_not_a_score(tmp_path, monkeypatch):
+    from course_lib import sandbox
+
+    monkeypatch.setattr(sandbox, "bwrap", lambda: None)
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), tmp_path / "a.ipynb")
+    tests = {"q1": {"points": 2.0, "cases": [{"code": "assert x == 1\n", "hidden": False, "points": 2.0,
+                                              "message": ""}]}}
+    result = submission.grade(tmp_path / "a.ipynb", tests)
+    assert result["status"].startswith("error: the kernel did not start (SandboxUnavailable")
+    assert result["scores"] == {} and result["possible"] == {"q1": 2.0}
