@@ -52,10 +52,13 @@ def build_autograder(out=None, root=None, only=None) -> list[pathlib.Path]:
 def assignment_name(path) -> str | None:
     """The `metadata.otter.assignment_name` of a submitted notebook (None if absent/unreadable)."""
     try:
-        meta = json.loads(pathlib.Path(path).read_text(encoding="utf-8")).get("metadata", {})
+        data = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return (meta.get("otter") or {}).get("assignment_name")
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    otter = meta.get("otter") if isinstance(meta, dict) else None
+    name = otter.get("assignment_name") if isinstance(otter, dict) else None
+    return name if isinstance(name, str) else None
 
 
 class GradingError(RuntimeError):
@@ -111,9 +114,13 @@ def grade_folder(submissions, out="build/grades", autograder=None, timeout: floa
     def grade(row):
         if row.pop("zip", None):
             print(f"[course] grading {row['submission']} ({row['assignment']}) ...", flush=True)
-            row.update(grade_one(submissions / row["submission"], _zip(autograder, row["assignment"]),
-                                 template=templates[row["assignment"]], timeout=timeout,
-                                 cell_timeout=cell_timeout, sandboxed=sandboxed))
+            try:
+                row.update(grade_one(submissions / row["submission"], _zip(autograder, row["assignment"]),
+                                     template=templates[row["assignment"]], timeout=timeout,
+                                     cell_timeout=cell_timeout, sandboxed=sandboxed))
+            except Exception as exc:  # noqa: BLE001 - one odd notebook must not cost the gradebook
+                row.update(status=f"error: the grader failed on this notebook ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]})", scores={})
         return row
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -145,8 +152,8 @@ def _match(path: pathlib.Path, submissions: pathlib.Path, autograder: pathlib.Pa
         build_autograder(autograder, root, only=[name])
     if not name:
         row["status"] = "skipped: not a course notebook (no metadata.otter.assignment_name)"
-    elif not _zip(autograder, name).is_file():
-        row["status"] = f"skipped: unknown assignment {name!r}"
+    elif name not in sources or not _zip(autograder, name).is_file():  # never a path the student chose
+        row.update(assignment="", status=f"skipped: unknown assignment {name[:80]!r}")
     else:
         row.update(status="pending", zip=True)
     return row

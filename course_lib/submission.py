@@ -19,6 +19,7 @@ import ast
 import os
 import pathlib
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,6 @@ import zipfile
 CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["']([\w-]+)["']\s*\)\s*$""")
 ENVIRONMENT_ERRORS = ("MissingResourceError", "CorruptResourceError")
 KERNEL_START_TIMEOUT = 120
-GUARD = "_course_integrity.require_pristine()"  # see `integrity`: raises TamperingError after restoring
 
 
 def load_tests(autograder_zip) -> dict[str, dict]:
@@ -74,8 +74,16 @@ def cell_check(cell) -> str | None:
     """The question a `grader.check("q")` code cell checks, else None."""
     if cell.get("cell_type") != "code":
         return None
-    match = CHECK_CELL.match("".join(cell.get("source", "")).strip())
+    match = CHECK_CELL.match(_source(cell).strip())
     return match.group(1) if match else None
+
+
+def _source(cell) -> str:
+    """A cell's source as text, whatever a hand-edited notebook holds there (a list, None)."""
+    source = cell.get("source") if isinstance(cell, dict) else None
+    if isinstance(source, list):
+        return "".join(s for s in source if isinstance(s, str))
+    return source if isinstance(source, str) else ""
 
 
 class Session:
@@ -173,10 +181,12 @@ class _Run:
         self.cell_timeout, self.total_timeout = cell_timeout, total_timeout
         self.deadline = time.monotonic() + total_timeout
         self.sandboxed, self.mirror = sandboxed, mirror
-        self.unedited = {"".join(c.source).strip() for c in (template.cells if template else [])
+        self.unedited = {_source(c).strip() for c in (template.cells if template else [])
                          if c.cell_type == "code" and "otter_answer_cell" not in c.metadata.get("tags", [])}
         self.scores, self.notes, self.feedback = {}, {}, {q: [] for q in tests}
         self.answered = False  # an answer cell (one the student wrote in) has run
+        # the kernel's name for `integrity`, unknown to the submission in advance
+        self.alias = f"_course_integrity_{secrets.token_hex(6)}"
 
     def go(self, stop_after_setup: bool) -> dict:
         try:
@@ -189,11 +199,14 @@ class _Run:
             return self._cells(stop_after_setup)
         except _Stopped as stop:
             return self._stopped(*stop.args)
+        except _MachineError as exc:
+            return _result(f"error: {exc}. Check the grading machine (`course grade` runs a preflight first).",
+                           self.tests)
         finally:
             self.session.close()
 
     def _cells(self, stop_after_setup: bool) -> dict:
-        start = self.session.run("import course_lib.integrity as _course_integrity\n_course_integrity.take()",
+        start = self.session.run(f"import course_lib.integrity as {self.alias}\n{self.alias}.take()",
                                  KERNEL_START_TIMEOUT)
         if start["status"] != "ok":
             return _result(f"error: the course library does not load in the grading kernel "
@@ -205,9 +218,9 @@ class _Run:
                 if question in self.tests and question not in self.scores:
                     self._test(question, i)
                 continue
-            if cell.cell_type != "code" or not "".join(cell.source).strip():
+            source = _source(cell)
+            if cell.get("cell_type") != "code" or not source.strip():
                 continue
-            source = "".join(cell.source)
             template_cell = source.strip() in self.unedited
             left = self.deadline - time.monotonic()
             if left <= 0:
@@ -217,8 +230,9 @@ class _Run:
             if out["status"] in ("timeout", "dead"):
                 return self._stopped(f"cell {i}", owner[i], out["status"], timeout)
             if out["status"] == "error":
-                if template_cell and (not self.answered or out["ename"] in ENVIRONMENT_ERRORS):
-                    return _result(f"error: cell {i} (course code, not the student's) raised "
+                if (template_cell and not self.answered) or out["ename"] in ENVIRONMENT_ERRORS:
+                    whose = " (course code, not the student's)" if template_cell else ""
+                    return _result(f"error: cell {i}{whose} raised "
                                    f"{out['ename']}: {out['evalue'][:200]}. Check the grading machine "
                                    "(`course grade` runs a preflight first).", self.tests)
                 where = owner[i] if owner[i] in self.feedback and not template_cell else "other cells"
@@ -245,10 +259,13 @@ class _Run:
             if replaced:
                 self._tampered(question, "the submission replaced", replaced)
                 break
-            code = f"{GUARD}\n{case['code']}{GUARD}\n"
+            guard = f"{self.alias}.require_pristine()"  # raises TamperingError, after restoring
+            code = f"{guard}\n{case['code']}{guard}\n"
             out = self.session.run(code, min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
             if out["status"] in ("timeout", "dead"):
                 raise _Stopped(where_, question, out["status"], self.cell_timeout)
+            if out["ename"] in ENVIRONMENT_ERRORS:
+                raise _MachineError(f"test {k} of {question} raised {out['ename']}: {out['evalue'][:200]}")
             if out["ename"] == "TamperingError":
                 self._tampered(question, "the submission replaced", _literal(out["evalue"]))
                 score = 0.0
@@ -269,7 +286,7 @@ class _Run:
 
     def _replaced(self, where_: str, question: str) -> list[str]:
         """What the submission replaced since the last check (the originals are back after it)."""
-        check = self.session.run("", 60, expression="_course_integrity.check_and_restore()")
+        check = self.session.run("", 60, expression=f"{self.alias}.check_and_restore()")
         if check["status"] in ("timeout", "dead"):
             raise _Stopped(where_, question, check["status"], 60)
         return _literal(check.get("value"))
@@ -287,6 +304,10 @@ class _Run:
             self.feedback[question].append(self.notes[question])
         return _result(f"graded; stopped at {where_} ({where}): {what}", self.tests, self.scores,
                        self.notes, self.feedback)
+
+
+class _MachineError(Exception):
+    """A resource the course needs failed during a test: the grading machine's fault."""
 
 
 class _Stopped(Exception):

@@ -191,6 +191,10 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
     for name, nb in subs.items():
         nbformat.write(nb, folder / name)
     (folder / "readme.txt").write_text("not a submission")
+    odd = json.loads(nbformat.writes(solved()))  # hand-edited: a code cell with no source, one with null
+    odd["cells"][4:4] = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None},
+                         {"cell_type": "code", "metadata": {}, "outputs": [], "source": None, "execution_count": None}]
+    (folder / "odd_cells.ipynb").write_text(json.dumps(odd))
 
 
 def _needs_sandbox():
@@ -306,6 +310,31 @@ def test_replacing_what_the_tests_use_scores_zero_on_that_exercise(graded, name,
     assert row["scores"][question][0] == 0
     assert replaced in row["notes"][question]
     assert all(s == POINTS[q] for q, s in _scores(row).items() if q != question)  # restored for the others
+
+
+@pytest.mark.slow
+def test_a_hand_edited_notebook_with_odd_cells_is_graded(graded):
+    row = graded[0]["odd_cells.ipynb"]
+    assert row["status"] == "graded" and _scores(row) == POINTS
+
+
+def test_an_assignment_name_is_never_a_path_the_student_chose(tmp_path, autograder, monkeypatch, capsys):
+    """A submission naming its own zip (a path) must not get that zip's test code run by the grader."""
+    import zipfile
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    marker = tmp_path / "ran.txt"
+    with zipfile.ZipFile(subs / "evil-autograder.zip", "w") as zf:
+        zf.writestr("tests/q1.py", f"open({str(marker)!r}, 'w').write('x')\ntest = {{}}\n")
+    nb = nbformat.v4.new_notebook(metadata={"otter": {"assignment_name": str(subs / "evil")}})
+    nbformat.write(nb, subs / "evil.ipynb")
+    from course_lib import preflight
+
+    monkeypatch.setattr(preflight, "run", lambda *a, **k: [])  # this machine's preflight is tested above
+    rows = grading.grade_folder(subs, tmp_path / "g", autograder, root=ROOT)
+    row = next(r for r in rows if r["submission"] == "evil.ipynb")
+    assert row["status"].startswith("skipped: unknown assignment") and not marker.exists()
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ from course_lib import integrity, quiz, submission
 @pytest.fixture
 def snap():
     taken = integrity.snapshot()
+    integrity._SNAPSHOT.clear()  # take() works once per process, as in a grading kernel
     yield taken
     integrity.restore(taken)  # whatever a failing test left replaced
+    integrity._SNAPSHOT.clear()
 
 
 def test_a_replaced_numpy_function_builtin_and_course_function_are_found_and_put_back(snap):
@@ -59,6 +61,24 @@ def test_each_cell_belongs_to_the_exercise_checked_next():
     cells = [{"cell_type": "code", "source": s} for s in ("a = 1", 'grader.check("q1")', "b = 2",
                                                             "grader.check('q2')", "c = 3")]
     assert submission.question_of_cells(cells) == ["q1", "q1", "q2", "q2", None]
+
+
+def test_a_swapped_function_code_and_tensorflow_lazy_loaders(snap):
+    import tensorflow as tf
+
+    real_code = quiz.correct.__code__
+    quiz.correct.__code__ = (lambda quiz, notebook, number, expected: True).__code__
+    assert integrity.replaced(snap) == ["course_lib.quiz.correct.__code__"]
+    integrity.restore(snap)
+    assert quiz.correct.__code__ is real_code
+    _ = tf.keras.layers.Dense, tf.losses  # TF swaps its lazy loaders for the modules: not tampering
+    assert integrity.replaced(snap) == []
+
+
+def test_the_snapshot_is_taken_once(snap):
+    integrity.take()
+    with pytest.raises(RuntimeError, match="taken once"):
+        integrity.take()
 
 
 def test_require_pristine_raises_after_putting_the_originals_back(snap):
