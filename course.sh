@@ -19,8 +19,11 @@ ensure_venv() {  # $1: pip extras ("" or "[test]")
   local stamp="$VENV/.course-installed$1"
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[course.sh] installing the course into $VENV (first time: a few minutes)"
-    "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-    "$VENV/bin/python" -m pip install -q -e ".$1" 2>&1 | grep -v "^WARNING: Location" || true
+    # pip's own notes (setuptools' editable-install banner, index warnings) go to a log, shown on failure
+    local log="$VENV/pip-install.log"
+    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip || true; "$VENV/bin/python" -m pip install -q -e ".$1"; } >"$log" 2>&1; then
+      grep -v "^WARNING: Location" "$log"; echo "[course.sh] pip install failed (above; full log: $log)"; exit 1
+    fi
     # fail here if the install failed; TensorFlow's start-up lines are shown only then
     if ! out=$("$VENV/bin/python" -c "import course_lib, tensorflow, keras" 2>&1); then
       echo "$out"; echo "[course.sh] the install is broken (see above); delete $VENV and run again"; exit 1
