@@ -206,8 +206,9 @@ def render_markdown(rows: list[dict]) -> str:
             cells = [_num(r["scores"][q][0]) if q in r["scores"] else "" for q in questions]
             shown = "error" if total is None and r["status"].startswith("error") else (
                 "" if total is None else f"{_num(total)}/{_num(out_of)}")
-            lines.append(f"| {r['submission']} | " + "".join(c + " | " for c in cells)
-                         + f"{shown} | {r['status'].replace('|', '/')} |")
+            cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731 - one table cell
+            lines.append(f"| {cell(r['submission'])} | " + "".join(c + " | " for c in cells)
+                         + f"{shown} | {cell(r['status'])} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -5,7 +5,9 @@ read-only Python (the interpreter, the installed packages, `course_lib` and its 
 mirror when one is set), its own writable folder with nothing but the submitted notebook,
 and a private `/tmp` and home. It has no network (loopback only), no view of other
 processes, of the other submissions, of the course sources, the hidden tests or the
-gradebook, and runs as an unprivileged user with limits on memory, CPU time and processes.
+gradebook, and runs as an unprivileged user with limits on memory (address space per process,
+and sized in-memory /tmp and home), CPU time, file size and processes. A cgroup would bound a
+submission's processes together; bubblewrap alone does not.
 The grader talks to it over Unix sockets in the submission's folder (ZeroMQ `ipc`).
 """
 
@@ -20,6 +22,7 @@ import sys
 HOME = "/home/student"
 SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin", "/etc")
 SANDBOX_UID = 65534  # nobody
+TMP_MB, HOME_MB, FILE_MB = 2048, 2048, 1024  # private /tmp and home (in memory), largest file written
 
 
 class SandboxUnavailable(RuntimeError):
@@ -57,7 +60,8 @@ def command(workdir, argv: list[str], *, memory_mb: int = 12000, cpu_seconds: in
             "--no-sandbox to run submissions with your own user's rights (only for code you trust).")
     cmd = [exe, "--die-with-parent", "--new-session", "--unshare-all", "--unshare-user",
            "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--clearenv",
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/home",
+           "--proc", "/proc", "--dev", "/dev",  # /tmp and the home live in memory: sized, as files are
+           "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp", "--size", str(HOME_MB * 2**20), "--tmpfs", "/home",
            "--dir", HOME]
     for path in SYSTEM_DIRS:
         if os.path.isdir(path):
@@ -69,12 +73,13 @@ def command(workdir, argv: list[str], *, memory_mb: int = 12000, cpu_seconds: in
     for key, value in {**_base_env(mirror), **(env or {})}.items():
         cmd += ["--setenv", key, value]
     limits = [shutil.which("prlimit") or "prlimit", f"--as={memory_mb * 2**20}",
-              f"--cpu={cpu_seconds}", "--nproc=4096", "--"]
+              f"--cpu={cpu_seconds}", "--nproc=4096", f"--fsize={FILE_MB * 2**20}", "--"]
     return cmd + ["--"] + limits + list(argv)
 
 
 def _base_env(mirror) -> dict:
     env = {"HOME": HOME, "PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin",
+           "MALLOC_ARENA_MAX": "2",  # fewer malloc arenas: less address space under the memory limit
            "MPLBACKEND": "Agg", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONNOUSERSITE": "1"}
     for key, value in os.environ.items():
         if key.startswith("COURSE_") or key in ("TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS"):
