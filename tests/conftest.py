@@ -50,6 +50,18 @@ def pytest_collection_modifyitems(items):
     items.sort(key=weight)  # stable: the order inside each group is kept
 
 
+def pytest_collection_finish(session):
+    """Stop when the groups above are ignored (pytest 9.2 with pytest-xdist 3.8): the suite would
+    build each module fixture on both workers and run well past its time budget."""
+    if getattr(session.config.option, "loadgroup", False):
+        lost = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+        if lost:
+            raise pytest.UsageError(
+                f"pytest-xdist ignored the test groups ({len(lost)} tests, e.g. {lost[0]}): this pytest "
+                f"({pytest.__version__}) does not keep the ids xdist sets. Fix: pip install 'pytest<9.2' "
+                "(pyproject.toml's test extra pins it).")
+
+
 @pytest.fixture(scope="session")
 def student_build(tmp_path_factory):
     """One `course student` build per test session, shared by every test that needs one: its folder."""
