@@ -135,7 +135,7 @@ def _template(root, name: str):
     """The student notebook a submission of `name` started from (None when the checkout lacks it)."""
     import nbformat
 
-    path = notebooks.repo_root(root) / "notebooks" / "student" / f"{name}.ipynb"
+    path = notebooks.student_notebook(root, name)
     return nbformat.read(path, as_version=4) if path.is_file() else None
 
 

@@ -32,6 +32,11 @@ def source_notebooks(root=None, only=None) -> list[pathlib.Path]:
                   and (not only or any(o in p.stem for o in only)))
 
 
+def student_notebook(root, name: str) -> pathlib.Path:
+    """Where the committed student notebook of `name` (NN_name) lives in the checkout."""
+    return repo_root(root) / "notebooks" / "student" / f"{name}.ipynb"
+
+
 def _raw_directive(cell) -> str | None:
     if cell.cell_type != "raw":
         return None

@@ -90,7 +90,7 @@ def assignment(name: str, autograder: pathlib.Path, root=None, *, sandboxed: boo
     from course_lib import release, submission
 
     root = notebooks.repo_root(root)
-    student_path = root / "notebooks" / "student" / f"{name}.ipynb"
+    student_path = notebooks.student_notebook(root, name)
     if not student_path.is_file():
         return [f"{name}: no student notebook at {student_path}. Fix: run `course student` in the course checkout."]
     tests = submission.load_tests(autograder / f"{name}-autograder.zip")

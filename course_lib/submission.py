@@ -102,7 +102,7 @@ class Session:
             def format_kernel_cmd(self, extra_arguments=None):
                 return [a.replace("{connection_file}", self.connection_file) for a in wrap(argv)]
 
-        env = {**_os_environ(), "MPLBACKEND": "Agg", "COURSE_QUIET": "1"}  # bwrap clears it: see sandbox
+        env = {**os.environ, "MPLBACKEND": "Agg", "COURSE_QUIET": "1"}  # bwrap clears it: see sandbox
         self.km = _Manager(transport="ipc", ip=str(workdir / "k"),
                            connection_file=str(workdir / "kernel.json"))
         self.km.start_kernel(cwd=str(workdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -143,10 +143,6 @@ class Session:
             self.kc.stop_channels()
         finally:
             self.km.shutdown_kernel(now=True)
-
-
-def _os_environ() -> dict:
-    return dict(os.environ)
 
 
 def grade(notebook, tests: dict, *, template=None, cell_timeout: float = 600, total_timeout: float = 3600,
