@@ -13,6 +13,13 @@ and the first device query prints ``E0000 ... cuda_platform.cc:52] failed call t
 TensorFlow and asks for its devices; every other line is written back to stderr. The CUDA lines
 are kept where NVIDIA device files exist (a GPU machine whose driver fails is a real problem),
 and nothing is dropped when ``TF_CPP_MIN_LOG_LEVEL=0`` asks for all of TensorFlow's messages.
+
+One line comes later, at every ``predict``/``fit`` on NumPy arrays: with op determinism on (as
+`cl.setup()` sets it), TensorFlow rewrites Keras' parallel map into a sequential one and logs
+``E0000 ... node_def_util.cc:682] NodeDef mentions attribute use_unbounded_threadpool which is not
+in the op definition: Op<name=MapDataset; ...`` (the line itself ends "Unknown attributes will be
+ignored"). `filter_kernel_stderr()` drops that exact line from a Jupyter kernel's cell outputs and
+`course run` from its console; every other line, TensorFlow's included, still shows.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 
 LOG_LEVEL = "2"  # TF's C++ INFO and WARNING lines hidden, ERROR lines shown
 
@@ -31,6 +39,11 @@ _ABSL_HEADER = re.compile(r"WARNING: All log messages before absl::InitializeLog
 _ONEDNN = re.compile(r"[IW]\d{4} \S+\s+\d+ port\.cc:\d+\] oneDNN custom operations are on\.")
 _CUDA = re.compile(r"[IWE]\d{4} \S+\s+\d+ (cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine"
                    r"|cuda_(platform|driver|diagnostics|executor)\.cc:\d+\] failed call to cuInit:)")
+
+
+_UNBOUNDED_THREADPOOL = re.compile(r"E\d{4} \S+\s+\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute "
+                                   r"use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset;")
+_MAYBE_LOG_LINE = re.compile(r"[IWEF]\d{0,4}(?: |\Z)")  # the start of a C++ log line, still cut short
 
 
 def gpu_hardware() -> bool:
@@ -49,6 +62,72 @@ def drop_startup_noise(text: str, cuda_noise: bool | None = None) -> str:
     if cuda_noise is None:
         cuda_noise = not gpu_hardware()
     return "".join(line for line in text.splitlines(keepends=True) if not is_startup_noise(line, cuda_noise))
+
+
+def is_harmless_log(line: str) -> bool:
+    """Whether `line` is TensorFlow's known-harmless use_unbounded_threadpool ERROR (see the module docstring)."""
+    return bool(_UNBOUNDED_THREADPOOL.match(line)) and os.environ.get("TF_CPP_MIN_LOG_LEVEL", LOG_LEVEL).strip() not in ("", "0")
+
+
+class _HarmlessLogFilter:
+    """`write` and `flush` that drop `is_harmless_log` lines and pass everything else on, in order.
+
+    Text arrives in chunks (ipykernel reads file descriptor 2 1000 bytes at a time), so a last
+    piece without its line end that may start a log line is held until the rest arrives or the
+    stream is flushed (ipykernel flushes after every cell).
+    """
+
+    def __init__(self, write, flush):
+        self._write, self._flush, self._held = write, flush, ""
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            lines = (self._held + text).splitlines(keepends=True)
+            self._held = ""
+            if lines and not lines[-1].endswith(("\n", "\r")) and _MAYBE_LOG_LINE.match(lines[-1]):
+                self._held = lines.pop()
+            kept = "".join(line for line in lines if not is_harmless_log(line))
+            if kept:
+                self._write(kept)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            held, self._held = self._held, ""
+            if held:
+                self._write(held)
+        self._flush()
+
+
+def _filtered_class(base: type) -> type:
+    """A subclass of the stream's class whose `write` goes through the stream's `_HarmlessLogFilter`.
+
+    IPython tees `stream.write` around every cell (it saves the attribute, sets its own wrapper
+    and puts the saved one back), so `write` is a property: a wrapper set by IPython is used
+    while its cell runs, and putting back the class's own method restores the filter.
+    """
+    def get(self):
+        return self.__dict__.get("_course_write") or self._course_log_filter.write
+
+    def put(self, value):
+        restored = value == self._course_log_filter.write or getattr(value, "__func__", None) is base.write
+        self.__dict__["_course_write"] = None if restored else value
+
+    return type(base.__name__, (base,), {"__module__": base.__module__, "write": property(get, put),
+                                         "flush": lambda self: self._course_log_filter.flush()})
+
+
+def filter_kernel_stderr(stream=None) -> bool:
+    """In a Jupyter kernel that copies file descriptor 2 into cells, drop `is_harmless_log` lines there (once)."""
+    stream = sys.stderr if stream is None else stream
+    if not hasattr(stream, "watch_fd_thread") or hasattr(stream, "_course_log_filter"):
+        return False  # not ipykernel's captured stderr (a terminal shows fd 2 directly), or already filtered
+    base = type(stream)
+    stream._course_log_filter = _HarmlessLogFilter(lambda text: base.write(stream, text), lambda: base.flush(stream))
+    stream.__dict__.pop("write", None)  # IPython's wrapper for the running cell: the property replaces it
+    stream.__class__ = _filtered_class(base)  # ipykernel's fd watcher calls self.write
+    return True
 
 
 @contextlib.contextmanager

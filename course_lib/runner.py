@@ -2,7 +2,7 @@
 
 `course run` (see README). Writes `<out>/executed/*.ipynb`, `<out>/report.json` and
 `<out>/report.md` with each notebook's runtime, each check's pass/fail and its metrics.
-On the console: each notebook's progress (`Progress`), its kernel's stderr passed through,
+On the console: each notebook's progress (`Progress`), its kernel's stderr passed through (less TF's one harmless ERROR line, `quiet.is_harmless_log`),
 and a final table (`format_table`); kernels start with `quiet.kernel_env()`/`kernel_config()`.
 """
 
@@ -174,7 +174,7 @@ def format_table(results: list[dict]) -> str:
 
 
 class Progress:
-    """One notebook's progress on the console, and its kernel's stderr passed through unchanged.
+    """One notebook's progress on the console, and its kernel's stderr passed through (less `quiet.is_harmless_log`).
 
     On a terminal one line is rewritten in place (every second and after each cell); in a
     log (not a terminal) a line is printed at most every `every` seconds, so CI logs stay short.
@@ -234,7 +234,9 @@ class Progress:
         def pump():
             with os.fdopen(read_fd, "rb") as fh:
                 for raw in fh:
-                    self.relay(raw.decode("utf-8", "replace"))
+                    line = raw.decode("utf-8", "replace")
+                    if not quiet.is_harmless_log(line):
+                        self.relay(line)
 
         def ticker():
             while not stop.wait(tick):

@@ -87,6 +87,7 @@ def setup(notebook: str, seed: int | None = None, quiet: bool = False,
           mixed_precision: bool | None = None) -> Config:
     """Apply profile, seed, precision and offline mode for a notebook, print them, return a Config."""
     quiet_start.start_tensorflow()  # TF_CPP_MIN_LOG_LEVEL=2 before TF's import; start-up noise dropped
+    quiet_start.filter_kernel_stderr()  # in Jupyter: TF's harmless use_unbounded_threadpool line left out of cells
     budget = config.get_budget()
     profile = config.budgeted(config.get_profile(), budget)
     seed = config.seed_value() if seed is None else config.check_seed(seed)
