@@ -3,7 +3,8 @@
 `course run` (see README). Writes `<out>/executed/*.ipynb`, `<out>/report.json` and
 `<out>/report.md` with each notebook's runtime, each check's pass/fail and its metrics.
 On the console: each notebook's progress (`Progress`), its kernel's stderr passed through
-(less TensorFlow's one harmless ERROR line, `quiet.is_harmless_log`), and a final table (`format_table`); kernels start with `quiet.kernel_env()`/`kernel_config()`.
+(less TensorFlow's one harmless ERROR line, `quiet.is_harmless_log`), and a final table
+(`format_table`); kernels start with `quiet.kernel_env()`/`kernel_config()`.
 """
 
 from __future__ import annotations
