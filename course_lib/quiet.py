@@ -124,9 +124,14 @@ def filter_kernel_stderr(stream=None) -> bool:
     if not hasattr(stream, "watch_fd_thread") or hasattr(stream, "_course_log_filter"):
         return False  # not ipykernel's captured stderr (a terminal shows fd 2 directly), or already filtered
     base = type(stream)
-    stream._course_log_filter = _HarmlessLogFilter(lambda text: base.write(stream, text), lambda: base.flush(stream))
+    try:
+        stream._course_log_filter = _HarmlessLogFilter(lambda text: base.write(stream, text),
+                                                       lambda: base.flush(stream))
+        stream.__class__ = _filtered_class(base)  # ipykernel's fd watcher calls self.write
+    except (AttributeError, TypeError):  # an ipykernel whose stream takes no new attribute or class
+        getattr(stream, "__dict__", {}).pop("_course_log_filter", None)
+        return False
     stream.__dict__.pop("write", None)  # IPython's wrapper for the running cell: the property replaces it
-    stream.__class__ = _filtered_class(base)  # ipykernel's fd watcher calls self.write
     return True
 
 

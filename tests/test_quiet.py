@@ -148,6 +148,16 @@ def test_the_filter_drops_only_that_line_even_when_it_arrives_in_pieces(monkeypa
     assert written[-1] == HARMLESS, "TF_CPP_MIN_LOG_LEVEL=0 shows every line"
     assert quiet.filter_kernel_stderr(object()) is False, "a plain stream (a terminal) is left alone"
 
+    class Slotted:  # a stream that takes no new attribute: left as it is, setup goes on
+        __slots__ = ("watch_fd_thread",)
+
+        def write(self, text):
+            written.append(text)
+
+    slotted = Slotted()
+    slotted.watch_fd_thread = None
+    assert quiet.filter_kernel_stderr(slotted) is False and type(slotted) is Slotted
+
 
 def test_kernel_connection_is_encrypted_or_ipc(monkeypatch):
     cfg = quiet.kernel_config()
