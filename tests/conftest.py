@@ -26,7 +26,7 @@ LONG_FIRST = ("03_fine_tuning", "05_negative_transfer", "04_domain_mismatch", "0
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items):
-    """Order and group tests for the workers (`--dist loadgroup`); nbval cells are `slow`.
+    """Order and group tests for two workers (`--dist loadgroup`); nbval cells are `slow`.
 
     A test that executes a notebook is its own unit, and the longest start first; every other
     test file stays whole on one worker (its module fixtures are built once). Any nbval cell
