@@ -9,7 +9,8 @@ check); any other error, anywhere, fails this test.
 
 Its own lane, `./course.sh test -m fullpath` (415 s on a 2-core CPU), outside the default
 suite: with it, `.ci/run` took 1905 s from a fresh clone on the 2-core CI machine (465 passed,
-pytest 1795 s; 03's smoke run alone 291 s), over the 30-minute CI budget.
+pytest 1795 s; 03's smoke run alone 291 s), and 1934 s with 3 xdist workers (467 passed, pytest
+1809 s), over the 30-minute CI budget.
 """
 
 import pathlib
