@@ -66,7 +66,12 @@ def drop_startup_noise(text: str, cuda_noise: bool | None = None) -> str:
 
 def is_harmless_log(line: str) -> bool:
     """Whether `line` is TensorFlow's known-harmless use_unbounded_threadpool ERROR (see the module docstring)."""
-    return bool(_UNBOUNDED_THREADPOOL.match(line)) and os.environ.get("TF_CPP_MIN_LOG_LEVEL", LOG_LEVEL).strip() not in ("", "0")
+    return bool(_UNBOUNDED_THREADPOOL.match(line)) and not _every_message_asked()
+
+
+def _every_message_asked() -> bool:
+    """Whether TF_CPP_MIN_LOG_LEVEL=0 (or empty) asks for all of TensorFlow's messages: nothing is dropped."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", LOG_LEVEL).strip() in ("", "0")
 
 
 class _HarmlessLogFilter:
@@ -143,7 +148,7 @@ def tensorflow_started():
     # console does. A file, not a pipe: TF logs while importing with the GIL held, so a pipe read by
     # a Python thread could fill up and hang. (A hard crash inside the block loses its C++ message;
     # TF_CPP_MIN_LOG_LEVEL=0 turns the filter off.)
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", LOG_LEVEL).strip() in ("", "0"):
+    if _every_message_asked():
         yield  # the learner asked for every message
         return
     _flush()
