@@ -20,8 +20,13 @@ ensure_venv() {  # $1: pip extras ("" or "[test]")
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[course.sh] installing the course into $VENV (first time: a few minutes)"
     # pip's own notes (setuptools' editable-install banner, index warnings) go to a log, shown on failure
+    # uv, when it is on PATH, installs the same packages in about a third of pip's time (COURSE_NO_UV=1: pip)
     local log="$VENV/pip-install.log"
-    if ! { "$VENV/bin/python" -m pip install -q --upgrade pip || true; "$VENV/bin/python" -m pip install -q -e ".$1"; } >"$log" 2>&1; then
+    if command -v uv >/dev/null 2>&1 && [ -z "${COURSE_NO_UV:-}" ]; then
+      if ! uv pip install -q --python "$VENV/bin/python" --compile-bytecode -e ".$1" >"$log" 2>&1; then
+        cat "$log"; echo "[course.sh] uv pip install failed (above; full log: $log; COURSE_NO_UV=1 uses pip)"; exit 1
+      fi
+    elif ! { "$VENV/bin/python" -m pip install -q --upgrade pip || true; "$VENV/bin/python" -m pip install -q -e ".$1"; } >"$log" 2>&1; then
       grep -v "^WARNING: Location" "$log"; echo "[course.sh] pip install failed (above; full log: $log)"; exit 1
     fi
     # fail here if the install failed; TensorFlow's start-up lines are shown only then
