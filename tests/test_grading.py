@@ -3,8 +3,9 @@
 The real grading runs each submission in the bubblewrap sandbox (`submission`, `sandbox`):
 the solved notebook scores full marks, an untouched one zero; one that raises, hangs or kills
 its kernel in an exercise keeps the points earned before it; four cheating attempts
-(replacing a NumPy function, a builtin, a course function, and a NumPy function while
-faking the kernel's answer to the grader's check) score zero on their exercise;
+(replacing a NumPy function, a builtin and a course function, three exercises of one
+notebook, and a NumPy function while faking the kernel's answer to the grader's check)
+score zero on their exercise and full marks on the others;
 a submission cannot read outside its folder or reach the network. The preflight and the
 folder checks refuse to grade, with exit code 2, on a machine or folder that cannot give
 right grades. `tests/test_integrity.py` covers the restore logic in-process.
@@ -155,32 +156,35 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
     source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
     student = nbformat.read(ROOT / "notebooks" / "student" / "00_setup.ipynb", as_version=4)
 
-    def solved(edit=None, index=0):
+    def solved(edit=None, index=0, **more):
+        """The solutions filled in; `edit` changes answer cell `index`, `more` maps other indexes to edits."""
         nb = release.fill_solutions(student, source)
-        if edit:
-            cell = _answer_cells(nb)[index]
-            cell.source = edit(cell.source)
+        for i, change in ({index: edit} | {int(k[1:]): v for k, v in more.items()}).items():
+            if change:
+                cell = _answer_cells(nb)[i]
+                cell.source = change(cell.source)
         return nb
+
+    def cheat_numpy(s):
+        return (s.replace("\nx = ", "\nnp.allclose = lambda *a, **k: True\nx = ")
+                .replace("preprocess = ", "preprocess = lambda v: v / 255.0\n_ = "))
 
     (folder / "alice").mkdir(parents=True)
     subs = {
-        "alice/00_setup.ipynb": solved(),
         "untouched.ipynb": student,
         "raises_in_q1.ipynb": solved(lambda s: 'raise RuntimeError("gave up")\n' + s),
         "hangs_in_q3.ipynb": solved(lambda s: "import time\ntime.sleep(600)\n" + s, 2),
         "dies_in_q3.ipynb": solved(lambda s: "import os\nos._exit(1)\n" + s, 2),
-        # cheating: a wrong answer plus a replaced NumPy function, builtin or course function
-        "cheat_numpy.ipynb": solved(lambda s: s.replace("\nx = ", "\nnp.allclose = lambda *a, **k: True\nx = ")
-                                    .replace("preprocess = ", "preprocess = lambda v: v / 255.0\n_ = "), 1),
-        "cheat_builtin.ipynb": solved(lambda s: s + "\nimport builtins\nbuiltins.all = lambda *a: True\n"
-                                      "per_image = {k: 0.0 for k in per_image}\n"),
-        "cheat_course.ipynb": solved(lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
-                                     "cl.quiz.correct = lambda *a, **k: True\n", 3),
+        # cheating, one kernel for three exercises: a wrong answer plus a replaced builtin (q1),
+        # NumPy function (q2) and course function (questionnaire); q3 is answered honestly
+        "cheats.ipynb": solved(lambda s: s + "\nimport builtins\nbuiltins.all = lambda *a: True\n"
+                               "per_image = {k: 0.0 for k in per_image}\n", 0, i1=cheat_numpy,
+                               i3=lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
+                                            "cl.quiz.correct = lambda *a, **k: True\n"),
         # ... and one that also silences the grader's between-cells check (a kernel method)
-        "cheat_kernel.ipynb": solved(lambda s: s.replace("\nx = ", "\nnp.allclose = lambda *a, **k: True\nx = ")
-                                     .replace("preprocess = ", "preprocess = lambda v: v / 255.0\n_ = ")
-                                     + "\nget_ipython().user_expressions = lambda e: {k: {'status': 'ok', "
-                                       "'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n", 1),
+        "cheat_kernel.ipynb": solved(lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: "
+                                     "{k: {'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n",
+                                     1),
         # reaching beyond itself: a file outside its folder, another submission, the sources, the network
         "snoop.ipynb": solved(lambda s: s + "\n" + "\n".join(
             f"try:\n    _leak = open({str(p)!r}).read()\n    print('LEAKED', {str(p)!r})\nexcept OSError as e:\n"
@@ -191,10 +195,11 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
     for name, nb in subs.items():
         nbformat.write(nb, folder / name)
     (folder / "readme.txt").write_text("not a submission")
-    odd = json.loads(nbformat.writes(solved()))  # hand-edited: a code cell with no source, one with null
+    # the solved notebook, hand-edited in a text editor: a code cell with no source, one with null
+    odd = json.loads(nbformat.writes(solved()))
     odd["cells"][4:4] = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None},
                          {"cell_type": "code", "metadata": {}, "outputs": [], "source": None, "execution_count": None}]
-    (folder / "odd_cells.ipynb").write_text(json.dumps(odd))
+    (folder / "alice" / "00_setup.ipynb").write_text(json.dumps(odd))
 
 
 def _needs_sandbox():
@@ -300,22 +305,24 @@ def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, wh
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, question, replaced", [("cheat_numpy.ipynb", "q2", "numpy.allclose"),
-                                                      ("cheat_builtin.ipynb", "q1", "builtins.all"),
-                                                      ("cheat_course.ipynb", "questionnaire", "course_lib.quiz.correct"),
-                                                      ("cheat_kernel.ipynb", "q2", "numpy.allclose")])
-def test_replacing_what_the_tests_use_scores_zero_on_that_exercise(graded, name, question, replaced):
+@pytest.mark.parametrize("name, replaced", [
+    ("cheats.ipynb", {"q1": "builtins.all", "q2": "numpy.allclose", "questionnaire": "course_lib.quiz.correct"}),
+    ("cheat_kernel.ipynb", {"q2": "numpy.allclose"})])
+def test_replacing_what_the_tests_use_scores_zero_on_that_exercise(graded, name, replaced):
     row = graded[0][name]
     assert row["status"] == "graded"
-    assert row["scores"][question][0] == 0
-    assert replaced in row["notes"][question]
-    assert all(s == POINTS[q] for q, s in _scores(row).items() if q != question)  # restored for the others
+    for question, what in replaced.items():
+        assert row["scores"][question][0] == 0, question
+        assert what in row["notes"][question], (question, row["notes"])
+    assert set(row["notes"]) == set(replaced)  # no other exercise was flagged
+    assert all(s == POINTS[q] for q, s in _scores(row).items() if q not in replaced)  # restored for the others
 
 
 @pytest.mark.slow
 def test_a_hand_edited_notebook_with_odd_cells_is_graded(graded):
-    row = graded[0]["odd_cells.ipynb"]
-    assert row["status"] == "graded" and _scores(row) == POINTS
+    rows, _, _, _ = graded
+    row = rows["alice/00_setup.ipynb"]  # the solved notebook holds a code cell with no source and one with null
+    assert row["status"] == "graded" and _scores(row) == POINTS and not row["notes"]
 
 
 def test_an_assignment_name_is_never_a_path_the_student_chose(tmp_path, autograder, monkeypatch, capsys):
