@@ -9,7 +9,7 @@ environment variables so that one setting changes the whole course:
 - ``COURSE_SEED``: the seed ``setup()`` applies (default 42).
 - ``COURSE_CACHE``: where features and other caches go (default ``~/.cache/course_lib``).
 - ``COURSE_BUDGET``: ``smoke`` runs a profile's code path on a reduced budget (for maintainers:
-  the ``-m fullpath`` test lane runs the ``full`` profile this way); unset for a real run.
+  ``tests/test_full_profile_smoke.py`` runs the ``full`` profile this way, ``-m fullpath``); unset for a real run.
 """
 
 from __future__ import annotations

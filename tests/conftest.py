@@ -22,6 +22,10 @@ def mirror_root():
 # Tests that execute a whole notebook, longest first (about 12, 4, 3, 3, 2, 1, 0.3 min on 2 cores).
 LONG_FIRST = ("03_fine_tuning", "05_negative_transfer", "04_domain_mismatch", "06_capstone",
               "02_feature_extraction", "01_pretrained_backbones", "00_setup")
+# Test files that take longest (whole, on one worker), longest first: 2.2, 1.6, 1.5, 1.2, 1.1, 1, 0.8 min
+# of worker time in a fresh-clone .ci/run (2026-12-02); every other file takes less than half a minute.
+LONG_FILES = ("test_grading.py", "test_reproducibility.py", "test_scale.py", "test_recipe.py",
+              "test_finetune.py", "test_comparison.py", "test_features.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
@@ -29,8 +33,11 @@ def pytest_collection_modifyitems(items):
     """Order and group tests for two workers (`--dist loadgroup`); nbval cells are `slow`.
 
     A test that executes a notebook is its own unit, and the longest start first; every other
-    test file stays whole on one worker (its module fixtures are built once). Any nbval cell
-    (a notebook passed to pytest by hand) is `slow`, so `pytest -m "not slow"` is the fast lane.
+    test file stays whole on one worker (its module fixtures are built once), the longest files
+    first, so that the last units to start are short ones. pytest-xdist keeps this order only with
+    `--no-loadscope-reorder` (pyproject.toml): by default it starts the units with the most tests
+    first, which put the notebooks, 03's 17 minutes among them, at the end. Any nbval cell (a
+    notebook passed to pytest by hand) is `slow`, so `pytest -m "not slow"` is the fast lane.
     """
     def weight(item):
         name = next((n for n in LONG_FIRST if n in item.nodeid), None)
@@ -40,7 +47,8 @@ def pytest_collection_modifyitems(items):
             return LONG_FIRST.index(name) + 0.5  # right after the same notebook's filled-in run
         if "own_folder" in item.nodeid or "test_capstone.py" in item.nodeid:
             return len(LONG_FIRST)
-        return len(LONG_FIRST) + 1
+        file = pathlib.Path(str(item.fspath)).name
+        return len(LONG_FIRST) + 1 + (LONG_FILES.index(file) if file in LONG_FILES else len(LONG_FILES))
 
     for item in items:
         if str(item.fspath).endswith(".ipynb"):

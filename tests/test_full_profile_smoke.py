@@ -7,10 +7,9 @@ sizes are capped (course_lib.config.BUDGETS["smoke"]). On so little data the res
 so claims are recorded, not judged, and a test cell may fail only with an AssertionError (a result
 check); any other error, anywhere, fails this test.
 
-Its own lane, `./course.sh test -m fullpath` (415 s on a 2-core CPU), outside the default
-suite: with it, `.ci/run` took 1905 s from a fresh clone on the 2-core CI machine (465 passed,
-pytest 1795 s; 03's smoke run alone 291 s), and 1934 s with 3 xdist workers (467 passed, pytest
-1809 s), over the 30-minute CI budget.
+Part of the default suite (`.ci/run`); `./course.sh test -m fullpath` runs only these. In a
+fresh-clone `.ci/run` with them (2026-12-02, 2-core CPU) they took 688 s of worker time, 03's run
+323 s of it, and the whole run 1696 s.
 """
 
 import pathlib
