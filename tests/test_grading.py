@@ -156,13 +156,12 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
     source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
     student = nbformat.read(ROOT / "notebooks" / "student" / "00_setup.ipynb", as_version=4)
 
-    def solved(edit=None, index=0, **more):
-        """The solutions filled in; `edit` changes answer cell `index`, `more` maps other indexes to edits."""
+    def solved(edits=None):
+        """The solutions filled in, then `edits` {answer cell index: function of its source} applied."""
         nb = release.fill_solutions(student, source)
-        for i, change in ({index: edit} | {int(k[1:]): v for k, v in more.items()}).items():
-            if change:
-                cell = _answer_cells(nb)[i]
-                cell.source = change(cell.source)
+        for index, edit in (edits or {}).items():
+            cell = _answer_cells(nb)[index]
+            cell.source = edit(cell.source)
         return nb
 
     def cheat_numpy(s):
@@ -172,25 +171,25 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
     (folder / "alice").mkdir(parents=True)
     subs = {
         "untouched.ipynb": student,
-        "raises_in_q1.ipynb": solved(lambda s: 'raise RuntimeError("gave up")\n' + s),
-        "hangs_in_q3.ipynb": solved(lambda s: "import time\ntime.sleep(600)\n" + s, 2),
-        "dies_in_q3.ipynb": solved(lambda s: "import os\nos._exit(1)\n" + s, 2),
+        "raises_in_q1.ipynb": solved({0: lambda s: 'raise RuntimeError("gave up")\n' + s}),
+        "hangs_in_q3.ipynb": solved({2: lambda s: "import time\ntime.sleep(600)\n" + s}),
+        "dies_in_q3.ipynb": solved({2: lambda s: "import os\nos._exit(1)\n" + s}),
         # cheating, one kernel for three exercises: a wrong answer plus a replaced builtin (q1),
         # NumPy function (q2) and course function (questionnaire); q3 is answered honestly
-        "cheats.ipynb": solved(lambda s: s + "\nimport builtins\nbuiltins.all = lambda *a: True\n"
-                               "per_image = {k: 0.0 for k in per_image}\n", 0, i1=cheat_numpy,
-                               i3=lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
-                                            "cl.quiz.correct = lambda *a, **k: True\n"),
+        "cheats.ipynb": solved({0: lambda s: s + "\nimport builtins\nbuiltins.all = lambda *a: True\n"
+                                             "per_image = {k: 0.0 for k in per_image}\n",
+                                1: cheat_numpy,
+                                3: lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
+                                             "cl.quiz.correct = lambda *a, **k: True\n"}),
         # ... and one that also silences the grader's between-cells check (a kernel method)
-        "cheat_kernel.ipynb": solved(lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: "
-                                     "{k: {'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n",
-                                     1),
+        "cheat_kernel.ipynb": solved({1: lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: "
+                                      "{k: {'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n"}),
         # reaching beyond itself: a file outside its folder, another submission, the sources, the network
-        "snoop.ipynb": solved(lambda s: s + "\n" + "\n".join(
+        "snoop.ipynb": solved({0: lambda s: s + "\n" + "\n".join(
             f"try:\n    _leak = open({str(p)!r}).read()\n    print('LEAKED', {str(p)!r})\nexcept OSError as e:\n"
             f"    print('blocked', type(e).__name__)" for p in (
                 secret, folder / "alice" / "00_setup.ipynb", ROOT / "notebooks" / "source" / "00_setup.ipynb"))
-            + f"\nimport socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)\n"),
+            + f"\nimport socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)\n"}),
     }
     for name, nb in subs.items():
         nbformat.write(nb, folder / name)
