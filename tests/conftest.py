@@ -22,10 +22,15 @@ def mirror_root():
 # Tests that execute a whole notebook, longest first (about 12, 4, 3, 3, 2, 1, 0.3 min on 2 cores).
 LONG_FIRST = ("03_fine_tuning", "05_negative_transfer", "04_domain_mismatch", "06_capstone",
               "02_feature_extraction", "01_pretrained_backbones", "00_setup")
-# Test files that take longest (whole, on one worker), longest first: 2.2, 1.6, 1.5, 1.2, 1.1, 1, 0.8 min
-# of worker time in a fresh-clone .ci/run (2026-12-02); every other file takes less than half a minute.
-LONG_FILES = ("test_grading.py", "test_reproducibility.py", "test_scale.py", "test_recipe.py",
-              "test_finetune.py", "test_comparison.py", "test_features.py")
+# Test files that take longest (whole, on one worker), longest first: 1.6, 1.1, 0.7, 0.5, 0.5, 0.4, 0.4,
+# 0.3 min of worker time in a fresh-clone .ci/run (2026-12-02); every other file takes less.
+LONG_FILES = ("test_grading.py", "test_reproducibility.py", "test_comparison.py", "test_scale.py",
+              "test_colab_install.py", "test_recipe.py", "test_finetune.py", "test_features.py")
+
+
+def _file(item) -> str:
+    """The name of the file a test item comes from."""
+    return pathlib.Path(str(item.fspath)).name
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
@@ -47,14 +52,14 @@ def pytest_collection_modifyitems(items):
             return LONG_FIRST.index(name) + 0.5  # right after the same notebook's filled-in run
         if "own_folder" in item.nodeid or "test_capstone.py" in item.nodeid:
             return len(LONG_FIRST)
-        file = pathlib.Path(str(item.fspath)).name
+        file = _file(item)
         return len(LONG_FIRST) + 1 + (LONG_FILES.index(file) if file in LONG_FILES else len(LONG_FILES))
 
     for item in items:
         if str(item.fspath).endswith(".ipynb"):
             item.add_marker(pytest.mark.slow)
         if weight(item) > len(LONG_FIRST):
-            item.add_marker(pytest.mark.xdist_group(pathlib.Path(str(item.fspath)).name))
+            item.add_marker(pytest.mark.xdist_group(_file(item)))
     items.sort(key=weight)  # stable: the order inside each group is kept
 
 
