@@ -14,7 +14,7 @@ _SUBMODULES = (
     "adaptation", "backbones", "browser", "cli", "comparison", "config", "data", "data_sources", "digits",
     "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "integrity", "mirror",
     "mirror_build", "notebooks", "plots", "preflight", "quiet", "quiz", "recipe", "release", "report", "runner",
-    "sandbox", "scale", "scratch", "session", "submission", "transferability", "website",
+    "sandbox", "scale", "scratch", "session", "stats", "submission", "transferability", "website",
 )
 
 
