@@ -67,7 +67,8 @@ class Config:
             f"notebook : {self.notebook}",
             f"profile  : {p.name} (image_size={p.image_size}, batch={p.batch_size}, "
             f"epochs={p.epochs}, finetune_epochs={p.finetune_epochs}, "
-            f"train/val/test per class={p.train_per_class}/{p.val_per_class}/{p.test_per_class})",
+            f"train/val/test per class={p.train_per_class}/{p.val_per_class}/{p.test_per_class}"
+            + (f", in total={p.train_total}/{p.val_total}/{p.test_total}" if p.train_total else "") + ")",
             f"device   : {self.device}  (TensorFlow {tf.__version__}, Keras {keras.__version__})",
             f"seed     : {self.seed}",
             f"compute  : {scale.describe()}, dtype policy {keras.mixed_precision.global_policy().name}",
