@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from course_lib import config, data_sources, errors, folders, mirror
+from course_lib import arguments, config, data_sources, errors, folders, mirror
 
 IMAGE_SUFFIXES = set(folders.IMAGE_SUFFIXES)
 DIGITS = ("mnist", "usps")  # arrays, not image folders: `load_digits`
@@ -234,7 +234,15 @@ def per_class_indices(labels, n_per_class: int, *, seed: int = 0, exclude=None,
 def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
           val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict:
     """Seeded stratified split; counts are per class (None: use the fractions/the rest)."""
-    if ds.splits is not None and "train" in set(ds.splits):
+    seed, train, val, test, val_fraction, test_fraction = arguments.split_args(
+        seed, train, val, test, val_fraction, test_fraction)
+    if ds.splits is not None and "train" not in set(ds.splits):
+        raise errors.EmptySplitError(
+            f"{ds.name} has {' and '.join(sorted(set(ds.splits), key=['val', 'test'].index))} splits but no "
+            "train split, and a model is never trained on test images. Received: a <split>/<class>/<image> "
+            "folder without train/ (or its images were all skipped). Fix: add a train/ folder with the same "
+            "class folders, or rename the split you mean to train on to train/.")
+    if ds.splits is not None:
         return _presplit(ds, seed, train, val, test, val_fraction, test_fraction)
     orders = class_orders(ds.labels, seed)
     parts, short = {"train": [], "val": [], "test": []}, []
@@ -318,6 +326,9 @@ def pipeline(ds: ImageSet, image_size: int, preprocess=None, batch_size: int = 3
     """decode -> resize -> cache -> shuffle -> batch -> augment -> preprocess -> prefetch."""
     import tensorflow as tf
 
+    image_size = arguments.size(image_size, "image_size", call="pipeline()", example="pipeline(ds, 224)")
+    seed = config.check_seed(seed)
+    batch_size = arguments.size(batch_size, "batch_size", call="pipeline()", example="batch_size=32")
     ds.require_images("build a pipeline")
     from_bytes = bool(ds.items) and isinstance(ds.items[0], bytes)
     items = tf.constant(list(ds.items), dtype=tf.string)
