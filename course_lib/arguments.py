@@ -41,7 +41,7 @@ def split_args(seed, train, val, test, val_fraction, test_fraction) -> tuple:
     """`split()`'s arguments checked: (seed, train, val, test, val_fraction, test_fraction)."""
     call = "split()"
     seed = config.check_seed(seed)
-    counts = [count(v, k, call=call, least=1 if k == "train" else 0)
+    counts = [count(v, k, call=call)
               for k, v in (("train", train), ("val", val), ("test", test))]
     fractions = [fraction(v, k, call=call)
                  for k, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction))]

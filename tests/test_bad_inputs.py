@@ -27,7 +27,7 @@ def test_a_folder_with_val_and_test_but_no_train_is_never_trained_on_test(tmp_pa
 @pytest.mark.parametrize("kwargs, expected", [
     ({"val": -1}, r"val must be a whole number >= 0.*Received: val=-1"),
     ({"val": "2"}, r"val must be a whole number >= 0.*Received: val='2' \(str\)"),
-    ({"train": 0}, r"train must be a whole number >= 1"),
+    ({"train": -2}, r"train must be a whole number >= 0"),
     ({"seed": -5}, r"-5"),
     ({"val_fraction": 1.5}, r"val_fraction must be a fraction.*Received: val_fraction=1.5"),
     ({"val_fraction": 0.6, "test_fraction": 0.5}, r"must leave images to train on"),
