@@ -387,11 +387,14 @@ def load_digits(name: str) -> tuple[np.ndarray, np.ndarray]:
     path = mirror.dataset_path(name)
     if path is None:
         return _online_digits(name)
-    with np.load(path) as f:
-        if name == "mnist":
-            return f["x_test"], f["y_test"].astype(int)
-        return np.concatenate([f["x_train"], f["x_test"]]), \
-            np.concatenate([f["y_train"], f["y_test"]]).astype(int)
+    try:  # a truncated file is a BadZipFile (an OSError-like zipfile error), a foreign one lacks keys
+        with np.load(path, allow_pickle=False) as f:
+            if name == "mnist":
+                return f["x_test"], f["y_test"].astype(int)
+            return np.concatenate([f["x_train"], f["x_test"]]), \
+                np.concatenate([f["y_train"], f["y_test"]]).astype(int)
+    except Exception as exc:  # noqa: BLE001 - any read failure is the one clear message
+        raise errors.corrupt(f"the {name} digits", path, exc) from exc
 
 
 def _online_digits(name: str):

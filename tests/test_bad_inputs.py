@@ -71,3 +71,26 @@ def test_a_name_that_is_not_utf8_is_named_with_a_fix(tmp_path, isolated_cache):
     os.replace(tmp_path / "x.png", os.path.join(bad, b"1.png"))
     with pytest.raises(ValueError, match=r"is not valid UTF-8\. Received: b'caf\\xe9'.*Fix: rename it"):
         data.load_folder(root)
+
+
+def test_a_class_index_with_other_keys_and_a_truncated_npz_are_named_corrupt(tmp_path, monkeypatch, isolated_cache):
+    import json
+
+    import numpy as np
+
+    from course_lib import backbones, mirror
+
+    root = tmp_path / "mirror"
+    index = root / mirror.RESOURCES["class_index"][0]
+    index.parent.mkdir(parents=True)
+    index.write_text(json.dumps({f"n{i}": ["x", "y"] for i in range(1000)}))
+    usps = root / mirror.RESOURCES["usps"][0]
+    usps.parent.mkdir(parents=True)
+    np.savez(usps, x_train=np.zeros((50, 16, 16), np.uint8), y_train=np.zeros(50), x_test=np.zeros((5, 16, 16)),
+             y_test=np.zeros(5))
+    usps.write_bytes(usps.read_bytes()[:3000])
+    monkeypatch.setenv("COURSE_MIRROR", str(root))
+    with pytest.raises(errors.CorruptResourceError, match=r"imagenet_class_index\.json: expected the 1000 .*Fix:"):
+        backbones.decode_predictions(np.zeros((1, 1000)))
+    with pytest.raises(errors.CorruptResourceError, match=r"Cannot read the usps digits from .*usps\.npz.*Fix:"):
+        data.load_digits("usps")
