@@ -18,7 +18,7 @@ def main(argv=None) -> int:
     run = sub.add_parser("run", help="execute every notebook headless and write a run report")
     run.add_argument("--profile", choices=["fast", "full"], default=None)
     run.add_argument("--budget", choices=["none", "smoke"], default=None,
-                     help="smoke: run the profile's code path on a reduced budget (claims recorded, not judged)")
+                     help="smoke: run the profile's code path on a reduced budget (measured claims recorded, not judged; mechanics claims judged)")
     run.add_argument("--out", default="runs/latest")
     run.add_argument("--only", nargs="*", help="run only notebooks whose name contains these")
     m = sub.add_parser("mirror", help="check or build an offline mirror")

@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from course_lib import backbones, data, features, finetune, plots, recipe, scale
+from course_lib import backbones, data, features, finetune, plots, recipe, scale, stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,22 +42,71 @@ class Budget:
         return self.head_epochs + self.fine_tune_epochs
 
 
-def fixed_split(ds: data.ImageSet, seed: int, *, val: int, test: int, train_pool: int) -> dict:
+def fixed_split(ds: data.ImageSet, seed: int, *, val: int, test: int | None, train_pool: int) -> dict:
     """Per class: fixed validation and test images, and a pool of at most `train_pool` to train from.
 
     A class with few images keeps at least one image in each part: validation and test take at
-    most a quarter of it each. Indices are into `ds`.
+    most a quarter of it each (with `test=None`, the test part is every image left once validation
+    and the pool are drawn, and at least a quarter of the class). Indices are into `ds`.
     """
     parts = {"val": [], "test": [], "train_pool": []}
     for c, order in data.class_orders(ds.labels, seed).items():
         if len(order) < 3:
             raise ValueError(f"Class {ds.class_names[c]!r} has {len(order)} image(s); each class needs at least "
                              "3 (one each for training, validation and test). Add images or drop the class.")
-        n_val, n_test = max(1, min(val, len(order) // 4)), max(1, min(test, len(order) // 4))
+        quarter = max(1, len(order) // 4)
+        n_val = max(1, min(val, quarter))
+        if test is None:  # the pool first, then every image left is a test image (at least a quarter)
+            n_pool = max(1, min(train_pool, len(order) - n_val - quarter))
+            parts["val"] += list(order[:n_val])
+            parts["train_pool"] += list(order[n_val:n_val + n_pool])
+            parts["test"] += list(order[n_val + n_pool:])
+            continue
+        n_test = max(1, min(test, quarter))
         parts["val"] += list(order[:n_val])
         parts["test"] += list(order[n_val:n_val + n_test])
         parts["train_pool"] += list(order[n_val + n_test:n_val + n_test + train_pool])
     return {k: np.sort(np.asarray(v, int)) for k, v in parts.items()}
+
+
+def load_targets(names: dict, seed: int, *, val: int, test: int | None, train_pool: int) -> tuple[dict, dict]:
+    """({key: ImageSet}, {key: fixed split}) for named course datasets, e.g. {"near": "pacs/photo"}; one line each.
+
+    The course's own data always (a learner's `COURSE_DATASET` does not replace them): the lesson's
+    claims are about these targets.
+    """
+    targets = {k: data.load(name, allow_override=False, verbose=False) for k, name in names.items()}
+    fixed = {k: fixed_split(t, seed, val=val, test=test, train_pool=train_pool) for k, t in targets.items()}
+    for k, t in targets.items():
+        print(f"{k:4s} = {t.name}: {len(t)} images; validation {len(fixed[k]['val'])}, test {len(fixed[k]['test'])}, "
+              f"training pool {len(fixed[k]['train_pool'])}")
+    return targets, fixed
+
+
+def recipe_data(target: data.ImageSet, fixed: dict, cfg, *, n: int, seed: int, val, test,
+                default: str) -> tuple[data.ImageSet, dict]:
+    """(dataset, {train, val, test}) for the recipe: one cell of the grid on course data, else the learner's folder.
+
+    On the course's data the recipe trains on `n` images per class drawn with `seed` from the fixed
+    split's pool, so its result can be checked against that grid cell. With `COURSE_DATASET`, the
+    learner's folder (`data.load(default)` returns it) is split with `n`, `val` and `test` images
+    per class (None: all, or the split's default share), and one line says how many are used.
+    """
+    if cfg.dataset_override is None:
+        idx = train_subsets(target.labels, fixed["train_pool"], seed, [n])[n]
+        splits = {"train": target.subset(idx), "val": target.subset(fixed["val"]), "test": target.subset(fixed["test"])}
+        ds = target
+    else:
+        ds = data.load(default)
+        splits = data.split(ds, seed, train=cfg.per_class(fast=n, full=None), val=val, test=test)
+        used, total = splits["train"].counts(), ds.counts()
+        print("Training images per class used / available:",
+              ", ".join(f"{c} {used[c]}/{total[c]}" for c in ds.class_names))
+        if cfg.profile.name == "fast":
+            print("The fast profile uses a few images per class so the notebook runs in minutes on a CPU. "
+                  "To use all of them, run with COURSE_PROFILE=full (on a GPU, or with patience on a CPU).")
+    print({name: len(part) for name, part in splits.items()}, "images for the recipe; classes:", ds.class_names)
+    return ds, splits
 
 
 def train_subsets(labels, pool, seed: int, sizes) -> dict:
@@ -270,8 +319,12 @@ def grid(targets: dict, top, backbone_name: str, *, sizes, seeds, budget: Budget
     return rows
 
 
-def summarize(rows: list) -> dict:
-    """{target: {n: {fe_mean, ft_mean, gain_mean, gain_std, seeds}}} over the seeds (std with ddof=1)."""
+def summarize(rows: list, level: float = 0.95) -> dict:
+    """{target: {n: {fe_mean, ft_mean, gain_mean, gain_std, gain_ci_low, gain_ci_high, seeds, gains}}}.
+
+    The gain is fine-tuning minus feature extraction on the same seed (a paired difference); its
+    interval is a Student-t interval over the seeds (`cl.stats.mean_interval`).
+    """
     out = {}
     for r in rows:
         out.setdefault(r["target"], {}).setdefault(r["n"], []).append(r)
@@ -279,31 +332,45 @@ def summarize(rows: list) -> dict:
     for target, by_n in out.items():
         summary[target] = {}
         for n, rs in sorted(by_n.items()):
-            gains = np.array([r["gain"] for r in rs])
+            gains = [float(r["gain"]) for r in rs]
+            ci = stats.mean_interval(gains, level)
             summary[target][n] = {
                 "fe_mean": float(np.mean([r["fe"] for r in rs])), "ft_mean": float(np.mean([r["ft"] for r in rs])),
-                "gain_mean": float(gains.mean()), "gain_std": float(gains.std(ddof=1)) if len(gains) > 1 else 0.0,
-                "seeds": len(rs), "gains": [float(g) for g in gains]}
+                "gain_mean": ci["mean"], "gain_std": ci["std"], "gain_ci_low": ci["low"], "gain_ci_high": ci["high"],
+                "seeds": len(rs), "gains": gains, "seed_ids": [int(r["seed"]) for r in rs]}
     return summary
 
 
+def difference(summary: dict, n: int, a: str = "far", b: str = "near", level: float = 0.95) -> dict:
+    """Gain on target `a` minus gain on target `b` at `n` images per class, paired by seed, with its interval."""
+    by_seed = [{s: g for s, g in zip(summary[k][n]["seed_ids"], summary[k][n]["gains"])} for k in (a, b)]
+    seeds = sorted(set(by_seed[0]) & set(by_seed[1]))
+    return stats.paired_interval([by_seed[0][s] for s in seeds], [by_seed[1][s] for s in seeds], level)
+
+
 def plot_gains(summary: dict, title: str | None = None):
-    """Fine-tuning's test-accuracy gain over feature extraction against training images per class."""
+    """Fine-tuning's test-accuracy gain over feature extraction: per seed, and the mean with its 95% interval."""
     fig, ax = plots.pyplot().subplots(figsize=(6.4, 3.8))
-    for target, by_n in summary.items():
-        ns = sorted(by_n)
-        means = [100 * by_n[n]["gain_mean"] for n in ns]
-        stds = [100 * by_n[n]["gain_std"] for n in ns]
-        ax.errorbar(ns, means, yerr=stds, marker="o", capsize=4, label=f"{target} (mean +- std, "
-                    f"{by_n[ns[-1]]['seeds']} seeds)")
-        for n in ns:
-            ax.scatter([n] * len(by_n[n]["gains"]), [100 * g for g in by_n[n]["gains"]], s=10, alpha=0.4,
-                       color=ax.lines[-1].get_color())
+    targets = list(summary)
+    sizes = sorted({n for by_n in summary.values() for n in by_n})
+    width = 0.8 / max(1, len(targets))
+    for k, target in enumerate(targets):
+        by_n = summary[target]
+        xs = [sizes.index(n) + (k - (len(targets) - 1) / 2) * width for n in sorted(by_n)]
+        means = np.array([100 * by_n[n]["gain_mean"] for n in sorted(by_n)])
+        low = np.array([100 * by_n[n]["gain_ci_low"] for n in sorted(by_n)])
+        high = np.array([100 * by_n[n]["gain_ci_high"] for n in sorted(by_n)])
+        bars = ax.errorbar(xs, means, yerr=[means - low, high - means], fmt="o", capsize=5, linestyle="none",
+                           label=f"{target}: mean and 95% interval ({by_n[sorted(by_n)[-1]]['seeds']} seeds)")
+        for x, n in zip(xs, sorted(by_n)):
+            ax.scatter([x + width / 4] * len(by_n[n]["gains"]), [100 * g for g in by_n[n]["gains"]], s=12,
+                       alpha=0.5, color=bars[0].get_color(), marker="x")
     ax.axhline(0, color="gray", linestyle=":")
-    ax.set_xlabel("training images per class")
+    ax.set_xticks(range(len(sizes)), [str(n) for n in sizes])
+    ax.set_xlabel("training images per class (x: one seed)")
     ax.set_ylabel("fine-tuning - feature extraction\n(test accuracy, points)")
     ax.set_title(title or "Where fine-tuning pays")
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

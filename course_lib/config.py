@@ -38,6 +38,10 @@ class Profile:
     finetune_epochs: int
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    # at most this many images in all per split (None: no cap), stratified: bounds the work on a folder with many classes
+    train_total: int | None = None
+    val_total: int | None = None
+    test_total: int | None = None
 
     def pick(self, fast, full):
         """Return `fast` or `full` depending on this profile."""
@@ -48,6 +52,8 @@ PROFILES = {
     "fast": Profile(
         name="fast", image_size=224, batch_size=32, train_per_class=40,
         val_per_class=20, test_per_class=20, epochs=8, finetune_epochs=4,
+        # 5 classes x 40/20/20 (the flowers) fit exactly; a folder with more classes gets fewer per class
+        train_total=200, val_total=100, test_total=100,
     ),
     "full": Profile(
         name="full", image_size=224, batch_size=64, train_per_class=None,

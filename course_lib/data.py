@@ -306,18 +306,43 @@ def _cap(ds: ImageSet, per_class, seed: int) -> ImageSet:
     return ds.subset(per_class_indices(ds.labels, per_class, seed=seed, allow_fewer=True))
 
 
+def stratified_cap(ds: ImageSet, total: int | None, *, seed: int = 0) -> ImageSet:
+    """At most `total` images of `ds`, stratified: taken one per class in turn (seeded), so classes stay as even as they can."""
+    if total is None or len(ds) <= total:
+        return ds
+    if total < 1:
+        raise ValueError(f"A total cap must be at least 1 image. Received: total={total!r}.")
+    orders = class_orders(ds.labels, seed)
+    rng = np.random.default_rng(seed + 1)
+    picked, depth = [], 0
+    while len(picked) < total:
+        row = [idx[depth] for idx in orders.values() if depth < len(idx)]
+        picked += list(rng.permutation(row)[: total - len(picked)])  # the last round: seeded classes
+        depth += 1
+    return ds.subset(sorted(int(i) for i in picked))
+
+
 def profile_split(ds: ImageSet, cfg) -> dict:
-    """Split a dataset with the per-class sizes of the active profile; say when images are left out."""
+    """Split a dataset with the per-class sizes and total caps of the active profile; say when images are left out."""
     p = cfg.profile
     parts = split(ds, cfg.seed, p.train_per_class, p.val_per_class, p.test_per_class,
                   p.val_fraction, p.test_fraction)
+    totals = {"train": getattr(p, "train_total", None), "val": getattr(p, "val_total", None),
+              "test": getattr(p, "test_total", None)}
+    capped = {k: stratified_cap(v, totals[k], seed=cfg.seed) for k, v in parts.items()}
+    hit = [k for k in parts if len(capped[k]) < len(parts[k])]
+    parts = {k: dataclasses.replace(v, part=k) for k, v in capped.items()}
     used = sum(len(v) for v in parts.values())
     if used < len(ds):
         have = ds.counts().values()
-        print(f"{p.name.capitalize()} profile: {used} of your {len(ds)} images are used, at most "
-              f"{p.train_per_class}/{p.val_per_class}/{p.test_per_class} per class for train/val/test "
-              f"(your classes have {min(have)} to {max(have)} images). To use all of them: "
-              "COURSE_PROFILE=full (a GPU is advised; on a CPU it takes much longer).")
+        limit = f"{p.train_per_class}/{p.val_per_class}/{p.test_per_class} per class"
+        if any(totals.values()):
+            limit += f" and {totals['train']}/{totals['val']}/{totals['test']} in total"
+        print(f"{p.name.capitalize()} profile: {used} of your {len(ds)} images are used, at most {limit} "
+              f"for train/val/test (your {ds.num_classes} classes have {min(have)} to {max(have)} images"
+              + (f"; the total cap, stratified, applies to {'/'.join(hit)}: "
+                 + ", ".join(f"{k} {len(parts[k])}" for k in hit) if hit else "")
+              + "). To use all of them: COURSE_PROFILE=full (a GPU is advised; on a CPU it takes much longer).")
     return parts
 
 

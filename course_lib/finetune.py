@@ -366,15 +366,18 @@ def plot_two_stage(records, metric: str = "accuracy", ax=None, title: str | None
     return ax.figure
 
 
-def plot_sweep(results: list, baseline: float | None = None, title: str | None = None):
-    """Validation accuracy and seconds per epoch against the number of unfrozen blocks."""
+def plot_sweep(results: list, baseline: float | None = None, title: str | None = None, n_val: int | None = None):
+    """Validation accuracy (with 95% bars when `n_val` images are given) and seconds per epoch against N blocks."""
     ns = [r["n_blocks"] for r in results]
     fig, (left, right) = plots.pyplot().subplots(1, 2, figsize=(10, 3.6))
-    accs = [r["val_accuracy"] for r in results]
-    left.plot(ns, accs, marker="o", label="fine-tuned")
+    accs = np.array([r["val_accuracy"] for r in results])
+    bars = 1.96 * np.sqrt(accs * (1 - accs) / n_val) if n_val else None
+    left.errorbar(ns, accs, yerr=bars, marker="o", capsize=4,
+                  label="fine-tuned" + (f" (95% bars, {n_val} images)" if n_val else ""))
     if baseline is not None:
         left.axhline(baseline, color="gray", linestyle=":", label="feature extraction")
-    shown = accs + ([baseline] if baseline is not None else [])
+    shown = list(accs - (bars if bars is not None else 0)) + list(accs + (bars if bars is not None else 0)) \
+        + ([baseline] if baseline is not None else [])
     left.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.05))  # 1 point is not a cliff
     left.set_xlabel("unfrozen top blocks N")
     left.set_ylabel("val accuracy")

@@ -43,6 +43,7 @@ NOTEBOOK_NEEDS = {
     "01_pretrained_backbones": ["mobilenet_v2@224", "mobilenet_top@224", "class_index"],
     "02_feature_extraction": ["mobilenet_v2@224", "flowers"],
     "03_fine_tuning": ["mobilenet_v2@224", "pacs"],
+    "03b_fine_tuning_explorations": ["mobilenet_v2@224", "pacs"],
     "04_domain_mismatch": ["mobilenet_v2@224", "pacs"],
     "05_negative_transfer": ["mobilenet@224", "mobilenet_top@224", "mobilenet_v2@224", "mnist", "usps", "flowers"],
     "06_capstone": ["mobilenet_v2@224", "mobilenet@224", "flowers"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pathlib
 import re
 
-ORDER_RE = re.compile(r"^\d\d_.*\.ipynb$")
+ORDER_RE = re.compile(r"^\d\d[a-z]?_.*\.ipynb$")  # 03_..., then its companion 03b_...
 
 
 def repo_root(start=None) -> pathlib.Path:

@@ -173,7 +173,9 @@ def build_classifier(backbone, num_classes: int, dropout: float = 0.2, preproces
         x = augment(x)
     if preprocess is not None:
         x = keras.layers.Lambda(preprocess, name="preprocess")(x)
-    x = backbone(x, training=False)  # BatchNorm keeps its ImageNet statistics when unfrozen
+    # the Keras guide's convention; Keras 3's fit() overrides it (keras-team/keras#20285): only frozen
+    # BatchNormalization layers keep their ImageNet statistics in training
+    x = backbone(x, training=False)
     if len(x.shape) > 2:
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dropout(dropout, name="dropout")(x)

@@ -58,16 +58,21 @@ class Config:
         return self.budget.cap("count", self._pick(fast, full))
 
     def summary(self) -> str:
-        """Human-readable description printed by every setup cell."""
+        """Human-readable description printed by every setup cell.
+
+        Only what holds for the whole notebook: not the profile's default sizes and epochs, which
+        notebooks override (03 trains at 144 px, with its own epochs and images per class).
+        """
         import keras
         import tensorflow as tf
 
         p = self.profile
         lines = [
             f"notebook : {self.notebook}",
-            f"profile  : {p.name} (image_size={p.image_size}, batch={p.batch_size}, "
-            f"epochs={p.epochs}, finetune_epochs={p.finetune_epochs}, "
-            f"train/val/test per class={p.train_per_class}/{p.val_per_class}/{p.test_per_class})",
+            f"profile  : {p.name} (COURSE_PROFILE); each notebook sets its own image size, epochs and "
+            "images per class for this profile in its cells"
+            + (f" (at most {p.train_total}/{p.val_total}/{p.test_total} train/val/test images in all where it "
+               "splits your folder)" if p.train_total else ""),
             f"device   : {self.device}  (TensorFlow {tf.__version__}, Keras {keras.__version__})",
             f"seed     : {self.seed}",
             f"compute  : {scale.describe()}, dtype policy {keras.mixed_precision.global_policy().name}",
@@ -78,8 +83,9 @@ class Config:
         if self.budget.reduced:
             b = self.budget
             lines.append(f"budget   : {b.name} (COURSE_BUDGET): at most {b.epochs} epoch(s), {b.per_class} images "
-                         f"per class, {b.repeats} seeds, {b.sweep} sweep points; tests the code path only, "
-                         "claims are recorded, not judged")
+                         f"per class, {b.repeats} seeds, {b.sweep} sweep points; tests the code path only: "
+                         "claims about measured results are recorded, not judged; claims about the mechanics "
+                         "still are")
         return "\n".join(lines)
 
 

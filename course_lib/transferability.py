@@ -189,20 +189,51 @@ def learning_curve(fit_and_score, labels, sizes, seeds) -> np.ndarray:
 
 
 
-def linear_probe(train, test, C: float = 1.0, max_iter: int = 2000) -> float:
-    """Test accuracy of a logistic-regression head on frozen features; train/test are (features, labels)."""
+def fit_linear_probe(train, *, C: float = 1.0, max_iter: int = 2000, class_weight=None):
+    """A logistic-regression probe (standardized features), fitted to convergence on (features, labels)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
 
-    (x, y), (xt, yt) = _check_labeled(*train, min_classes=2), _check_labeled(*test, min_classes=1)
-    if x.shape[1] != xt.shape[1]:
-        raise ValueError(f"train and test features differ in size. Received: {x.shape[1]} and {xt.shape[1]}.")
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    x, y = _check_labeled(*train, min_classes=2)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter, class_weight=class_weight))
     with threadpool_limits(1):  # small problems: one BLAS thread is faster than two that wait on each other
         clf.fit(x, y)
+    return clf
+
+
+def linear_probe(train, test, C: float = 1.0, max_iter: int = 2000) -> float:
+    """Test accuracy of a logistic-regression head on frozen features; train/test are (features, labels)."""
+    from threadpoolctl import threadpool_limits
+
+    (x, _), (xt, yt) = _check_labeled(*train, min_classes=2), _check_labeled(*test, min_classes=1)
+    if x.shape[1] != xt.shape[1]:
+        raise ValueError(f"train and test features differ in size. Received: {x.shape[1]} and {xt.shape[1]}.")
+    clf = fit_linear_probe(train, C=C, max_iter=max_iter)
+    with threadpool_limits(1):
         return float(clf.score(xt, yt))
+
+
+def probe_dense_weights(probe, num_classes: int) -> list:
+    """[kernel (d, num_classes), bias] of a softmax Dense layer that predicts exactly like a fitted `fit_linear_probe`.
+
+    The scaler folds into the weights (w / scale, b - w . mean / scale); a two-class probe's single
+    logit becomes the softmax pair (0, logit); a class the probe never saw gets a very low logit.
+    """
+    scaler, logreg = probe[0], probe[-1]
+    coef, intercept = np.asarray(logreg.coef_, "float64"), np.asarray(logreg.intercept_, "float64")
+    if coef.shape[0] == 1:  # binary: p(classes_[1]) = sigmoid(z) = softmax((0, z))[1]
+        coef, intercept = np.vstack([np.zeros_like(coef), coef]), np.concatenate([[0.0], intercept])
+    mean = np.zeros(coef.shape[1]) if scaler.mean_ is None else scaler.mean_
+    scale = np.ones(coef.shape[1]) if scaler.scale_ is None else scaler.scale_
+    w = coef / scale  # (classes seen, d)
+    b = intercept - w @ mean
+    kernel = np.zeros((coef.shape[1], int(num_classes)))
+    bias = np.full(int(num_classes), -1e4)
+    for j, c in enumerate(logreg.classes_):
+        kernel[:, int(c)], bias[int(c)] = w[j], b[j]
+    return [kernel.astype("float32"), bias.astype("float32")]
 
 
 def crossover(sizes, transfer, scratch):

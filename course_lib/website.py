@@ -181,7 +181,7 @@ def readme_section(text: str, title: str) -> str:
 
 def course_map(readme: str) -> dict:
     """What each notebook teaches, from the README's course map: {NN_name: text}."""
-    rows = re.findall(r"^\| \d\d \| \[[^]]*\]\(notebooks/source/(\w+)\.ipynb\) \| ([^|]*) \|", readme, re.M)
+    rows = re.findall(r"^\| \d\d[a-z]? \| \[[^]]*\]\(notebooks/source/(\w+)\.ipynb\) \| ([^|]*) \|", readme, re.M)
     return {name: what.strip() for name, what in rows}
 
 
@@ -206,7 +206,7 @@ def landing_page(rep: dict, titles: dict, readme: str) -> str:
         link = f"[{lesson}](lessons/{name}.ipynb)" if r else f"{lesson} (not in this run)"
         done = (f"{r['seconds'] / 60:.1f} | {r['status']} | {sum(c['passed'] for c in r['checks'])}/"
                 f"{len(r['checks'])}") if r else "– | not run | –"
-        lines.append(f"| {name[:2]} | {link} | {teaches.get(name, '')} | {done} | {badge} |")
+        lines.append(f"| {name.split('_')[0]} | {link} | {teaches.get(name, '')} | {done} | {badge} |")
     lines += ["", "For instructors: [the instructor tools](instructors.md) (student notebooks, "
               "autograder, grading) and [the offline route](offline.md) for classrooms without internet.", ""]
     toc = [("Lessons", [f"lessons/{n}" for n in titles if n in results]),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from course_lib import backbones, comparison, data, features, finetune
+from course_lib import backbones, comparison, data, features, finetune, stats
 
 from .conftest import write_image
 
@@ -30,6 +30,36 @@ def test_fixed_split_keeps_every_class_in_every_part():
     assert all(np.array_equal(parts[k], again[k]) for k in parts)
     with pytest.raises(ValueError, match=r"Class 'c1' has 2 image\(s\); each class needs at least 3"):
         comparison.fixed_split(_set([10, 2]), 0, val=2, test=2, train_pool=5)
+
+
+def test_fixed_split_without_a_test_size_tests_on_every_image_left():
+    ds = _set([80, 8, 3, 200])
+    parts = comparison.fixed_split(ds, 0, val=10, test=None, train_pool=30)
+    assert sum(len(v) for v in parts.values()) == len(ds), "every image is in exactly one part"
+    assert len(np.unique(np.concatenate(list(parts.values())))) == len(ds)
+    for c, n in enumerate([80, 8, 3, 200]):
+        got = {k: int(np.sum(ds.labels[v] == c)) for k, v in parts.items()}
+        assert got["val"] == max(1, min(10, n // 4))
+        assert got["test"] >= max(1, n // 4), "a small class keeps at least a quarter for test"
+        assert 1 <= got["train_pool"] <= 30
+    assert int(np.sum(ds.labels[parts["test"]] == 3)) == 200 - 10 - 30  # a large class tests on the rest
+    pool10 = comparison.fixed_split(ds, 0, val=10, test=None, train_pool=10)
+    assert np.array_equal(pool10["val"], parts["val"]), "the validation split does not depend on the pool"
+
+
+def test_summary_intervals_and_the_far_minus_near_difference_are_paired_by_seed():
+    rows = [{"target": t, "n": 5, "seed": s, "fe": 0.5, "ft": 0.5 + g, "gain": g}
+            for t, gains in (("far", [0.05, 0.04, 0.06]), ("near", [0.01, -0.01, 0.0]))
+            for s, g in zip((42, 43, 44), gains)]
+    summary = comparison.summarize(rows[::-1])  # the order of the rows does not matter
+    far = summary["far"][5]
+    assert far["gain_mean"] == pytest.approx(0.05) and far["gain_ci_low"] > 0 and far["gain_ci_high"] < 0.1
+    near = summary["near"][5]
+    assert near["gain_ci_low"] < 0 < near["gain_ci_high"], "a gain of 0 +- 1 point over 3 seeds contains zero"
+    apart = comparison.difference(summary, 5)
+    assert apart["mean"] == pytest.approx(0.05) and apart["n"] == 3
+    by_hand = stats.mean_interval([0.05 - 0.01, 0.04 + 0.01, 0.06 - 0.0])  # far minus near, seed by seed
+    assert (apart["low"], apart["high"]) == pytest.approx((by_hand["low"], by_hand["high"]))
 
 
 def test_train_subsets_are_nested_seeded_and_drawn_from_the_pool():
@@ -134,3 +164,25 @@ def test_reused_compiled_models_give_exactly_a_fresh_run(tiny_grid):
 
 def test_budget_gives_feature_extraction_both_stages_epochs():
     assert comparison.Budget(head_epochs=3, fine_tune_epochs=5).total_epochs == 8
+
+
+def test_recipe_data_is_one_grid_cell_on_course_data_and_the_learners_folder_otherwise(image_folder, monkeypatch,
+                                                                                        capsys):
+    from types import SimpleNamespace
+
+    target = _set([12, 12])
+    fixed = comparison.fixed_split(target, 0, val=2, test=None, train_pool=6)
+    course = SimpleNamespace(dataset_override=None, profile=SimpleNamespace(name="fast"),
+                             per_class=lambda fast, full: fast)
+    ds, splits = comparison.recipe_data(target, fixed, course, n=3, seed=5, val=2, test=2, default="unused")
+    cell = comparison.train_subsets(target.labels, fixed["train_pool"], 5, [3])[3]
+    assert ds is target and splits["train"].items == target.subset(cell).items, "the grid's cell for that seed"
+    assert splits["test"].items == target.subset(fixed["test"]).items
+
+    monkeypatch.setenv("COURSE_DATASET", str(image_folder))
+    mine = SimpleNamespace(dataset_override=image_folder, profile=SimpleNamespace(name="fast"),
+                           per_class=lambda fast, full: fast)
+    ds, splits = comparison.recipe_data(target, fixed, mine, n=2, seed=5, val=1, test=1, default="pacs/sketch")
+    assert ds.class_names == ["cats", "dogs"] and {len(p) for p in splits.values()} == {2, 4}
+    out = capsys.readouterr().out
+    assert "Training images per class used / available: cats 2/" in out and "COURSE_PROFILE=full" in out

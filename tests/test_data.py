@@ -163,3 +163,48 @@ def test_an_empty_split_is_a_clear_error_everywhere(image_folder):
             call()
     with pytest.raises(errors.EmptySplitError, match="training features are empty"):
         features.train_head((np.zeros((0, 4)), np.zeros((0,), int)), num_classes=2)
+
+
+def _labelled(counts):
+    labels = np.concatenate([np.full(n, k) for k, n in enumerate(counts)])
+    return data.ImageSet("toy", [f"img{i}.jpg" for i in range(len(labels))], labels,
+                         [f"c{k}" for k in range(len(counts))], "test")
+
+
+def test_stratified_cap_takes_classes_in_turn_and_is_seeded():
+    ds = _labelled([30, 30, 30, 2])
+    capped = data.stratified_cap(ds, 20, seed=3)
+    counts = list(capped.counts().values())
+    assert len(capped) == 20 and counts[3] == 2 and max(counts) - min(counts[:3]) <= 1
+    assert capped.items == data.stratified_cap(ds, 20, seed=3).items
+    assert data.stratified_cap(ds, None) is ds and data.stratified_cap(ds, 500) is ds
+
+
+def test_stratified_cap_with_more_classes_than_the_cap_keeps_the_total():
+    capped = data.stratified_cap(_labelled([3] * 50), 20, seed=0)
+    assert len(capped) == 20 and max(capped.counts().values()) == 1
+
+
+def test_profile_split_caps_each_split_in_total(capsys):
+    import types
+
+    from course_lib import config
+
+    ds = _labelled([10] * 12)  # 12 classes x (4 train + 2 val + 2 test) asked; totals cap them
+    profile = config.Profile("fast", 32, 8, train_per_class=4, val_per_class=2, test_per_class=2, epochs=1,
+                             finetune_epochs=1, train_total=20, val_total=12, test_total=30)
+    parts = data.profile_split(ds, types.SimpleNamespace(profile=profile, seed=0))
+    out = capsys.readouterr().out
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [20, 12, 24]
+    assert [p.part for p in parts.values()] == ["train", "val", "test"]
+    assert "at most 4/2/2 per class and 20/12/30 in total" in out
+    assert "the total cap, stratified, applies to train/val: train 20, val 12" in out
+
+
+def test_the_fast_profile_bounds_the_total_whatever_the_number_of_classes():
+    from course_lib import config
+
+    fast = config.PROFILES["fast"]
+    assert fast.train_total and fast.val_total and fast.test_total
+    assert fast.train_total >= 5 * fast.train_per_class  # the course's five flower classes fit uncapped
+    assert config.PROFILES["full"].train_total is None

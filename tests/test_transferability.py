@@ -224,3 +224,26 @@ def test_truncate_gives_a_frozen_pooled_extractor():
     assert cut(np.ones((2, 8, 8, 3), np.float32)).shape == (2, 4)
     with pytest.raises(ValueError, match="Unknown layer"):
         T.truncate(model, "c9")
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_probe_dense_weights_predict_like_the_probe(k):
+    rng = np.random.default_rng(k)
+    y = np.arange(90) % k
+    x = rng.normal(size=(90, 6)) * np.arange(1, 7) + 5
+    x[:, :2] += 2 * y[:, None]
+    probe = T.fit_linear_probe((x, y))
+    kernel, bias = T.probe_dense_weights(probe, k + 1)  # one class the probe never saw
+    z = x @ kernel.astype("float64") + bias
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    assert kernel.shape == (6, k + 1) and bias.shape == (k + 1,)
+    assert np.array_equal(p.argmax(1), probe.predict(x))
+    assert np.allclose(p[:, :k], probe.predict_proba(x), atol=1e-5) and p[:, k].max() < 1e-6
+
+
+def test_linear_probe_is_the_score_of_fit_linear_probe():
+    rng = np.random.default_rng(0)
+    y = np.arange(60) % 3
+    x = rng.normal(size=(60, 5)) + y[:, None]
+    assert T.linear_probe((x, y), (x[:30], y[:30])) == float(np.mean(T.fit_linear_probe((x, y)).predict(x[:30]) == y[:30]))
