@@ -387,10 +387,11 @@ def _loader(image_size: int, from_bytes: bool):
 
     def load_one(item, label):
         data = item if from_bytes else tf.io.read_file(item)
-        if not from_bytes:  # a file replaced since it was checked: the error names it
+        checks = [] if from_bytes else [  # a file replaced since it was checked: the error names it
             tf.debugging.Assert(folders.known_format(data), [f"Not an image TensorFlow can decode "
-                                                      f"({folders.TF_FORMATS}); fix or remove:", item])
-        img = tf.io.decode_image(data, channels=3, expand_animations=False)  # gray/RGBA -> RGB
+                                                             f"({folders.TF_FORMATS}); fix or remove:", item])]
+        with tf.control_dependencies(checks):  # the check runs first, so its message is the one raised
+            img = tf.io.decode_image(data, channels=3, expand_animations=False)  # gray/RGBA -> RGB
         img = tf.image.resize(img, (image_size, image_size), antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), label
 

@@ -24,19 +24,6 @@ def file_shapes(path) -> list[list[tuple]]:
         return out
 
 
-def model_shapes(key: str, image_size: int = 224) -> list[list[tuple]]:
-    """The weight shapes of each layer with weights of the model a mirror resource is for (no download)."""
-    import keras
-
-    from course_lib import backbones
-
-    name, top = WEIGHT_MODELS[key]
-    spec = backbones.get(name)
-    ctor = getattr(keras.applications, spec.constructor)
-    model = ctor(weights=None, include_top=top, input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
-    return [[tuple(w.shape) for w in layer.weights] for layer in model.layers if layer.weights]
-
-
 def expected(key: str) -> list[list[tuple]]:
     """The stored weight shapes of `key`'s model (`weight_shapes`; no Keras import, so the check stays fast)."""
     import json

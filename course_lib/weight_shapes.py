@@ -1,6 +1,6 @@
 """The weight shapes of each layer with weights (in order) of the models the mirror holds weights for.
 
-Written from Keras (`mirror_weights.model_shapes`); `tests/test_mirror.py` checks them against Keras.
+Written from Keras (`model_shapes` in `tests/test_mirror.py`, which checks them against Keras).
 """
 
 SHAPES = {

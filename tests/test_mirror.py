@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from course_lib import cli, downloads, errors, mirror, mirror_build
+from course_lib import cli, downloads, errors, mirror, mirror_build, mirror_weights
 
 
 def test_check_real_mirror(mirror_root):
@@ -323,4 +323,17 @@ def test_the_stored_weight_shapes_are_those_of_the_keras_models():
     from course_lib import mirror_weights
 
     for key in mirror_weights.WEIGHT_MODELS:
-        assert mirror_weights.expected(key) == mirror_weights.model_shapes(key), key
+        assert mirror_weights.expected(key) == model_shapes(key), key
+
+
+def model_shapes(key: str, image_size: int = 224) -> list[list[tuple]]:
+    """The weight shapes of each layer with weights of the model a mirror resource is for, from Keras (no download)."""
+    import keras
+
+    from course_lib import backbones
+
+    name, top = mirror_weights.WEIGHT_MODELS[key]
+    spec = backbones.get(name)
+    ctor = getattr(keras.applications, spec.constructor)
+    model = ctor(weights=None, include_top=top, input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
+    return [[tuple(w.shape) for w in layer.weights] for layer in model.layers if layer.weights]
