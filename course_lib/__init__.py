@@ -11,10 +11,11 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "adaptation", "backbones", "browser", "cli", "comparison", "config", "data", "data_sources", "digits",
-    "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "integrity", "mirror",
-    "mirror_build", "notebooks", "plots", "preflight", "quiet", "quiz", "recipe", "release", "report", "runner",
-    "sandbox", "scale", "scratch", "session", "stats", "submission", "transferability", "website",
+    "adaptation", "arguments", "backbones", "browser", "cli", "comparison", "config", "data", "data_sources",
+    "digits", "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "integrity",
+    "mirror", "mirror_build", "mirror_weights", "notebooks", "outdir", "plots", "preflight", "quiet", "quiz",
+    "recipe", "release", "report", "runner", "sandbox", "scale", "scratch", "session", "stats", "stops",
+    "submission", "transferability", "website", "weight_shapes",
 )
 
 

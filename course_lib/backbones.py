@@ -234,6 +234,10 @@ def decode_predictions(preds, top: int = 5):
         index = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:  # truncated or damaged JSON
         raise errors.corrupt("the ImageNet class index", path, exc) from exc
+    wrong = mirror._read_class_index(path, "class_index")  # other keys, or not the 1000 classes
+    if wrong:
+        raise errors.CorruptResourceError(f"Cannot read the ImageNet class index from {path}: {wrong}. "
+                                          f"{errors.FIX_CORRUPT}")
     preds = np.asarray(preds)
     if preds.ndim != 2 or preds.shape[1] != 1000:
         raise ValueError(

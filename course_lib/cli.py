@@ -38,14 +38,19 @@ def main(argv=None) -> int:
 
 
 def _run(args) -> int:
-    from course_lib import runner
+    import signal
+
+    from course_lib import outdir, runner
 
     try:
         rep = runner.run_course(args.out, args.profile, args.only, budget=args.budget)
-    except runner.NoNotebookError as exc:  # a usage error: one line, no traceback
+    except (runner.NoNotebookError, outdir.OutputFolderError, ValueError) as exc:  # usage: one line, no traceback
         text = str(exc).removeprefix("No notebooks matched: ")
         print(f"course run: {text[:1].lower()}{text[1:]}", file=sys.stderr)
         return 2
+    if rep.get("stopped"):
+        named = rep["stopped"] in signal.Signals.__members__
+        return 128 + signal.Signals[rep["stopped"]].value if named else 1  # as a shell reports a signal
     return 0 if rep["ok"] else 1
 
 

@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 
-from course_lib import config, data_sources, errors, folders, mirror
+from course_lib import arguments, config, data_sources, errors, folders, mirror
 
 IMAGE_SUFFIXES = set(folders.IMAGE_SUFFIXES)
 DIGITS = ("mnist", "usps")  # arrays, not image folders: `load_digits`
@@ -234,7 +234,15 @@ def per_class_indices(labels, n_per_class: int, *, seed: int = 0, exclude=None,
 def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
           val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict:
     """Seeded stratified split; counts are per class (None: use the fractions/the rest)."""
-    if ds.splits is not None and "train" in set(ds.splits):
+    seed, train, val, test, val_fraction, test_fraction = arguments.split_args(
+        seed, train, val, test, val_fraction, test_fraction)
+    if ds.splits is not None and "train" not in set(ds.splits):
+        raise errors.EmptySplitError(
+            f"{ds.name} has {' and '.join(sorted(set(ds.splits), key=['val', 'test'].index))} splits but no "
+            "train split, and a model is never trained on test images. Received: a <split>/<class>/<image> "
+            "folder without train/ (or its images were all skipped). Fix: add a train/ folder with the same "
+            "class folders, or rename the split you mean to train on to train/.")
+    if ds.splits is not None:
         return _presplit(ds, seed, train, val, test, val_fraction, test_fraction)
     orders = class_orders(ds.labels, seed)
     parts, short = {"train": [], "val": [], "test": []}, []
@@ -343,6 +351,9 @@ def pipeline(ds: ImageSet, image_size: int, preprocess=None, batch_size: int = 3
     """decode -> resize -> cache -> shuffle -> batch -> augment -> preprocess -> prefetch."""
     import tensorflow as tf
 
+    image_size = arguments.size(image_size, "image_size", call="pipeline()", example="pipeline(ds, 224)")
+    seed = config.check_seed(seed)
+    batch_size = arguments.size(batch_size, "batch_size", call="pipeline()", example="batch_size=32")
     ds.require_images("build a pipeline")
     from_bytes = bool(ds.items) and isinstance(ds.items[0], bytes)
     items = tf.constant(list(ds.items), dtype=tf.string)
@@ -376,10 +387,11 @@ def _loader(image_size: int, from_bytes: bool):
 
     def load_one(item, label):
         data = item if from_bytes else tf.io.read_file(item)
-        if not from_bytes:  # a file replaced since it was checked: the error names it
+        checks = [] if from_bytes else [  # a file replaced since it was checked: the error names it
             tf.debugging.Assert(folders.known_format(data), [f"Not an image TensorFlow can decode "
-                                                      f"({folders.TF_FORMATS}); fix or remove:", item])
-        img = tf.io.decode_image(data, channels=3, expand_animations=False)  # gray/RGBA -> RGB
+                                                             f"({folders.TF_FORMATS}); fix or remove:", item])]
+        with tf.control_dependencies(checks):  # the check runs first, so its message is the one raised
+            img = tf.io.decode_image(data, channels=3, expand_animations=False)  # gray/RGBA -> RGB
         img = tf.image.resize(img, (image_size, image_size), antialias=True)
         return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8), label
 
@@ -401,11 +413,14 @@ def load_digits(name: str) -> tuple[np.ndarray, np.ndarray]:
     path = mirror.dataset_path(name)
     if path is None:
         return _online_digits(name)
-    with np.load(path) as f:
-        if name == "mnist":
-            return f["x_test"], f["y_test"].astype(int)
-        return np.concatenate([f["x_train"], f["x_test"]]), \
-            np.concatenate([f["y_train"], f["y_test"]]).astype(int)
+    try:  # a truncated file is a BadZipFile (an OSError-like zipfile error), a foreign one lacks keys
+        with np.load(path, allow_pickle=False) as f:
+            if name == "mnist":
+                return f["x_test"], f["y_test"].astype(int)
+            return np.concatenate([f["x_train"], f["x_test"]]), \
+                np.concatenate([f["y_train"], f["y_test"]]).astype(int)
+    except Exception as exc:  # noqa: BLE001 - any read failure is the one clear message
+        raise errors.corrupt(f"the {name} digits", path, exc) from exc
 
 
 def _online_digits(name: str):

@@ -57,12 +57,29 @@ def _loose_files(path: pathlib.Path) -> list:
 
 
 def _files_below(folder: pathlib.Path) -> list:
-    """Every visible file under `folder`, recursively, skipping hidden and ignored folders."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    """Every visible file under `folder`, recursively (symlinked folders too, each once), skipping hidden ones."""
+    out, seen = [], set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a link back to a folder already read: a loop
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not is_ignored(pathlib.Path(d)))
         out += [pathlib.Path(dirpath) / f for f in sorted(filenames) if not is_ignored(pathlib.Path(f))]
     return out
+
+
+def _check_names(root: pathlib.Path, paths: list) -> None:
+    """A clear error for a file or folder name that is not UTF-8 (TensorFlow reads only UTF-8 paths)."""
+    for path in paths:
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(path.relative_to(root))
+            raise ValueError(f"A name in {os.fsencode(root)!r} is not valid UTF-8. Received: {shown!r}. "
+                             "TensorFlow reads only UTF-8 file names. Fix: rename it (for example with "
+                             "`convmv -f latin1 -t utf8 -r --notest FOLDER`), then load the folder again.") from None
 
 
 def scan(path, class_names: list | None = None) -> Listing:
@@ -88,13 +105,29 @@ def scan(path, class_names: list | None = None) -> Listing:
             notes.append(f"Ignored {len(loose)} image(s) directly in {top} (no class folder): "
                          f"{', '.join(loose[:3])}{', ...' if len(loose) > 3 else ''}.")
     classes = list(class_names) if class_names else sorted({c for cs in per_split.values() for c in cs})
+    _check_names(root, subdirs)
+    _check_mixed(root, split_dirs, subdirs)
     _check_classes(root, per_split, classes, bool(split_dirs), subdirs)
     files, labels, splits = [], [], []
     for top, split in tops:
         for label, cls in enumerate(classes):
             for f in _files_below(top / cls) if (top / cls).is_dir() else []:
                 files.append(f), labels.append(label), splits.append(split)
+    _check_names(root, files)
     return Listing(root, files, labels, splits if split_dirs else None, classes, notes)
+
+
+def _check_mixed(root, split_dirs: dict, subdirs: list) -> None:
+    """Split folders beside class folders that hold images directly: a class named like a split."""
+    others = [d for d in subdirs if d not in split_dirs and _loose_files(d)]
+    named = [d for d in split_dirs if _loose_files(d) and not _folders(d)]
+    if others and named:
+        raise ValueError(
+            f"{root} mixes class folders ({', '.join(d.name for d in others[:3])}) with "
+            f"{', '.join(d.name + '/' for d in named)}, which holds images directly: a folder named train, "
+            "val or test is read as a split of <split>/<class>/<image>, not as a class. Fix: rename "
+            f"{named[0].name}/ if it is a class (for example {named[0].name}_class/), or move the class "
+            "folders into train/ (and val/, test/).")
 
 
 def _check_unique_splits(root, split_dirs: dict) -> None:
@@ -150,7 +183,7 @@ def _read_result(cache_file: pathlib.Path) -> dict | None:
 def _listing_key(files: list) -> str:
     h = hashlib.sha256(f"check-v{CHECK_VERSION}|{MAX_PIXELS}\n".encode())
     for f in files:
-        st = os.stat(f)
+        st = os.lstat(f) if not os.path.exists(f) else os.stat(f)  # a broken link: its own stat
         h.update(f"{f}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:24]
 
@@ -159,6 +192,9 @@ def _check(files: list) -> dict:
     """Suffix, then size from the header, then a real decode by TensorFlow."""
     bad, candidates = {}, []
     for f in map(pathlib.Path, files):
+        if not f.exists():
+            bad[str(f)] = f"a broken link: it points to {os.readlink(f)}, which does not exist"
+            continue
         if f.suffix.lower() not in IMAGE_SUFFIXES:
             bad[str(f)] = f"not an image file type ({f.suffix or 'no suffix'}; allowed: {', '.join(IMAGE_SUFFIXES)})"
             continue

@@ -61,6 +61,33 @@ def assignment_name(path) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def unreadable(path) -> str | None:
+    """Why a submitted .ipynb cannot be read as a notebook (None: it is valid JSON)."""
+    try:
+        json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return "not a notebook: the file is not UTF-8 text. Fix: ask for the notebook again (File > Download .ipynb)."
+    except ValueError as exc:
+        return (f"not valid JSON ({exc}): the notebook file is damaged or cut short, not graded. "
+                "Fix: ask for the notebook again (File > Download .ipynb), then grade it.")
+    return None
+
+
+def other_assignment(path, name: str | None, sources: set) -> str | None:
+    """Why a submission whose metadata names `name` is another course notebook (None: it is `name`)."""
+    import re
+
+    data = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    cells = data.get("cells", []) if isinstance(data, dict) else []
+    code = ["".join(c.get("source", "")) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
+    called = next((m.group(1) for src in code for m in [re.search(r"cl\.setup\(\s*['\"](\w+)['\"]", src)] if m), None)
+    if not name or called not in sources or called == name:
+        return None
+    return (f"its metadata names the assignment {name}, but it is {called} (its setup cell calls "
+            f"cl.setup({called!r})): grading it with {name}'s tests would score 0, so it was not graded. "
+            f"Fix: set metadata.otter.assignment_name to {called!r}, or ask for the {name} notebook.")
+
+
 class GradingError(RuntimeError):
     """`course grade` cannot grade: a missing or empty folder, or a failed preflight."""
 
@@ -148,6 +175,10 @@ def _match(path: pathlib.Path, submissions: pathlib.Path, autograder: pathlib.Pa
     name = assignment_name(path)
     row = {"submission": path.relative_to(submissions).as_posix(), "assignment": name or "", "scores": {}}
     sources = {p.stem for p in notebooks.source_notebooks(root)}
+    problem = unreadable(path) or other_assignment(path, name, sources)
+    if problem:
+        row.update(status=f"error: {problem}")
+        return row
     if name in sources and not _zip(autograder, name).is_file():
         build_autograder(autograder, root, only=[name])
     if not name:

@@ -207,7 +207,11 @@ def _read_h5(path: pathlib.Path, key: str) -> str:
     with h5py.File(path, "r") as f:
         names: list = []
         f.visit(names.append)  # walks the metadata of every group and array, reads no weights
-    return "" if names else "the HDF5 file holds no weights"
+    if not names:
+        return "the HDF5 file holds no weights"
+    from course_lib import mirror_weights
+
+    return mirror_weights.mismatch(path, key)  # the file fits its model: layer count and shapes
 
 
 def _read_class_index(path: pathlib.Path, key: str) -> str:

@@ -19,9 +19,10 @@ import io
 import json
 import pathlib
 import re
+import sys
 import tempfile
 
-from course_lib import notebooks
+from course_lib import notebooks, outdir
 
 PINS_FILE = "/tmp/course_pins.txt"
 PINNED = ("tensorflow", "keras", "numpy")  # Colab's own versions; the install never changes them
@@ -314,29 +315,68 @@ def fill_solutions(student_nb, source_nb):
 # ---------------------------------------------------------------- building
 
 def build_student(out=None, root=None, only=None) -> dict:
-    """Write the student notebooks; returns {path: 'written' | 'unchanged' | 'removed'}."""
+    """Write the student notebooks; returns {path: 'written' | 'unchanged' | 'removed'}.
+
+    The default folder (notebooks/student) is updated file by file; another `out` must be new,
+    empty or one `course student` wrote (`outdir`), and the new build replaces it at once.
+    Nothing is written until every notebook has been built.
+    """
     root = notebooks.repo_root(root)
-    out = pathlib.Path(out) if out else root / "notebooks" / "student"
-    out.mkdir(parents=True, exist_ok=True)
+    default = root / "notebooks" / "student"
+    out = pathlib.Path(out) if out else default
     sources = [p for p in notebooks.source_notebooks(root) if not only or any(o in p.stem for o in only)]
-    status = {}
+    if out.absolute() == default.absolute():
+        return _write_in_place(out, _student_texts(sources), prune=not only)
+    outdir.check(out, "student")
+    texts = _student_texts(sources)
+    old = {p.name: p.read_bytes() for p in sorted(out.glob("*.ipynb"))} if out.is_dir() else {}
+    with outdir.staged(out, "student", keep=tuple(old) if only else ()) as stage:
+        for name, text in texts.items():
+            (stage / name).write_bytes(text)
+    status = {out / n: "unchanged" if old.get(n) == t else "written" for n, t in texts.items()}
+    status.update({out / n: "removed" for n in old if n not in texts and not only})
+    return status
+
+
+def _student_texts(sources: list) -> dict:
+    """{file name: the student notebook's bytes} for every source (all built before any is written)."""
     with tempfile.TemporaryDirectory(prefix="course_student_") as tmp:
-        for src in sources:
-            text = student_text(src, pathlib.Path(tmp) / src.stem)
-            dest = out / src.name
-            same = dest.is_file() and dest.read_bytes() == text.encode("utf-8")
-            if not same:
-                dest.write_bytes(text.encode("utf-8"))
-            status[dest] = "unchanged" if same else "written"
-    if not only:
-        status.update(_remove_orphans(out, {p.name for p in sources}))
+        return {src.name: student_text(src, pathlib.Path(tmp) / src.stem).encode("utf-8") for src in sources}
+
+
+def is_student_notebook(path: pathlib.Path) -> bool:
+    """True when `path` is a notebook `course student` wrote (it holds the locked grader cell)."""
+    try:
+        return GRADER_CELL_TAG in path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _write_in_place(out: pathlib.Path, texts: dict, prune: bool) -> dict:
+    """Update notebooks/student file by file; a file that `course student` did not write is never touched."""
+    foreign = [n for n in texts if (out / n).exists() and not is_student_notebook(out / n)]
+    if foreign:
+        raise outdir.OutputFolderError(
+            f"{out} holds {', '.join(foreign)}, which `course student` did not write (no locked grader "
+            "cell): it would be overwritten. Nothing was changed. Fix: move or rename that file, or pass "
+            "--out another folder.")
+    out.mkdir(parents=True, exist_ok=True)
+    status = {}
+    for name, text in texts.items():
+        same = (out / name).is_file() and (out / name).read_bytes() == text
+        if not same:
+            (out / name).write_bytes(text)
+        status[out / name] = "unchanged" if same else "written"
+    if prune:
+        status.update(_remove_orphans(out, set(texts)))
     return status
 
 
 def _remove_orphans(out: pathlib.Path, names: set) -> dict:
+    """Remove the student notebooks of sources that are gone; a learner's own NN_*.ipynb stays."""
     gone = {}
     for path in sorted(out.glob("*.ipynb")):
-        if notebooks.ORDER_RE.match(path.name) and path.name not in names:
+        if notebooks.ORDER_RE.match(path.name) and path.name not in names and is_student_notebook(path):
             path.unlink()
             gone[path] = "removed"
     return gone
@@ -372,6 +412,11 @@ def _cli_student(args) -> int:
         print("Fix: run `course student` and commit notebooks/student/." if stale
               else "notebooks/student/ is up to date.")
         return 1 if stale else 0
-    for path, state in build_student(args.out).items():
+    try:
+        built = build_student(args.out)
+    except (outdir.OutputFolderError, ValueError) as exc:
+        print(f"course student: {exc}", file=sys.stderr)
+        return 2
+    for path, state in built.items():
         print(f"{state:9s} {path}")
     return 0

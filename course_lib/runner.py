@@ -19,39 +19,73 @@ import sys
 import threading
 import time
 
-from course_lib import config, notebooks, quiet, report
+from course_lib import config, notebooks, outdir, quiet, report, stops
 
 
 def run_course(out="runs/latest", profile: str | None = None, only=None,
                timeout: int = 1800, root=None, budget: str | None = None) -> dict:
-    """Execute the source notebooks and write the report; returns the report dict."""
-    out = pathlib.Path(out).resolve()
+    """Execute the source notebooks and write the report; returns the report dict.
+
+    `out` must be new, empty or a folder `course run` wrote (`outdir`); the new run replaces it
+    when done. SIGTERM or SIGINT stops the run: its kernel is shut down, the report of what ran
+    is written, and the report's `stopped` names the signal.
+    """
     if profile:
         os.environ["COURSE_PROFILE"] = profile
     if budget:
         os.environ["COURSE_BUDGET"] = budget
-    config.get_budget()  # an unknown COURSE_BUDGET stops here, before any kernel starts
+    config.get_budget()  # an unknown COURSE_BUDGET or COURSE_PROFILE stops here, before any kernel starts
+    _check_profile()
     os.environ.setdefault("COURSE_PROFILE", "fast")
     paths = select(root, only)
+    out = outdir.check(out, "run")
+    with outdir.staged(out, "run") as stage, stops.on_signals() as stop:
+        results = _run_all(paths, stage, timeout, stop)
+        print(format_table(results), flush=True)
+        rep = _report(results, stop.name)
+        _write_atomic(stage / "report.json", json.dumps(rep, indent=2))
+        _write_atomic(stage / "report.md", render_markdown(rep))
+    print(f"[course] report: {out / 'report.md'} and {out / 'report.json'}")
+    if rep["stopped"]:
+        print(f"[course] stopped by {rep['stopped']}: {len(results)} of {len(paths)} notebook(s) ran "
+              "(the last one only in part); the report lists them.", file=sys.stderr, flush=True)
+    return rep
+
+
+def _check_profile() -> None:
+    """An unknown COURSE_PROFILE stops the run before any kernel starts (a kernel would fail in every cell)."""
+    if os.environ.get("COURSE_PROFILE"):
+        try:
+            config.get_profile()
+        except ValueError as exc:
+            raise ValueError(f"{exc} Fix: `course run --profile fast` (or full), or unset COURSE_PROFILE "
+                             "to let the hardware choose.") from None
+
+
+def _run_all(paths: list, stage: pathlib.Path, timeout: int, stop) -> list[dict]:
     results = []
     for path in paths:
+        if stop.name:
+            break
         print(f"[course] running {path.name} ...", flush=True)
-        result = run_notebook(path, out, timeout)
+        result = run_notebook(path, stage, timeout, stop=stop)
         print(f"[course] {path.name}: {result['status']} in {result['seconds']:.0f} s, "
               f"{result['cells_run']}/{result['cells_total']} cells, "
               f"{sum(c['passed'] for c in result['checks'])}/{len(result['checks'])} checks passed"
               + _unjudged_note(result), flush=True)
+        if result.get("first_error"):
+            print(f"[course] {path.stem}: first error: {result['first_error']}", file=sys.stderr, flush=True)
         results.append(result)
-    print(format_table(results), flush=True)
-    rep = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
-           "profile": os.environ["COURSE_PROFILE"], "budget": config.get_budget().name, "mirror": os.environ.get("COURSE_MIRROR") or None,
-           "python": platform.python_version(), "notebooks": results,
-           "total_seconds": round(sum(r["seconds"] for r in results), 1),
-           "ok": all(r["status"] == "passed" for r in results)}
-    _write_atomic(out / "report.json", json.dumps(rep, indent=2))
-    _write_atomic(out / "report.md", render_markdown(rep))
-    print(f"[course] report: {out / 'report.md'} and {out / 'report.json'}")
-    return rep
+    return results
+
+
+def _report(results: list[dict], stopped: str | None) -> dict:
+    return {"created": datetime.datetime.now().isoformat(timespec="seconds"),
+            "profile": os.environ["COURSE_PROFILE"], "budget": config.get_budget().name,
+            "mirror": os.environ.get("COURSE_MIRROR") or None,
+            "python": platform.python_version(), "notebooks": results,
+            "total_seconds": round(sum(r["seconds"] for r in results), 1), "stopped": stopped,
+            "ok": not stopped and all(r["status"] == "passed" for r in results)}
 
 
 class NoNotebookError(FileNotFoundError):
@@ -66,6 +100,11 @@ def select(root=None, only=None) -> list[pathlib.Path]:
         every = notebooks.source_notebooks(root)
     except FileNotFoundError as exc:
         raise NoNotebookError(str(exc)) from None
+    if only is not None and not list(only):
+        raise NoNotebookError(
+            f"No notebooks matched: --only was given no name (Received: only={list(only)!r}), and it "
+            f"runs only the notebooks it names. Notebooks: {', '.join(p.stem for p in every)}. Fix: pass "
+            "part of one of these names (--only 00), or leave --only out to run every notebook.")
     paths = notebooks.source_notebooks(root, only)
     if not every:
         raise NoNotebookError(f"No notebooks to run: {notebooks.repo_root(root) / 'notebooks' / 'source'} "
@@ -79,10 +118,9 @@ def select(root=None, only=None) -> list[pathlib.Path]:
     return paths
 
 
-def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int) -> dict:
+def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int, *, stop=None) -> dict:
     """Execute one notebook (errors recorded, not fatal) and collect its checks and metrics."""
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     for folder in ("executed", "metrics"):
@@ -92,15 +130,8 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int) -> dict:
     os.environ["COURSE_METRICS_FILE"] = str(metrics_file)
     start = time.perf_counter()
     shown = Progress(path.stem, code_cells(nb))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(path.parent)}},
-                            config=quiet.kernel_config(), on_cell_executed=shown.cell_done)
     try:
-        with shown.running() as kernel_stderr:
-            client.execute(env=quiet.kernel_env(), stderr=kernel_stderr)
-        crashed = None
-    except Exception as exc:  # noqa: BLE001 - a dead kernel or timeout is a failed notebook
-        crashed = f"{type(exc).__name__}: {str(exc)[:300]}"
+        crashed = _execute(nb, path, timeout, shown, stop or stops.Stop())
     finally:
         os.environ.pop("COURSE_METRICS_FILE", None)
     seconds = time.perf_counter() - start
@@ -114,11 +145,45 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int) -> dict:
     errors = [i for i, c in enumerate(nb.cells)
               if c.cell_type == "code" and notebooks.cell_failed(c) and i not in unjudged]
     failed = crashed or errors or not all(c["passed"] for c in checks if c["judged"])
-    return {"notebook": path.stem, "status": "failed" if failed else "passed",
+    stopped = bool(crashed) and crashed.startswith("stopped by")
+    return {"notebook": path.stem, "status": "stopped" if stopped else "failed" if failed else "passed",
             "seconds": round(seconds, 1), "cells_run": shown.done, "cells_total": shown.total,
             "error_cells": errors, "crash": crashed,
+            "first_error": first_error(nb, errors) or crashed,
             "checks": checks,
             "metrics": {r["name"]: r["value"] for r in records if r["type"] == "metric"}}
+
+
+def _execute(nb, path: pathlib.Path, timeout: int, shown, stop) -> str | None:
+    """Run the notebook's kernel; None, or why it stopped early (crash, timeout or a signal)."""
+    from nbclient import NotebookClient
+
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(path.parent)}},
+                            config=quiet.kernel_config(), on_cell_executed=shown.cell_done)
+    client.on_notebook_start = stop.kernel_hook(client)
+    crashed = None
+    try:
+        with shown.running() as kernel_stderr:
+            client.execute(env=quiet.kernel_env(), stderr=kernel_stderr)
+    except Exception as exc:  # noqa: BLE001 - a dead kernel or timeout is a failed notebook
+        crashed = f"{type(exc).__name__}: {str(exc)[:300]}"
+    finally:
+        stop.reinstall()
+    if stop.name or getattr(client, "_async_cleanup_kernel_future", None) is not None:
+        stop.name = stop.name or "a signal"  # nbclient's own handler caught it while the kernel started
+        return f"stopped by {stop.name} after {shown.done} of {shown.total} cells"
+    return crashed
+
+
+def first_error(nb, cells: list) -> str | None:
+    """`cell N: ExceptionName: first line of its message` for the first failed cell (None: none failed)."""
+    for i in cells:
+        err = next((o for o in nb.cells[i].get("outputs", []) if o.get("output_type") == "error"), None)
+        if err:
+            value = (err.get("evalue") or "").strip()
+            return f"cell {i}: {err.get('ename', 'Error')}{': ' + value[:600] if value else ''}"
+    return None
 
 
 def _test_checks(nb, judged: bool = True) -> list[dict]:
@@ -270,6 +335,8 @@ def render_markdown(rep: dict) -> str:
              f"Profile: **{rep['profile']}**; data: {rep['mirror'] or 'online'}; "
              f"Python {rep['python']}; total {rep['total_seconds']:.0f} s; "
              f"overall: **{'passed' if rep['ok'] else 'FAILED'}**", "",
+             *([f"**Stopped by {rep['stopped']}**: only the notebooks below ran (the last one in part).", ""]
+               if rep.get("stopped") else []),
              "| notebook | status | seconds | checks passed |", "| --- | --- | ---: | ---: |"]
     for r in rep["notebooks"]:
         passed = sum(c["passed"] for c in r["checks"])

@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings as _warnings
 
-from course_lib import notebooks, release, runner
+from course_lib import notebooks, outdir, release, runner
 
 COLAB_BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_FILE = "colab-badge.svg"  # a local copy of the badge: the site loads nothing from elsewhere
@@ -250,28 +250,40 @@ def write_sources(src: pathlib.Path, run: pathlib.Path, rep: dict, root: pathlib
 
 
 def build_site(run="runs/latest", out="build/site", *, root=None) -> dict:
-    """Build the website from an executed run; returns its index, failed notebooks, warnings, seconds."""
+    """Build the website from an executed run; returns its index, failed notebooks, warnings, seconds.
+
+    `out` must be new, empty or a site `course site` built (`outdir`); the new site replaces it
+    at once, and only once it is built. Nothing is written outside `out`.
+    """
     start = time.perf_counter()
     run, out, root = pathlib.Path(run), pathlib.Path(out), notebooks.repo_root(root)
     rep = read_run(run)
+    require_sphinx()
+    outdir.check(out, "site")
     with tempfile.TemporaryDirectory(prefix="course_site_") as tmp:
-        src = pathlib.Path(tmp) / "src"
+        src, html = pathlib.Path(tmp) / "src", pathlib.Path(tmp) / "build" / "html"
         write_sources(src, run, rep, root)
-        _clear(out)  # only once the sources are ready: a refused run leaves the old site in place
-        warnings = _sphinx(src, out, pathlib.Path(tmp) / "doctrees")
-    (out / ".nojekyll").touch()  # GitHub Pages: serve _static/ and _images/ as they are
+        warnings = _sphinx(src, html, pathlib.Path(tmp) / "doctrees")  # MyST-NB's jupyter_execute/: in tmp
+        with outdir.staged(out, "site") as stage:
+            shutil.copytree(html, stage, dirs_exist_ok=True)
+            (stage / ".nojekyll").touch()  # GitHub Pages: serve _static/ and _images/ as they are
     return {"index": out / "index.html", "failed": [r for r in rep["notebooks"] if r["status"] != "passed"],
             "warnings": warnings, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _clear(out: pathlib.Path) -> None:
-    if out.is_dir() and any(p.name != ".git" for p in out.iterdir()):
-        if not (out / ".buildinfo").is_file():
-            raise SiteError(f"{out} is not empty and holds no site that `course site` built (no .buildinfo). "
-                           "Fix: pass --out an empty or new folder, or a site folder built before.")
-        for p in out.iterdir():
-            if p.name != ".git":
-                shutil.rmtree(p) if p.is_dir() else p.unlink()
+SITE_MODULES = ("sphinx", "myst_nb")  # what the `site` extra installs (and sphinx-mathjax-offline)
+
+
+def require_sphinx() -> None:
+    """A SiteError naming the `site` extra when Sphinx or MyST-NB is not installed."""
+    import importlib.util
+
+    lacking = [m for m in SITE_MODULES if importlib.util.find_spec(m) is None]
+    if lacking:
+        raise SiteError(f"Cannot build the site: {', '.join(lacking)} is not installed (Received: this "
+                        f"Python, {sys.executable}). The site needs the `site` extra (Sphinx, MyST-NB, MathJax). "
+                        "Fix: `./course.sh site`, which installs it, or `pip install -e \".[site]\"` "
+                        "then `course site`. Nothing was changed.")
 
 
 def _sphinx(src: pathlib.Path, out: pathlib.Path, doctrees: pathlib.Path) -> list[str]:
@@ -306,7 +318,7 @@ def _cli_site(args) -> int:
 
     try:
         built = build_site(args.run, args.out)
-    except SiteError as exc:
+    except (SiteError, outdir.OutputFolderError) as exc:
         print(f"course site: {exc}", file=sys.stderr)
         return 2
     for warning in built["warnings"]:
@@ -327,5 +339,6 @@ def _cli_site(args) -> int:
         for page, problems in browser.browser_check(args.out, shots, pages=pages).items():
             print(f"course site --check: {page}: " + ("ok" if not problems else "; ".join(problems)))
             status = status or (1 if problems else 0)
+        outdir.adopt(args.run, "run", shots.name)  # the next `course run` there may replace them
         print(f"course site --check: screenshots in {shots}")
     return status

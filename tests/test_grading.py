@@ -386,3 +386,22 @@ def test_a_kernel_that_cannot_start_is_an_error_not_a_score(tmp_path, monkeypatc
     result = submission.grade(tmp_path / "a.ipynb", tests)
     assert result["status"].startswith("error: the kernel did not start (SandboxUnavailable")
     assert result["scores"] == {} and result["possible"] == {"q1": 2.0}
+
+
+def test_a_submission_of_another_notebook_or_damaged_json_is_an_error_not_a_zero(tmp_path):
+    root = tmp_path / "course"
+    (root / "notebooks" / "source").mkdir(parents=True)
+    for name in ("00_setup", "01_pretrained_backbones"):
+        (root / "notebooks" / "source" / f"{name}.ipynb").write_text("{}")
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('cfg = cl.setup("01_pretrained_backbones")')])
+    nb.metadata["otter"] = {"assignment_name": "00_setup"}
+    nbformat.write(nb, subs / "anna.ipynb")
+    (subs / "ben.ipynb").write_text('{"cells": [')
+    rows = {p.name: grading._match(p, subs, tmp_path / "autograder", root) for p in sorted(subs.iterdir())}
+    assert rows["anna.ipynb"]["status"].startswith(
+        "error: its metadata names the assignment 00_setup, but it is 01_pretrained_backbones")
+    assert "Fix: set metadata.otter.assignment_name to '01_pretrained_backbones'" in rows["anna.ipynb"]["status"]
+    assert rows["ben.ipynb"]["status"].startswith("error: not valid JSON (") and "Fix:" in rows["ben.ipynb"]["status"]
+    assert not (tmp_path / "autograder").exists(), "nothing was built for them"

@@ -8,7 +8,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from course_lib import cli, downloads, errors, mirror, mirror_build
+from course_lib import cli, downloads, errors, mirror, mirror_build, mirror_weights
 
 
 def test_check_real_mirror(mirror_root):
@@ -28,10 +28,28 @@ def _tiny_h5(path):
     return path.read_bytes()
 
 
+def _weights_h5(path, key):
+    """A Keras HDF5 weights file with the layers and shapes of `key`'s model; its arrays take no space."""
+    import h5py
+
+    from course_lib import mirror_weights
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        names = [f"layer_{i}" for i, _ in enumerate(mirror_weights.expected(key))]
+        f.attrs["layer_names"] = [n.encode() for n in ["input_1", *names]]
+        f.create_group("input_1").attrs["weight_names"] = np.array([], dtype="S1")
+        for name, shapes in zip(names, mirror_weights.expected(key)):
+            g = f.create_group(name)
+            g.attrs["weight_names"] = [f"{name}/w{j}:0".encode() for j in range(len(shapes))]
+            for j, shape in enumerate(shapes):
+                g.create_dataset(f"{name}/w{j}:0", shape=shape, dtype="float32")  # never written: no space
+
+
 def _fake_mirror(root):
-    """A complete, tiny mirror made at test time: valid h5, class index, npz files, image folders."""
+    """A complete, tiny mirror made at test time: weights files shaped like their models, class index, npz, folders."""
     for key in ("mobilenet_v2@224", "mobilenet@224", "mobilenet_top@224"):
-        _tiny_h5(root / mirror.RESOURCES[key][0])
+        _weights_h5(root / mirror.RESOURCES[key][0], key)
     index = {str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}
     (root / mirror.RESOURCES["class_index"][0]).write_text(json.dumps(index))
     for sub in ("flowers/daisy", "pacs/photo/dog"):
@@ -137,7 +155,7 @@ def test_load_with_corrupt_mirror_weights_names_the_file(tmp_path, monkeypatch, 
 
 
 def test_check_partial_mirror_names_what_is_missing(tmp_path, capsys):
-    _tiny_h5(tmp_path / mirror.RESOURCES["mobilenet_v2@224"][0])
+    _weights_h5(tmp_path / mirror.RESOURCES["mobilenet_v2@224"][0], "mobilenet_v2@224")
     assert cli.main(["mirror", "check", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "[ok] keras/models/mobilenet_v2" in out
@@ -158,8 +176,9 @@ def _fake_fetch(sources, served):
             src.write_bytes(sources[url])
         elif url.endswith(".json"):
             src.write_text(json.dumps({str(i): [f"n{i}", f"c{i}"] for i in range(1000)}))
-        else:
-            _tiny_h5(src)
+        else:  # a weights file shaped like its model
+            key = next(k for k, (rel, _) in mirror.RESOURCES.items() if pathlib.Path(rel).name == src.name)
+            _weights_h5(src, key)
         return downloads.fetch(src.as_uri(), dest, None, extract=extract)
     return fetch
 
@@ -284,3 +303,37 @@ def test_manifests_are_consistent():
             assert f["url"].startswith("http"), name
             pinned = f.get("sha256") or f.get("md5")
             assert pinned or info["download"].get("expected_counts"), name
+
+
+def test_check_refuses_the_weights_of_another_model(tmp_path, capsys):
+    root = _fake_mirror(tmp_path)
+    v2, top = (root / mirror.RESOURCES[k][0] for k in ("mobilenet_v2@224", "mobilenet_top@224"))
+    _weights_h5(v2, "mobilenet@224")  # MobileNet's weights under MobileNetV2's name
+    _weights_h5(top, "mobilenet@224")  # the no-top file under the classifier's name: one layer short
+    result = mirror.check(root)
+    assert not result["ok"] and result["status"]["mobilenet_v2@224"] == "CORRUPT"
+    assert "not the weights of mobilenet_v2: the file has 54 layers with weights, the model 104" in \
+        result["problems"]["mobilenet_v2@224"]
+    assert "the file has 54 layers with weights, the model 55" in result["problems"]["mobilenet_top@224"]
+    assert cli.main(["mirror", "check", str(root)]) == 1
+    assert "[CORRUPT] keras/models/mobilenet_v2" in capsys.readouterr().out
+
+
+def test_the_stored_weight_shapes_are_those_of_the_keras_models():
+    from course_lib import mirror_weights
+
+    for key in mirror_weights.WEIGHT_MODELS:
+        assert mirror_weights.expected(key) == model_shapes(key), key
+
+
+def model_shapes(key: str, image_size: int = 224) -> list[list[tuple]]:
+    """The weight shapes of each layer with weights of the model a mirror resource is for, from Keras (no download)."""
+    import keras
+
+    from course_lib import backbones
+
+    name, top = mirror_weights.WEIGHT_MODELS[key]
+    spec = backbones.get(name)
+    ctor = getattr(keras.applications, spec.constructor)
+    model = ctor(weights=None, include_top=top, input_shape=(image_size, image_size, 3), **dict(spec.kwargs))
+    return [[tuple(w.shape) for w in layer.weights] for layer in model.layers if layer.weights]

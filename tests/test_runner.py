@@ -136,3 +136,83 @@ def test_final_table_has_status_cells_checks_and_minutes():
         "00_setup        passed  16/16  9/9         0.4",
         "03_fine_tuning  failed  7/42   1/2         8.6",
         "total           FAILED                     9.0"]
+
+
+def _sleeping_notebook(path):
+    nb = new_notebook(cells=[new_code_cell("import time"), new_code_cell("time.sleep(120)"),
+                             new_code_cell("print('never')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def test_a_folder_run_did_not_write_is_refused_and_kept(tmp_path, monkeypatch, capsys):
+    _tiny_notebook(tmp_path / "course" / "notebooks" / "source" / "00_setup.ipynb")
+    monkeypatch.chdir(tmp_path / "course")
+    mine = tmp_path / "mine"
+    (mine / "executed").mkdir(parents=True)
+    (mine / "report.md").write_text("my notes")
+    assert cli.main(["run", "--out", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no output that `course run` wrote" in err and "Received: --out" in err and "Fix:" in err
+    assert (mine / "report.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == [
+        "executed", "report.md"]
+    afile = tmp_path / "a_file"
+    afile.write_text("x")
+    assert cli.main(["run", "--out", str(afile)]) == 2
+    assert "is a file" in capsys.readouterr().err and afile.read_text() == "x"
+    assert cli.main(["run", "--out", "/proc/course-out"]) == 2
+    assert "cannot" in capsys.readouterr().err
+
+
+def test_only_without_names_and_an_unknown_profile_are_refused(tmp_path, monkeypatch, capsys):
+    _tiny_notebook(tmp_path / "course" / "notebooks" / "source" / "00_setup.ipynb")
+    monkeypatch.chdir(tmp_path / "course")
+    assert cli.main(["run", "--out", str(tmp_path / "out"), "--only"]) == 2
+    assert "--only was given no name" in capsys.readouterr().err
+    monkeypatch.setenv("COURSE_PROFILE", "bogus")
+    assert cli.main(["run", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "COURSE_PROFILE='bogus'" in err and "Fix:" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_replaces_its_own_output_and_the_first_error_is_on_the_console(tmp_path, isolated_cache,
+                                                                              monkeypatch, capsys):
+    _tiny_notebook(tmp_path / "course" / "notebooks" / "source" / "99_tiny.ipynb")
+    monkeypatch.chdir(tmp_path / "course")
+    assert cli.main(["run", "--out", str(tmp_path / "out")]) == 0
+    nb = nbformat.read(tmp_path / "course" / "notebooks" / "source" / "99_tiny.ipynb", as_version=4)
+    nb.cells[3].source = "raise ValueError('Image folder not found. Received: x. Fix: y.')"
+    nbformat.write(nb, tmp_path / "course" / "notebooks" / "source" / "99_tiny.ipynb")
+    assert cli.main(["run", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "99_tiny: first error: cell 3: ValueError: Image folder not found. Received: x. Fix: y." in err
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["ok"] is False
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".course-output.json", "executed", "metrics", "report.json", "report.md"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")], "no staging folder left"
+
+
+def test_sigterm_stops_the_kernel_writes_the_report_and_exits_non_zero(tmp_path, isolated_cache, monkeypatch):
+    import os
+    import signal
+    import threading
+
+    for name in ("00_a", "01_b"):
+        _sleeping_notebook(tmp_path / "course" / "notebooks" / "source" / f"{name}.ipynb")
+    monkeypatch.chdir(tmp_path / "course")
+    timer = threading.Timer(8, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        assert cli.main(["run", "--out", str(tmp_path / "out")]) == 128 + signal.SIGTERM
+    finally:
+        timer.cancel()
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["stopped"] == "SIGTERM" and rep["ok"] is False
+    assert [(r["notebook"], r["status"]) for r in rep["notebooks"]] == [("00_a", "stopped")]
+    assert "Stopped by SIGTERM" in (tmp_path / "out" / "report.md").read_text()
+    import psutil
+
+    assert not [c for c in psutil.Process().children(recursive=True) if "ipykernel" in " ".join(c.cmdline())], \
+        "the kernel was shut down"

@@ -236,10 +236,38 @@ def test_a_run_of_other_sources_and_a_foreign_out_folder_are_refused(tmp_path, c
     foreign.mkdir()
     (foreign / "keep.txt").write_text("not a site")
     assert cli.main(["site", "--run", str(run), "--out", str(foreign)]) == 2
-    assert "holds no site that `course site` built" in capsys.readouterr().err and (foreign / "keep.txt").exists()
+    assert "holds no output that `course site` wrote" in capsys.readouterr().err and (foreign / "keep.txt").exists()
     path = run / "executed" / "00_setup.ipynb"
     nb = nbformat.read(path, as_version=4)
     next(c for c in nb.cells if c.cell_type == "markdown").source += "\nA sentence the student notebook lacks."
     nbformat.write(nb, path)
     assert cli.main(["site", "--run", str(run), "--out", str(tmp_path / "site")]) == 2
     assert "differ" in (err := capsys.readouterr().err) and "Fix: `course student`" in err
+
+
+def test_without_sphinx_the_previous_site_stays_and_the_message_names_the_extra(tmp_path, capsys, monkeypatch):
+    from course_lib import outdir
+
+    run = make_run(tmp_path / "run", ["00_setup"])
+    site = tmp_path / "site"
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "index.html").write_text("the previous site")
+    outdir.commit(stage, site, "site")
+    monkeypatch.setattr(website, "SITE_MODULES", ("sphinx", "no_such_module_for_the_test"))
+    assert cli.main(["site", "--run", str(run), "--out", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert "no_such_module_for_the_test is not installed" in err and "`site` extra" in err
+    assert "./course.sh site" in err and "Traceback" not in err
+    assert (site / "index.html").read_text() == "the previous site"
+
+
+def test_a_site_replaces_its_own_and_writes_nothing_outside_out(tmp_path, capsys, monkeypatch):
+    run = make_run(tmp_path / "run", ["00_setup"])
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    for _ in range(2):  # the second build replaces the first
+        assert cli.main(["site", "--run", str(run), "--out", "site"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in cwd.iterdir()) == ["site"], "no jupyter_execute/ or staging folder left"
+    assert (cwd / "site" / "index.html").is_file() and (cwd / "site" / ".nojekyll").is_file()
