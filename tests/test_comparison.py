@@ -5,15 +5,12 @@ import pytest
 
 from course_lib import backbones, comparison, data, features, finetune, stats
 
-from .conftest import write_image
+from .conftest import toy_imageset, write_image
 
 NAME = "mobilenet_v2"
 
 
-def _set(counts):
-    labels = np.concatenate([np.full(n, c) for c, n in enumerate(counts)])
-    return data.ImageSet("t", [f"f{i}" for i in range(len(labels))], labels,
-                         [f"c{c}" for c in range(len(counts))], "test")
+_set = toy_imageset
 
 
 def test_fixed_split_keeps_every_class_in_every_part():

@@ -5,7 +5,7 @@ import pytest
 
 from course_lib import data
 
-from .conftest import write_image
+from .conftest import toy_imageset, write_image
 
 
 def test_user_folder_skips_bad_files_and_reports_once(image_folder, capsys):
@@ -165,10 +165,7 @@ def test_an_empty_split_is_a_clear_error_everywhere(image_folder):
         features.train_head((np.zeros((0, 4)), np.zeros((0,), int)), num_classes=2)
 
 
-def _labelled(counts):
-    labels = np.concatenate([np.full(n, k) for k, n in enumerate(counts)])
-    return data.ImageSet("toy", [f"img{i}.jpg" for i in range(len(labels))], labels,
-                         [f"c{k}" for k in range(len(counts))], "test")
+_labelled = toy_imageset
 
 
 def test_stratified_cap_takes_classes_in_turn_and_is_seeded():
