@@ -185,7 +185,18 @@ def cache_dir() -> pathlib.Path:
     value = os.environ.get("COURSE_CACHE", "").strip()
     path = pathlib.Path(value) if value else pathlib.Path.home() / ".cache" / "course_lib"
     path = path.expanduser().resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    where = f"COURSE_CACHE={value}" if value else f"the default cache folder {path} (COURSE_CACHE is not set)"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(
+            f"The course cannot write its cache. Received: {where}: {exc.strerror or exc}. The cache holds "
+            "extracted features, checked file lists and the Keras weights' folder, so it must be a folder you "
+            "can write to. Fix: set COURSE_CACHE to a writable folder (e.g. COURSE_CACHE=/tmp/course-cache), "
+            "or unset it to use ~/.cache/course_lib.") from None
     return path
 
 

@@ -94,3 +94,20 @@ def test_a_class_index_with_other_keys_and_a_truncated_npz_are_named_corrupt(tmp
         backbones.decode_predictions(np.zeros((1, 1000)))
     with pytest.raises(errors.CorruptResourceError, match=r"Cannot read the usps digits from .*usps\.npz.*Fix:"):
         data.load_digits("usps")
+
+
+@pytest.mark.parametrize("kind", ["file", "proc"])
+def test_an_unwritable_course_cache_is_named_with_the_fix(kind, tmp_path, monkeypatch):
+    import pathlib
+
+    from course_lib import config
+
+    target = pathlib.Path("/proc/course-cache")  # /proc takes no new folder, not even from root
+    if kind == "file":
+        target = tmp_path / "cache.txt"
+        target.write_text("not a folder")
+    monkeypatch.setenv("COURSE_CACHE", str(target))
+    with pytest.raises(ValueError) as info:
+        config.cache_dir()
+    text = str(info.value)
+    assert f"Received: COURSE_CACHE={target}" in text and "Fix: set COURSE_CACHE to a writable folder" in text
