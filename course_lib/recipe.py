@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from course_lib import backbones, data, features, finetune, scale
+from course_lib import backbones, data, features, finetune, folders, scale
 
 # Raw pixels in [0, 255] -> what each backbone's ImageNet weights expect, as built-in layers
 # (so a saved model reloads with safe_mode=True). ResNet50's BGR mean subtraction has none.
@@ -203,10 +203,15 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
     return finetune.join_histories(first, second, seconds=timer.seconds, unfreeze=report)
 
 
-def evaluate(model, ds: data.ImageSet, image_size: int) -> float:
-    """Accuracy of a pixel-input model on an ImageSet."""
+def evaluate(model, ds: data.ImageSet, image_size: int, batch_size: int = 64) -> float:
+    """Accuracy of a pixel-input model on an ImageSet, batch by batch (thousands of images fit in memory)."""
+    import tensorflow as tf
+
     if not len(ds):
         raise ValueError(f"Cannot evaluate on an empty split ({ds.name!r}, 0 images). "
                          "Fix: give the split images (see cl.data.split).")
-    x, y = data.to_numpy(ds, image_size)
-    return features.accuracy(model, x.astype("float32"), y)
+    right = 0
+    with folders.naming_bad_files(ds.items):
+        for x, y in data.pipeline(ds, image_size, batch_size=batch_size, cache=False):
+            right += int(np.sum(np.argmax(model.predict_on_batch(tf.cast(x, tf.float32)), axis=1) == y.numpy()))
+    return right / len(ds)
