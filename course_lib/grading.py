@@ -79,13 +79,20 @@ def other_assignment(path, name: str | None, sources: set) -> str | None:
 
     data = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
     cells = data.get("cells", []) if isinstance(data, dict) else []
-    code = ["".join(c.get("source", "")) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
+    code = [_source_text(c.get("source")) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
     called = next((m.group(1) for src in code for m in [re.search(r"cl\.setup\(\s*['\"](\w+)['\"]", src)] if m), None)
     if not name or called not in sources or called == name:
         return None
     return (f"its metadata names the assignment {name}, but it is {called} (its setup cell calls "
             f"cl.setup({called!r})): grading it with {name}'s tests would score 0, so it was not graded. "
             f"Fix: set metadata.otter.assignment_name to {called!r}, or ask for the {name} notebook.")
+
+
+def _source_text(source) -> str:
+    """A cell's source as text, whatever a hand-edited file holds there (a string, a list, anything else)."""
+    if isinstance(source, str):
+        return source
+    return "".join(s for s in source if isinstance(s, str)) if isinstance(source, list) else ""
 
 
 class GradingError(RuntimeError):
