@@ -1,0 +1,114 @@
+"""Common wrong answers to 03's and 03b's new exercises fail their tests (the tests run as the notebook has them)."""
+
+import json
+import math
+import pathlib
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def _tests(notebook: str, question: str) -> list[str]:
+    """The test cells (public, then hidden) of one question of a source notebook."""
+    cells = json.loads((ROOT / "notebooks/source" / f"{notebook}.ipynb").read_text())["cells"]
+    text = ["".join(c["source"]) for c in cells]
+    start = next(i for i, t in enumerate(text) if t.startswith("# BEGIN QUESTION") and f"name: {question}\n" in t)
+    end = next(i for i in range(start, len(text)) if text[i].startswith("# END TESTS"))
+    return [t for c, t in zip(cells[start:end], text[start:end]) if c["cell_type"] == "code" and "TEST CONFIG" in t]
+
+
+def _failures(notebook: str, question: str, ns: dict) -> int:
+    """How many of the question's test cells fail on the answers in `ns`."""
+    failed = 0
+    for code in _tests(notebook, question):
+        try:
+            exec(code, dict(ns))
+        except AssertionError:
+            failed += 1
+    return failed
+
+
+def _right_verdict(low, high):
+    return "pays" if low > 0 else "hurts" if high < 0 else "cannot tell"
+
+
+def _mean_verdict(low, high):  # the common mistake: read the mean (the interval's middle), not the interval
+    return "pays" if (low + high) / 2 > 0 else "hurts"
+
+
+def _summary():
+    return {"far": {80: {"gain_ci_low": 0.027, "gain_ci_high": 0.073}},
+            "near": {80: {"gain_ci_low": -0.047, "gain_ci_high": 0.041}}}
+
+
+def test_03_q6_rejects_deciding_from_the_mean():
+    s = _summary()
+    for verdict, n_failed in ((_right_verdict, 0), (_mean_verdict, 1)):  # the hidden test catches it
+        decisions = {k: verdict(s[k][80]["gain_ci_low"], s[k][80]["gain_ci_high"]) for k in s}
+        ns = {"summary": s, "largest": 80, "verdict": verdict, "decisions": decisions}
+        assert _failures("03_fine_tuning", "q6", ns) == n_failed, verdict.__name__
+
+
+def _sweep():
+    return [{"n_blocks": 0, "val_accuracy": 0.650}, {"n_blocks": 1, "val_accuracy": 0.680},
+            {"n_blocks": 2, "val_accuracy": 0.615}, {"n_blocks": 3, "val_accuracy": 0.685}]
+
+
+def test_03b_q2_rejects_taking_the_best_block_count():
+    def fewest(sweep, tolerance):
+        best = max(r["val_accuracy"] for r in sweep)
+        return min(r["n_blocks"] for r in sweep if r["val_accuracy"] >= best - tolerance)
+
+    def best_one(sweep, tolerance):  # the common mistake: ignore the tolerance, take the top score
+        return max(sweep, key=lambda r: r["val_accuracy"])["n_blocks"]
+
+    tolerance = math.sqrt(0.685 * 0.315 / 200)
+    assert _failures("03b_fine_tuning_explorations", "q2",
+                     {"sweep": _sweep(), "tolerance": tolerance, "choose_blocks": fewest}) == 0
+    assert _failures("03b_fine_tuning_explorations", "q2",
+                     {"sweep": _sweep(), "tolerance": tolerance, "choose_blocks": best_one}) == 2
+
+
+def test_03b_q1_rejects_an_unpaired_or_mean_only_verdict():
+    import course_lib as cl
+
+    schedules = {"warm-up + cosine": [0.660, 0.667, 0.680], "constant": [0.714, 0.700, 0.668]}
+    effect = cl.stats.paired_interval(schedules["warm-up + cosine"], schedules["constant"])
+    ns = {"cl": cl, "np": np, "schedules": schedules, "schedule_effect": effect,
+          "schedule_verdict": _right_verdict(effect["low"], effect["high"]).replace("pays", "helps")}
+    assert _failures("03b_fine_tuning_explorations", "q1", ns) == 0
+    wrong = dict(ns, schedule_verdict="hurts")  # the mean is negative, but the interval contains zero
+    assert _failures("03b_fine_tuning_explorations", "q1", wrong) == 2
+    reversed_order = dict(ns, schedule_effect=cl.stats.paired_interval(schedules["constant"],
+                                                                      schedules["warm-up + cosine"]))
+    assert _failures("03b_fine_tuning_explorations", "q1", reversed_order) >= 1
+
+
+@pytest.mark.slow
+def test_03_q1b_rejects_answering_from_the_trainable_flag():
+    import keras
+
+    probe = np.random.default_rng(0).normal(5.0, 3.0, size=(64, 8)).astype("float32")
+    source = json.loads((ROOT / "notebooks/source/03_fine_tuning.ipynb").read_text())["cells"]
+    answer = next("".join(c["source"]) for c in source if "def small_model" in "".join(c["source"]))
+    ns = {"keras": keras, "np": np, "probe": probe}
+    exec(answer.split("probe_labels =")[0], ns)  # the solution and small_model, without the printing loop
+    ns["probe_labels"] = (probe[:, 0] > 5).astype("int32")
+
+    def flag_only(model, layer, x, y):  # the common mistake: answer from trainable, measure nothing
+        return bool(layer.trainable)
+
+    def uses_batch_statistics(trainable, training, x):
+        layer = keras.layers.BatchNormalization()
+        layer.trainable = trainable
+        out = np.asarray(layer(x, training=training))
+        return bool(abs(out.mean()) < 0.1 and abs(out.std() - 1.0) < 0.1)
+
+    ns["uses_batch_statistics"] = uses_batch_statistics
+    tests = _tests("03_fine_tuning", "q1")
+    hidden = [t for t in tests if "hidden: true" in t]
+    exec(hidden[0], dict(ns))  # the notebook's measuring solution passes
+    with pytest.raises(AssertionError):
+        exec(hidden[0], dict(ns, fit_moves_statistics=flag_only))
