@@ -23,7 +23,7 @@ import pprint
 import re
 import zipfile
 
-from course_lib import notebooks, quiz
+from course_lib import grader_cell, notebooks, quiz
 
 CLASS_DIR = "build/class"
 SELF_PACED_NOTE = ("The check cell tells you which answers are not right yet and which part of the notebook "
@@ -108,16 +108,14 @@ def form_test(points, choices: dict[int, str]) -> dict:
 
 def class_notebook(student_nb, name: str):
     """A self-paced student notebook turned into the one a class gets (see the module doc)."""
-    from course_lib import release
-
     nb = copy.deepcopy(student_nb)
-    tests = release.embedded_tests(nb)
+    tests = grader_cell.embedded_tests(nb)
     if quiz.QUESTION not in tests:
         raise ValueError(f"{name}: the student notebook's grader cell has no {quiz.QUESTION!r} test.")
     choices = quiz.choices(prompt(nb))
     tests[quiz.QUESTION] = test_text(form_test(read_test(tests[quiz.QUESTION])["points"], choices))
-    grader = next(c for c in nb.cells if release.GRADER_CELL_TAG in c.get("metadata", {}).get("tags", []))
-    grader.source = release.grader_cell_source(tests)
+    grader = next(c for c in nb.cells if grader_cell.GRADER_CELL_TAG in c.get("metadata", {}).get("tags", []))
+    grader.source = grader_cell.grader_cell_source(tests)
     cell = next(c for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Questionnaire"))
     if SELF_PACED_NOTE not in cell.source:
         raise ValueError(f"{name}: the `## Questionnaire` prompt lacks the sentence a class build replaces. "
@@ -133,16 +131,12 @@ def class_text(student_text: str, name: str) -> str:
     """`class_notebook` on a student notebook's text, rendered as the release renders it."""
     import nbformat
 
-    from course_lib import release
-
-    return release.render(class_notebook(nbformat.reads(student_text, as_version=4), name))
+    return grader_cell.render(class_notebook(nbformat.reads(student_text, as_version=4), name))
 
 
 def key_leaks(nb, name: str) -> list[str]:
     """What in a notebook reveals a questionnaire key: digests of any answer, `quiz.correct` checks."""
-    from course_lib import release
-
-    text = "\n".join([*(c.source for c in nb.cells), *release.embedded_tests(nb).values(), str(nb.metadata)])
+    text = "\n".join([*(c.source for c in nb.cells), *grader_cell.embedded_tests(nb).values(), str(nb.metadata)])
     found = ["a `quiz.correct(` check"] if "quiz.correct(" in text else []
     for k, letters in quiz.choices(prompt(nb)).items():
         found += [f"the digest of question {k}, answer {x!r}" for x in letters + "efgh"
@@ -153,11 +147,9 @@ def key_leaks(nb, name: str) -> list[str]:
 def template(student_nb, name: str):
     """The self-paced student notebook plus the class notebook's grader cell: the cells a submission
     of either kind holds unedited (`course grade` tells the course's code from the student's by them)."""
-    from course_lib import release
-
     nb = copy.deepcopy(student_nb)
     klass = class_notebook(student_nb, name)
-    nb.cells += [c for c in klass.cells if release.GRADER_CELL_TAG in c.get("metadata", {}).get("tags", [])]
+    nb.cells += [c for c in klass.cells if grader_cell.GRADER_CELL_TAG in c.get("metadata", {}).get("tags", [])]
     return nb
 
 
@@ -187,3 +179,19 @@ def class_zip(path: pathlib.Path, source_nb, name: str, extra: dict | None = Non
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for member, data in members.items():
             zf.writestr(member, data)
+
+
+def zip_keys(tests: dict) -> dict[int, str]:
+    """{question number: letter} that an autograder's questionnaire tests (`submission.load_tests`) accept."""
+    cases = tests.get(quiz.QUESTION, {}).get("cases", [])
+    return {int(k): v for c in cases for k, v in re.findall(r"cl\.quiz\.matches\(quiz, (\d+), '(\w)'\)", c["code"])}
+
+
+def answer_with(nb, keys: dict[int, str]):
+    """A copy of a filled-in notebook whose questionnaire answers are `keys` (the reference of a private build)."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.lstrip().startswith("quiz = {}"):
+            for k, letter in keys.items():
+                cell.source = re.sub(rf"^quiz\[{k}\] = .*$", f'quiz[{k}] = "{letter}"', cell.source, flags=re.M)
+    return nb

@@ -13,7 +13,6 @@ Command (see `register_cli`):
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
 import io
@@ -24,13 +23,13 @@ import sys
 import tempfile
 
 from course_lib import notebooks, outdir
+from course_lib.grader_cell import GRADER_CELL_TAG, embedded_tests, grader_cell_source, render  # noqa: F401 (used here and re-exported)
 
 PINS_FILE = "/tmp/course_pins.txt"
 PINNED = ("tensorflow", "keras", "numpy")  # Colab's own versions; the install never changes them
 # Settings every build applies on top of a source's ASSIGNMENT CONFIG.
 ASSIGN_SETTINGS = {"init_cell": False, "check_all_cell": False, "export_cell": False,
                    "run_tests": False, "tests": {"files": True}}
-GRADER_CELL_TAG = "course_grader_setup"
 SOLUTION_MARK = re.compile(r"#\s?(BEGIN |END )?SOLUTION\b")
 
 
@@ -169,30 +168,6 @@ def assign(source: pathlib.Path, workdir: pathlib.Path) -> pathlib.Path:
     return workdir / "dist"
 
 
-def grader_cell_source(tests: dict) -> str:
-    """The locked cell that writes the public tests to a temporary folder and starts otter."""
-    entries = "".join(f"    {name!r}: {text!r},\n" for name, text in sorted(tests.items()))
-    return ("# Grader set-up (do not edit): writes this notebook's public tests to a temporary folder.\n"
-            "import os, tempfile\n"
-            "import otter\n"
-            f"_public_tests = {{\n{entries}}}\n"
-            '_tests_dir = tempfile.mkdtemp(prefix="otter_tests_")\n'
-            "for _name, _text in _public_tests.items():\n"
-            '    with open(os.path.join(_tests_dir, _name + ".py"), "w", encoding="utf-8") as _f:\n'
-            "        _f.write(_text)\n"
-            "grader = otter.Notebook(tests_dir=_tests_dir)")
-
-
-def embedded_tests(nb) -> dict:
-    """The public tests a student notebook carries in its grader cell ({} if none)."""
-    for cell in nb.cells:
-        if GRADER_CELL_TAG in cell.get("metadata", {}).get("tags", []):
-            for node in ast.walk(ast.parse(cell.source)):
-                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_public_tests":
-                    return ast.literal_eval(node.value)
-    return {}
-
-
 def finish_student(nb, tests: dict):
     """Post-process otter's student notebook: Colab install, grader cell, no ids, nbformat 4.4."""
     import nbformat
@@ -212,13 +187,6 @@ def finish_student(nb, tests: dict):
             c.outputs, c.execution_count = [], None
     nbformat.validate(nb)
     return nb
-
-
-def render(nb) -> str:
-    """A notebook as the exact text the release writes (stable across runs)."""
-    import nbformat
-
-    return nbformat.writes(nb) + "\n"
 
 
 def student_text(source: pathlib.Path, workdir: pathlib.Path) -> str:

@@ -227,3 +227,16 @@ def test_course_autograder_refuses_a_bad_private_folder_and_builds_nothing(tmp_p
     assert not (tmp_path / "zips").exists()
     assert cli.main(["autograder", "--private", str(tmp_path / "missing")]) == 2
     assert re.search(r"No private folder: .*missing does not exist. Fix: pass the folder", capsys.readouterr().err)
+
+
+def test_the_reference_solutions_answer_a_private_builds_keys(zips):
+    """`course grade --reference` answers the questionnaire with the zip's keys, so a private build scores full marks."""
+    keys = classroom.source_keys(_read("source", "00_setup"), "00_setup")
+    assert classroom.zip_keys(zips["public"]) == keys
+    assert classroom.zip_keys(zips["private-build"]) == {**keys, 1: "a", 3: "b"}
+    solved = release.fill_solutions(_read("student", "00_setup"), _read("source", "00_setup"))
+    answered = classroom.answer_with(solved, classroom.zip_keys(zips["private-build"]))
+    (cell,) = [c.source for c in answered.cells if c.cell_type == "code" and c.source.startswith("quiz = {}")]
+    space = {}
+    exec(cell, space)
+    assert _run_cases(zips["private-build"][quiz.QUESTION]["cases"], space["quiz"]) == len(keys)
