@@ -148,7 +148,10 @@ def template(student_nb, name: str):
     """The self-paced student notebook plus the class notebook's grader cell: the cells a submission
     of either kind holds unedited (`course grade` tells the course's code from the student's by them)."""
     nb = copy.deepcopy(student_nb)
-    klass = class_notebook(student_nb, name)
+    try:
+        klass = class_notebook(student_nb, name)
+    except ValueError:  # a notebook without a questionnaire has no class variant
+        return nb
     nb.cells += [c for c in klass.cells if grader_cell.GRADER_CELL_TAG in c.get("metadata", {}).get("tags", [])]
     return nb
 

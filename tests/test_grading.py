@@ -293,6 +293,23 @@ def test_wrong_questionnaire_answers_lose_their_points_and_a_class_notebook_scor
 
 
 @pytest.mark.slow
+def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_full_marks(tmp_path):
+    """`course autograder --private`: the zip's keys are the private ones; `--reference` answers with them."""
+    from course_lib import classroom, preflight
+
+    _needs_sandbox()
+    keys = classroom.source_keys(nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4),
+                                 "00_setup")
+    (tmp_path / "private").mkdir()
+    mine = {1: "a" if keys[1] != "a" else "b"}
+    (tmp_path / "private" / "00_setup.yaml").write_text(f"questionnaire:\n  1: {mine[1]}\n")
+    grading.build_autograder(tmp_path / "zips", ROOT, only=["00_setup"], private=tmp_path / "private")
+    tests = submission.load_tests(tmp_path / "zips" / "00_setup-autograder.zip")
+    assert classroom.zip_keys(tests) == {**keys, **mine}
+    assert preflight.assignment("00_setup", tmp_path / "zips", ROOT, reference=True) == []
+
+
+@pytest.mark.slow
 def test_an_untouched_notebook_scores_zero_with_public_feedback_only(graded, autograder):
     rows, out, _, _ = graded
     row = rows["untouched.ipynb"]
