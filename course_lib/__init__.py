@@ -11,9 +11,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "adaptation", "arguments", "backbones", "browser", "cli", "comparison", "config", "data", "data_sources",
-    "digits", "domain", "downloads", "errors", "features", "finetune", "folders", "grading", "integrity",
-    "mirror", "mirror_build", "mirror_weights", "notebooks", "outdir", "plots", "preflight", "quiet", "quiz",
+    "adaptation", "arguments", "backbones", "browser", "classroom", "cli", "comparison", "config", "data", "data_sources",
+    "digits", "domain", "downloads", "errors", "features", "finetune", "folders", "grader_cell", "grading", "integrity",
+    "mirror", "mirror_build", "mirror_weights", "notebooks", "outdir", "plots", "preflight", "private", "quiet", "quiz",
     "recipe", "release", "report", "runner", "sandbox", "scale", "scratch", "session", "stats", "stops",
     "submission", "transferability", "website", "weight_shapes",
 )

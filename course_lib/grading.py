@@ -4,7 +4,9 @@ Taught in `00_setup`, whose exercises are the first graded ones. Builds on `rele
 autograder zip is `otter assign`'s output for a source (`release.assign`). Commands (see
 `register_cli`):
 
-- `course autograder`: one `NN_name-autograder.zip` per notebook (hidden tests included).
+- `course autograder`: one `NN_name-autograder.zip` per notebook (hidden tests included; the
+  questionnaire's keys only in hidden tests, `classroom`; `--private DIR` merges an instructor's
+  own keys and hidden tests, `private`).
 - `course grade SUBMISSIONS`: a `preflight` first (grades nothing and exits 2 when this
   machine cannot grade), then each submission through `submission.grade` (a sandboxed
   kernel, per-cell time limits, tests run by the grader), into `grades.csv`, `grades.md`
@@ -29,9 +31,18 @@ AUTOGRADER_DIR = "build/autograder"
 
 # ---------------------------------------------------------------- autograder zips
 
-def build_autograder(out=None, root=None, only=None) -> list[pathlib.Path]:
-    """Write `<out>/NN_name-autograder.zip` (default: build/autograder) for every source notebook."""
+def build_autograder(out=None, root=None, only=None, private=None) -> list[pathlib.Path]:
+    """Write `<out>/NN_name-autograder.zip` (default: build/autograder) for every source notebook.
+
+    `private`: a folder of NN_name.yaml files (`course_lib.private`), checked before anything is built.
+    """
+    import nbformat
+
+    from course_lib import classroom
+    from course_lib import private as private_folder
+
     root = notebooks.repo_root(root)
+    extra = private_folder.load(private, root) if private is not None else {}
     out = pathlib.Path(out) if out else root / AUTOGRADER_DIR
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -43,6 +54,7 @@ def build_autograder(out=None, root=None, only=None) -> list[pathlib.Path]:
             zips = sorted((dist / "autograder").glob("*.zip"))
             dest = out / f"{src.stem}-autograder.zip"
             shutil.copyfile(zips[-1], dest)
+            classroom.class_zip(dest, nbformat.read(src, as_version=4), src.stem, extra.get(src.stem))
             written.append(dest)
     return written
 
@@ -166,11 +178,13 @@ def grade_folder(submissions, out="build/grades", autograder=None, timeout: floa
 
 
 def _template(root, name: str):
-    """The student notebook a submission of `name` started from (None when the checkout lacks it)."""
+    """The student notebook a submission of `name` started from, self-paced or class (None when the checkout lacks it)."""
     import nbformat
 
+    from course_lib import classroom
+
     path = notebooks.student_notebook(root, name)
-    return nbformat.read(path, as_version=4) if path.is_file() else None
+    return classroom.template(nbformat.read(path, as_version=4), name) if path.is_file() else None
 
 
 def _zip(autograder: pathlib.Path, name: str) -> pathlib.Path:
@@ -282,6 +296,8 @@ def register_cli(sub, commands: dict) -> None:
     """Add `course autograder` and `course grade` to the `course` command."""
     a = sub.add_parser("autograder", help="build one otter autograder zip per notebook")
     a.add_argument("--out", default=None, help=f"folder (default: {AUTOGRADER_DIR} in the checkout)")
+    a.add_argument("--private", default=None, metavar="DIR",
+                   help="folder of NN_name.yaml files: your own questionnaire keys and hidden tests (README)")
     g = sub.add_parser("grade", help="grade a folder of submitted notebooks, each in a sandbox")
     g.add_argument("submissions", help="folder with the submitted .ipynb files (searched recursively)")
     g.add_argument("--out", default="build/grades", help="where grades.csv, grades.md and feedback/ go")
@@ -298,7 +314,14 @@ def register_cli(sub, commands: dict) -> None:
 
 
 def _cli_autograder(args) -> int:
-    for path in build_autograder(args.out):
+    from course_lib import private
+
+    try:
+        written = build_autograder(args.out, private=args.private)
+    except private.PrivateFolderError as exc:
+        print(f"course autograder: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
         print(f"written   {path}")
     return 0
 

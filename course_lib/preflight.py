@@ -87,7 +87,7 @@ def assignment(name: str, autograder: pathlib.Path, root=None, *, sandboxed: boo
     """An untouched notebook of `name` gets through its set-up cell; with `reference`, the solutions score full marks."""
     import nbformat
 
-    from course_lib import release, submission
+    from course_lib import classroom, release, submission
 
     root = notebooks.repo_root(root)
     student_path = notebooks.student_notebook(root, name)
@@ -103,7 +103,8 @@ def assignment(name: str, autograder: pathlib.Path, root=None, *, sandboxed: boo
     source = nbformat.read(root / "notebooks" / "source" / f"{name}.ipynb", as_version=4)
     with tempfile.TemporaryDirectory(prefix="course_reference_") as tmp:
         path = pathlib.Path(tmp) / f"{name}.ipynb"
-        nbformat.write(release.fill_solutions(student, source), path)
+        solved = release.fill_solutions(student, source)  # answering the keys of a private build (`private`)
+        nbformat.write(classroom.answer_with(solved, classroom.zip_keys(tests)), path)
         result = submission.grade(path, tests, template=student, sandboxed=sandboxed)
     short = {q: s for q, (s, p) in result["scores"].items() if s < p}
     if result["status"] != "graded" or short or len(result["scores"]) != len(tests):

@@ -1,14 +1,18 @@
 """Questionnaires: auto-checked self-test questions at the end of each notebook.
 
 Every notebook ends with a short questionnaire in the spirit of fast.ai's book. The learner
-answers in a dict (`quiz[1] = "b"`); each public test compares one answer with a digest, so
-the student notebook can check an answer without printing it. Authors compute the digests
-with `digest()` (see notebooks/AUTHORING.md).
+answers in a dict (`quiz[1] = "b"`). In the self-paced notebooks each public test compares one
+answer with a digest (`correct`), so the notebook checks an answer without printing it; the
+digest of four letters is easy to invert, so it gives instant feedback, not a secret. Authors
+compute the digests with `digest()` (see notebooks/AUTHORING.md). A class's notebooks
+(`classroom`) check only that each answer is given and is one of the question's letters
+(`given`); the autograder's hidden tests hold the keys (`matches`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 QUESTION = "questionnaire"  # the otter question name of every notebook's questionnaire
 
@@ -43,3 +47,29 @@ def correct(quiz, notebook: str, number: int, expected: str) -> bool:
     """True when the answer to question `number` matches the digest `expected`."""
     answer = normalize(answer_of(quiz, number))
     return bool(answer) and digest(notebook, number, answer) == expected
+
+
+def given(quiz, number: int, letters: str) -> bool:
+    """True when question `number` is answered with one of `letters` (the form, never the key)."""
+    answer = normalize(answer_of(quiz, number))
+    return len(answer) == 1 and answer in letters
+
+
+def matches(quiz, number: int, key: str) -> bool:
+    """True when the answer to question `number` is the letter `key` (the autograder's hidden test)."""
+    answer = normalize(answer_of(quiz, number))
+    return bool(answer) and answer == normalize(key)
+
+
+def choices(prompt: str) -> dict[int, str]:
+    """{question number: its letters} from a `## Questionnaire` prompt (`1. ...` then `- (a) ...` lines)."""
+    out, current = {}, None
+    for line in prompt.splitlines():
+        question = re.match(r"^(\d+)\. ", line)
+        option = re.match(r"^\s+- \(([a-z])\) ", line)
+        if question:
+            current = int(question.group(1))
+            out[current] = ""
+        elif option and current is not None:
+            out[current] += option.group(1)
+    return out

@@ -8,11 +8,11 @@ Command (see `register_cli`):
   byte-stable, with solutions and hidden tests removed and the public tests embedded in a
   locked cell (so the notebook works alone, on Colab too). A source that would leak a
   solution line or a hidden test, or break the build, is refused with the reasons.
+  `--class` writes a class's notebooks instead (`classroom`: no questionnaire key in them).
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
 import io
@@ -23,13 +23,13 @@ import sys
 import tempfile
 
 from course_lib import notebooks, outdir
+from course_lib.grader_cell import GRADER_CELL_TAG, embedded_tests, grader_cell_source, render  # noqa: F401 (used here and re-exported)
 
 PINS_FILE = "/tmp/course_pins.txt"
 PINNED = ("tensorflow", "keras", "numpy")  # Colab's own versions; the install never changes them
 # Settings every build applies on top of a source's ASSIGNMENT CONFIG.
 ASSIGN_SETTINGS = {"init_cell": False, "check_all_cell": False, "export_cell": False,
                    "run_tests": False, "tests": {"files": True}}
-GRADER_CELL_TAG = "course_grader_setup"
 SOLUTION_MARK = re.compile(r"#\s?(BEGIN |END )?SOLUTION\b")
 
 
@@ -168,30 +168,6 @@ def assign(source: pathlib.Path, workdir: pathlib.Path) -> pathlib.Path:
     return workdir / "dist"
 
 
-def grader_cell_source(tests: dict) -> str:
-    """The locked cell that writes the public tests to a temporary folder and starts otter."""
-    entries = "".join(f"    {name!r}: {text!r},\n" for name, text in sorted(tests.items()))
-    return ("# Grader set-up (do not edit): writes this notebook's public tests to a temporary folder.\n"
-            "import os, tempfile\n"
-            "import otter\n"
-            f"_public_tests = {{\n{entries}}}\n"
-            '_tests_dir = tempfile.mkdtemp(prefix="otter_tests_")\n'
-            "for _name, _text in _public_tests.items():\n"
-            '    with open(os.path.join(_tests_dir, _name + ".py"), "w", encoding="utf-8") as _f:\n'
-            "        _f.write(_text)\n"
-            "grader = otter.Notebook(tests_dir=_tests_dir)")
-
-
-def embedded_tests(nb) -> dict:
-    """The public tests a student notebook carries in its grader cell ({} if none)."""
-    for cell in nb.cells:
-        if GRADER_CELL_TAG in cell.get("metadata", {}).get("tags", []):
-            for node in ast.walk(ast.parse(cell.source)):
-                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_public_tests":
-                    return ast.literal_eval(node.value)
-    return {}
-
-
 def finish_student(nb, tests: dict):
     """Post-process otter's student notebook: Colab install, grader cell, no ids, nbformat 4.4."""
     import nbformat
@@ -211,13 +187,6 @@ def finish_student(nb, tests: dict):
             c.outputs, c.execution_count = [], None
     nbformat.validate(nb)
     return nb
-
-
-def render(nb) -> str:
-    """A notebook as the exact text the release writes (stable across runs)."""
-    import nbformat
-
-    return nbformat.writes(nb) + "\n"
 
 
 def student_text(source: pathlib.Path, workdir: pathlib.Path) -> str:
@@ -314,21 +283,26 @@ def fill_solutions(student_nb, source_nb):
 
 # ---------------------------------------------------------------- building
 
-def build_student(out=None, root=None, only=None) -> dict:
+def build_student(out=None, root=None, only=None, klass: bool = False) -> dict:
     """Write the student notebooks; returns {path: 'written' | 'unchanged' | 'removed'}.
 
     The default folder (notebooks/student) is updated file by file; another `out` must be new,
     empty or one `course student` wrote (`outdir`), and the new build replaces it at once.
-    Nothing is written until every notebook has been built.
+    Nothing is written until every notebook has been built. `klass`: a class's notebooks
+    (`classroom.class_notebook`), by default into build/class, never into notebooks/student.
     """
+    from course_lib import classroom
+
     root = notebooks.repo_root(root)
     default = root / "notebooks" / "student"
-    out = pathlib.Path(out) if out else default
+    out = pathlib.Path(out) if out else root / classroom.CLASS_DIR if klass else default
     sources = [p for p in notebooks.source_notebooks(root) if not only or any(o in p.stem for o in only)]
-    if out.absolute() == default.absolute():
+    if out.absolute() == default.absolute() and not klass:
         return _write_in_place(out, _student_texts(sources), prune=not only)
-    outdir.check(out, "student")
+    outdir.check(out, "student")  # refuses notebooks/student for a class build: `outdir` did not write it
     texts = _student_texts(sources)
+    if klass:
+        texts = {n: classroom.class_text(t.decode("utf-8"), n[:-6]).encode("utf-8") for n, t in texts.items()}
     old = {p.name: p.read_bytes() for p in sorted(out.glob("*.ipynb"))} if out.is_dir() else {}
     with outdir.staged(out, "student", keep=tuple(old) if only else ()) as stage:
         for name, text in texts.items():
@@ -400,7 +374,10 @@ def register_cli(sub, commands: dict) -> None:
     """Add `course student` to the `course` command."""
     s = sub.add_parser("student", help="build notebooks/student/ from notebooks/source/")
     s.add_argument("--out", default=None, help="folder (default: notebooks/student)")
-    s.add_argument("--check", action="store_true", help="write nothing; exit 1 if files are stale")
+    mode = s.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="write nothing; exit 1 if files are stale")
+    mode.add_argument("--class", dest="klass", action="store_true",
+                   help="the notebooks a class gets: questionnaires checked for form only (default --out build/class)")
     commands.update(student=_cli_student)
 
 
@@ -413,7 +390,7 @@ def _cli_student(args) -> int:
               else "notebooks/student/ is up to date.")
         return 1 if stale else 0
     try:
-        built = build_student(args.out)
+        built = build_student(args.out, klass=args.klass)
     except (outdir.OutputFolderError, ValueError) as exc:
         print(f"course student: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,8 @@
 """course_lib.grading: score tables, the instructor commands, and real grading of 00_setup.
 
 The real grading runs each submission in the bubblewrap sandbox (`submission`, `sandbox`):
-the solved notebook scores full marks, an untouched one zero; one that raises, hangs or kills
+the solved notebook scores full marks, and so does the notebook a class gets (no questionnaire
+key in it); wrong questionnaire answers lose their points; an untouched one scores zero; one that raises, hangs or kills
 its kernel in an exercise keeps the points earned before it; four cheating attempts
 (replacing a NumPy function, a builtin and a course function, three exercises of one
 notebook, and a NumPy function while faking the kernel's answer to the grader's check)
@@ -14,11 +15,12 @@ right grades. `tests/test_integrity.py` covers the restore logic in-process.
 import json
 import os
 import pathlib
+import re
 
 import nbformat
 import pytest
 
-from course_lib import cli, grading, notebooks, release, submission
+from course_lib import classroom, cli, grading, notebooks, release, submission
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 v4 = nbformat.v4
@@ -181,6 +183,10 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
                                 1: cheat_numpy,
                                 3: lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
                                              "cl.quiz.correct = lambda *a, **k: True\n"}),
+        # the questionnaire answered wrong on questions 1 and 2 (the autograder's hidden tests hold the keys)
+        "wrong_quiz.ipynb": solved({3: lambda s: re.sub(r'^(quiz\[[12]\] = )"(\w)"', _other_letter, s, flags=re.M)}),
+        # the notebook a class gets (no questionnaire key in it), solved
+        "class_copy.ipynb": release.fill_solutions(classroom.class_notebook(student, "00_setup"), source),
         # ... and one that also silences the grader's between-cells check (a kernel method)
         "cheat_kernel.ipynb": solved({1: lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: "
                                       "{k: {'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n"}),
@@ -199,6 +205,11 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
     odd["cells"][4:4] = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None},
                          {"cell_type": "code", "metadata": {}, "outputs": [], "source": None, "execution_count": None}]
     (folder / "alice" / "00_setup.ipynb").write_text(json.dumps(odd))
+
+
+def _other_letter(match) -> str:
+    """A questionnaire answer line with another letter than the right one."""
+    return f'{match.group(1)}"{"c" if match.group(2) == "b" else "b"}"'
 
 
 def _needs_sandbox():
@@ -267,6 +278,35 @@ def test_the_solved_notebook_scores_full_marks(graded):
     total = f"{sum(POINTS.values()):g}"
     assert f"| alice/00_setup.ipynb | {cells} | {total}/{total} | graded |" in (out / "grades.md").read_text()
     assert "## q1: 2 / 2\n- all tests passed" in (out / "feedback" / "alice__00_setup.md").read_text()
+
+
+@pytest.mark.slow
+def test_wrong_questionnaire_answers_lose_their_points_and_a_class_notebook_scores_full_marks(graded):
+    rows, out, _, _ = graded
+    wrong = rows["wrong_quiz.ipynb"]
+    assert wrong["status"] == "graded" and not wrong["notes"]
+    assert _scores(wrong) == {**POINTS, "questionnaire": POINTS["questionnaire"] - 2}
+    klass = rows["class_copy.ipynb"]
+    assert klass["status"] == "graded" and _scores(klass) == POINTS and not klass["notes"]
+    feedback = (out / "feedback" / "wrong_quiz.md").read_text()
+    assert "hidden test" in feedback and "not right" not in feedback  # which question is wrong stays hidden
+
+
+@pytest.mark.slow
+def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_full_marks(tmp_path):
+    """`course autograder --private`: the zip's keys are the private ones; `--reference` answers with them."""
+    from course_lib import classroom, preflight
+
+    _needs_sandbox()
+    keys = classroom.source_keys(nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4),
+                                 "00_setup")
+    (tmp_path / "private").mkdir()
+    mine = {1: "a" if keys[1] != "a" else "b"}
+    (tmp_path / "private" / "00_setup.yaml").write_text(f"questionnaire:\n  1: {mine[1]}\n")
+    grading.build_autograder(tmp_path / "zips", ROOT, only=["00_setup"], private=tmp_path / "private")
+    tests = submission.load_tests(tmp_path / "zips" / "00_setup-autograder.zip")
+    assert classroom.zip_keys(tests) == {**keys, **mine}
+    assert preflight.assignment("00_setup", tmp_path / "zips", ROOT, reference=True) == []
 
 
 @pytest.mark.slow

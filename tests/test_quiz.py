@@ -5,6 +5,7 @@ list. The source's answers must pass every check and the student's placeholders 
 both are checked here by running only the questionnaire cells (no notebook run needed).
 """
 
+import hashlib
 import pathlib
 import re
 
@@ -12,7 +13,7 @@ import nbformat
 import pytest
 
 import course_lib as cl
-from course_lib import notebooks, quiz
+from course_lib import classroom, notebooks, quiz
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 SOURCES = notebooks.source_notebooks(ROOT)
@@ -20,7 +21,8 @@ SOURCES = notebooks.source_notebooks(ROOT)
 
 def test_digest_reads_answers_leniently_and_depends_on_notebook_and_number():
     d = quiz.digest("03_fine_tuning", 2, "b")
-    assert len(d) == 16 and int(d, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{16}", d), d
+    assert d == hashlib.sha256(b"03_fine_tuning|2|b").hexdigest()[:16], "the sources' digests were made this way"
     assert quiz.digest("03_fine_tuning", 2, " (B) ") == d
     assert quiz.digest("03_fine_tuning", 2, "b)") == d
     assert quiz.digest("03_fine_tuning", 3, "b") != d
@@ -41,6 +43,20 @@ def test_correct_compares_one_answer_and_rejects_placeholders():
 def test_a_quiz_that_is_not_a_dict_gets_a_clear_error():
     with pytest.raises(TypeError, match=r"`quiz` must be a dict.*Received: ellipsis.*Fix: run the cell"):
         quiz.correct(..., "nb", 1, quiz.digest("nb", 1, "a"))
+
+
+def test_given_checks_the_form_and_matches_the_key():
+    assert quiz.given({1: "c"}, 1, "abcd") and quiz.given({"1": " (C) "}, 1, "abcd")
+    assert not quiz.given({1: "e"}, 1, "abcd") and not quiz.given({1: "ab"}, 1, "abcd")
+    assert not quiz.given({1: ...}, 1, "abcd") and not quiz.given({}, 1, "abcd")
+    assert quiz.matches({1: "B)"}, 1, "b") and not quiz.matches({1: "c"}, 1, "b")
+    assert not quiz.matches({1: ...}, 1, "b") and not quiz.matches({}, 1, "b")
+
+
+def test_choices_reads_each_questions_letters():
+    prompt = "## Questionnaire\n\nIntro.\n\n1. Why?\n   - (a) x\n   - (b) y (see (c))\n2. How?\n   - (a) u\n" \
+             "   - (b) v\n   - (c) w\n\nAfter."
+    assert quiz.choices(prompt) == {1: "ab", 2: "abc"}
 
 
 def _questionnaire(nb):
@@ -85,6 +101,11 @@ def test_every_notebook_ends_with_a_questionnaire_its_answers_pass(path):
     prompt = next(c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Questionnaire"))
     numbered = re.findall(r"^(\d+)\. ", prompt, re.M)
     assert numbered == [str(k) for k in range(1, n + 1)], f"{path.stem}: the prompt numbers its {n} questions"
+    # a class's build (course_lib.classroom) reads each question's letters and the keys, and rewrites one sentence
+    letters = quiz.choices(prompt)
+    keys = classroom.source_keys(nb, path.stem)
+    assert all(len(letters[k]) >= 2 and keys[k] in letters[k] for k in keys), (path.stem, letters, keys)
+    assert classroom.SELF_PACED_NOTE in prompt, f"{path.stem}: the prompt lacks the sentence a class build replaces"
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.stem)
