@@ -8,9 +8,10 @@ cached augmented copies instead of fresh random views every epoch, which is why 
 people use (`cl.recipe`, augmentation inside the model) stays the reference, and 03 checks
 one cell of the grid against it.
 
-Fair means: both arms get the same epochs, the same early stopping on the validation split,
-and each its better variant (with or without augmentation) chosen on validation; accuracy
-comes from a test split that chose nothing; every seed draws a new split.
+Fair means: both arms get the same epochs, the same early stopping on the validation split
+and the same training images (plain, or with augmentation variants, each arm keeping the one
+that validates better); accuracy comes from a test split that chose nothing; every seed draws
+new training images.
 """
 
 from __future__ import annotations
@@ -169,15 +170,20 @@ class Target:
 
 def prepare(name: str, ds: data.ImageSet, split: dict, bottom, top, *, image_size: int, preprocess,
             copies: int, seed: int = 0) -> Target:
-    """Cache the bottom's activations (plain for every image, augmented for the training pool)."""
+    """Cache the bottom's activations (plain for every image; `copies` augmented views of the training pool)."""
     every = np.sort(np.concatenate([split["val"], split["test"], split["train_pool"]]))
     plain, _ = features.extract(bottom, ds.subset(every), image_size, preprocess, verbose=0)
     pool = split["train_pool"]
-    aug = augmented_activations(bottom, ds.subset(pool), image_size, preprocess, copies=copies, seed=seed)
     feats = top.predict(plain, verbose=0, batch_size=128)
-    aug_feats = top.predict(aug.reshape((-1,) + aug.shape[2:]), verbose=0, batch_size=128)
+    if copies:
+        aug = augmented_activations(bottom, ds.subset(pool), image_size, preprocess, copies=copies, seed=seed)
+        aug_feats = top.predict(aug.reshape((-1,) + aug.shape[2:]), verbose=0, batch_size=128)
+        aug_feats = aug_feats.reshape(copies, len(pool), -1)
+    else:  # no augmented copies: the grid runs without augmentation
+        aug = np.zeros((0, len(pool)) + plain.shape[1:], plain.dtype)
+        aug_feats = np.zeros((0, len(pool), feats.shape[-1]), feats.dtype)
     return Target(name, ds, split, {int(i): r for r, i in enumerate(every)}, plain, feats,
-                  {int(i): r for r, i in enumerate(pool)}, aug, aug_feats.reshape(copies, len(pool), -1))
+                  {int(i): r for r, i in enumerate(pool)}, aug, aug_feats)
 
 
 def _dataset(x, y, batch_size: int, seed: int):
@@ -287,6 +293,10 @@ ARMS = ("fe", "ft")
 def run_cell(t: Target, idx, n: int, top, backbone_name: str, budget: Budget, seed: int,
              variants=(False, True)) -> dict:
     """Both arms on training images `idx`; each arm keeps its variant (augmented or not) that validates best."""
+    if True in variants and not len(t.aug_plain):
+        raise ValueError(f"run_cell: variants {tuple(variants)} include augmentation, but target {t.name!r} was "
+                         "prepared with copies=0 (no augmented copies). Prepare it with copies >= 1, or pass "
+                         "variants=(False,).")
     runs = {}
     for augmented in variants:
         runs["fe", augmented] = feature_extraction(t, idx, budget, seed, augmented)

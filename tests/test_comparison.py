@@ -144,6 +144,21 @@ def test_grid_rows_are_fair_and_leave_the_top_untouched(tiny_grid):
 
 
 @pytest.mark.slow
+def test_a_plain_grid_needs_no_augmented_copies_and_refuses_augmentation_without_them(tiny_grid):
+    cached, top, bottom = tiny_grid
+    t = cached["near"]
+    plain = comparison.prepare("near", t.ds, t.split, bottom, top, image_size=32, preprocess=NAME, copies=0)
+    assert plain.aug_plain.shape[:2] == (0, len(t.split["train_pool"])) and np.array_equal(plain.plain, t.plain)
+    budget = comparison.Budget(head_epochs=1, fine_tune_epochs=1, patience=2, warmup_epochs=1, batch_size=4)
+    idx = comparison.train_subsets(t.labels, t.split["train_pool"], 0, [3])[3]
+    row = comparison.run_cell(plain, idx, 3, top, NAME, budget, 0, variants=(False,))
+    assert not row["fe_augmented"] and not row["ft_augmented"] and "ft_aug_test" not in row
+    assert row["gain"] == pytest.approx(row["ft_plain_test"] - row["fe_plain_test"])
+    with pytest.raises(ValueError, match="copies=0"):
+        comparison.run_cell(plain, idx, 3, top, NAME, budget, 0, variants=(False, True))
+
+
+@pytest.mark.slow
 def test_reused_compiled_models_give_exactly_a_fresh_run(tiny_grid):
     cached, top, _ = tiny_grid
     t = cached["near"]
