@@ -200,3 +200,21 @@ def test_03_q5_rejects_stage_2_without_early_stopping():
         answers[name] = dict(ns, history2=history2, **({"stop": stop} if early else {}))
     failed = check("03_fine_tuning", "q5", answers["right"], answers["none"])
     assert "stop should be the early-stopping callback" in failed["public"][0]
+
+
+@pytest.mark.slow
+def test_03_q2_rejects_counting_the_batchnorm_layers():
+    import keras
+
+    import course_lib as cl
+
+    def count(backbone, name, n, skip_bn=True):
+        blocks = cl.backbones.blocks(backbone, name)
+        return int(sum(layer.count_params() for _, layers in blocks[len(blocks) - n:] for layer in layers
+                       if not (skip_bn and isinstance(layer, keras.layers.BatchNormalization))))
+
+    backbone = cl.backbones.load("mobilenet_v2", 32, weights=None)
+    report = types.SimpleNamespace(trainable_after=cl.finetune.expected_trainable(backbone, "mobilenet_v2", 2))
+    ns = {"cl": cl, "keras": keras, "backbone": backbone, "BACKBONE": "mobilenet_v2", "N_BLOCKS": 2, "report": report}
+    with_bn = lambda b, name, n: count(b, name, n, skip_bn=False)  # noqa: E731  the frozen BatchNorm counted too
+    check("03_fine_tuning", "q2", dict(ns, count_trainable=count), dict(ns, count_trainable=with_bn))
