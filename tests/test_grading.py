@@ -153,6 +153,12 @@ def _answer_cells(nb):
     return [c for c in nb.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
 
 
+def _raw_pixels(source: str) -> str:
+    """q3's answer with the raw [0, 255] pixels, not the scaled batch x, fed to the backbone."""
+    assert "backbone.predict(x, verbose=0)" in source, source
+    return source.replace("backbone.predict(x, verbose=0)", "backbone.predict(batch.astype('float32'), verbose=0)")
+
+
 def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
     """Write the submissions the `graded` fixture grades (see the module docstring)."""
     source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
@@ -176,6 +182,8 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
         "raises_in_q1.ipynb": solved({0: lambda s: 'raise RuntimeError("gave up")\n' + s}),
         "hangs_in_q3.ipynb": solved({2: lambda s: "import time\ntime.sleep(600)\n" + s}),
         "dies_in_q3.ipynb": solved({2: lambda s: "import os\nos._exit(1)\n" + s}),
+        # right everywhere, except that q3 feeds the raw [0, 255] pixels to the backbone
+        "raw_pixels_in_q3.ipynb": solved({2: _raw_pixels}),
         # cheating, one kernel for three exercises: a wrong answer plus a replaced builtin (q1),
         # NumPy function (q2) and course function (questionnaire); q3 is answered honestly
         "cheats.ipynb": solved({0: lambda s: s + "\nimport builtins\nbuiltins.all = lambda *a: True\n"
@@ -307,6 +315,15 @@ def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_ful
     tests = submission.load_tests(tmp_path / "zips" / "00_setup-autograder.zip")
     assert classroom.zip_keys(tests) == {**keys, **mine}
     assert preflight.assignment("00_setup", tmp_path / "zips", ROOT, reference=True) == []
+
+
+@pytest.mark.slow
+def test_raw_pixels_into_the_backbone_lose_q3_and_keep_every_other_point(graded):
+    rows = graded[0]
+    row = rows["raw_pixels_in_q3.ipynb"]
+    assert row["status"] == "graded", row["status"]
+    assert _scores(row) == dict(POINTS, q3=0), _scores(row)
+    assert sum(POINTS.values()) - POINTS["q3"] == 11 and POINTS["q3"] == 3
 
 
 @pytest.mark.slow

@@ -3,9 +3,12 @@
 import json
 import math
 import pathlib
+import types
 
 import numpy as np
 import pytest
+
+from tests.wrong_answers import check
 
 ROOT = pathlib.Path(__file__).parents[1]
 
@@ -100,11 +103,14 @@ def test_03_q1b_rejects_answering_from_the_trainable_flag():
     def flag_only(model, layer, x, y):  # the common mistake: answer from trainable, measure nothing
         return bool(layer.trainable)
 
-    def uses_batch_statistics(trainable, training, x):
-        layer = keras.layers.BatchNormalization()
+    def uses_batch_statistics(trainable, training, x, make_layer=keras.layers.BatchNormalization):
+        layer = make_layer()
         layer.trainable = trainable
         out = np.asarray(layer(x, training=training))
         return bool(abs(out.mean()) < 0.1 and abs(out.std() - 1.0) < 0.1)
+
+    def flags_only(trainable, training, x, make_layer=None):  # the truth table recited, x and the layer ignored
+        return bool(trainable and training)
 
     ns["uses_batch_statistics"] = uses_batch_statistics
     tests = _tests("03_fine_tuning", "q1")
@@ -112,3 +118,103 @@ def test_03_q1b_rejects_answering_from_the_trainable_flag():
     exec(hidden[0], dict(ns))  # the notebook's measuring solution passes
     with pytest.raises(AssertionError):
         exec(hidden[0], dict(ns, fit_moves_statistics=flag_only))
+    for public in (t for t in tests if "hidden: true" not in t and "uses_batch_statistics" in t):
+        exec(public, dict(ns, uses_batch_statistics=flags_only))  # the flags pass the public table ...
+    with pytest.raises(AssertionError, match="TF1 convention"):  # ... but not a layer of another convention
+        exec(hidden[0], dict(ns, uses_batch_statistics=flags_only))
+
+
+def _q3_namespace():
+    """What 03's q3 tests read: a small untrained MobileNetV2, the augmentation and preprocessing layers."""
+    import keras
+
+    import course_lib as cl
+
+    backbone = cl.backbones.load("mobilenet_v2", 32, weights=None)
+    augment = keras.Sequential([keras.layers.RandomFlip("horizontal")], name="augment")
+    preprocess = keras.layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    stub = types.SimpleNamespace(data=types.SimpleNamespace(to_numpy=lambda split, size: (pixels, None)),
+                                 recipe=cl.recipe)
+    return {"cl": stub, "np": np, "keras": keras, "backbone": backbone, "augment": augment,
+            "preprocess": preprocess, "IMAGE_SIZE": 32, "ds": types.SimpleNamespace(num_classes=5),
+            "splits": {"val": types.SimpleNamespace(subset=lambda idx: None)}}
+
+
+def _builder(keras, head):
+    def build_model(backbone, num_classes, augment, preprocess):
+        backbone.trainable = False
+        inputs = keras.Input((32, 32, 3))
+        x = backbone(preprocess(augment(inputs)), training=False)
+        for layer in head(num_classes):
+            x = layer(x)
+        return keras.Model(inputs, x)
+    return build_model
+
+
+@pytest.mark.slow
+def test_03_q3_rejects_a_head_without_softmax_and_dropout():
+    import keras
+
+    ns = _q3_namespace()
+
+    def recipe_head(k):
+        return [keras.layers.Dropout(0.2), keras.layers.Dense(k, activation="softmax")]
+
+    def bare_head(k):  # the common mistake: logits out, no dropout
+        return [keras.layers.Dense(k)]
+
+    answers = {}
+    for name, head in (("right", recipe_head), ("bare", bare_head)):
+        build = _builder(keras, head)
+        keras.utils.set_random_seed(0)
+        answers[name] = dict(ns, build_model=build, model=build(ns["backbone"], 5, ns["augment"], ns["preprocess"]))
+    failed = check("03_fine_tuning", "q3", answers["right"], answers["bare"])
+    assert "probabilities" in failed["public"][0]
+
+
+@pytest.mark.slow
+def test_03_q5_rejects_stage_2_without_early_stopping():
+    import keras
+    import tensorflow as tf
+
+    import course_lib as cl
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 4)).astype("float32"), rng.integers(0, 2, 32)
+    val_ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="base")
+    answers = {}
+    for name, early in (("right", True), ("none", False)):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.models.clone_model(base), keras.layers.Dense(2, activation="softmax")])
+        backbone = model.layers[0]
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model.fit(x, y, epochs=1, verbose=0)
+        below_cut = cl.recipe.snapshot(backbone)
+        ns = {"cl": cl, "np": np, "keras": keras, "model": model, "backbone": backbone, "below_cut": below_cut,
+              "done": 1, "FINE_TUNE_EPOCHS": 1, "PATIENCE": 3, "val_ds": val_ds}
+        stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=3, restore_best_weights=True)
+        history2 = model.fit(x, y, validation_data=val_ds, epochs=2, initial_epoch=1, verbose=0,
+                             callbacks=[stop] if early else [])  # one epoch: best equals last either way
+        answers[name] = dict(ns, history2=history2, **({"stop": stop} if early else {}))
+    failed = check("03_fine_tuning", "q5", answers["right"], answers["none"])
+    assert "stop should be the early-stopping callback" in failed["public"][0]
+
+
+@pytest.mark.slow
+def test_03_q2_rejects_counting_the_batchnorm_layers():
+    import keras
+
+    import course_lib as cl
+
+    def count(backbone, name, n, skip_bn=True):
+        blocks = cl.backbones.blocks(backbone, name)
+        return int(sum(layer.count_params() for _, layers in blocks[len(blocks) - n:] for layer in layers
+                       if not (skip_bn and isinstance(layer, keras.layers.BatchNormalization))))
+
+    backbone = cl.backbones.load("mobilenet_v2", 32, weights=None)
+    report = types.SimpleNamespace(trainable_after=cl.finetune.expected_trainable(backbone, "mobilenet_v2", 2))
+    ns = {"cl": cl, "keras": keras, "backbone": backbone, "BACKBONE": "mobilenet_v2", "N_BLOCKS": 2, "report": report}
+    with_bn = lambda b, name, n: count(b, name, n, skip_bn=False)  # noqa: E731  the frozen BatchNorm counted too
+    check("03_fine_tuning", "q2", dict(ns, count_trainable=count), dict(ns, count_trainable=with_bn))

@@ -1,0 +1,213 @@
+"""Common wrong answers to the exercises of 00, 01 and 02 fail their public or hidden tests; the right ones pass."""
+
+import os
+import types
+
+import numpy as np
+import pytest
+
+from tests.wrong_answers import check
+
+# ------------------------------------------------------------------ 00_setup
+
+
+class _Counted:
+    """A model stand-in with a parameter count."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def count_params(self):
+        return self.n
+
+
+def test_00_q1_rejects_the_biggest_head_and_raw_counts():
+    candidates = {"pooled_linear": _Counted(6405), "pooled_mlp": _Counted(329_221), "flat_linear": _Counted(313_605)}
+    per_image = {k: m.count_params() / 50 for k, m in candidates.items()}
+    right = {"candidates": candidates, "N_LABELLED": 50, "per_image": per_image, "first_head": "pooled_linear",
+             "why": "pooled_linear fits 128 parameters per labelled image, the fewest"}
+    check("00_setup", "q1", right, dict(right, first_head="pooled_mlp", why="the most capacity learns the most"))
+    raw = {k: float(m.count_params()) for k, m in candidates.items()}  # forgot to divide by the labelled images
+    check("00_setup", "q1", right, dict(right, per_image=raw), kinds=("hidden",))
+
+
+def test_00_q2_rejects_dividing_by_255():
+    import course_lib as cl
+
+    batch = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3)).astype("uint8")
+    preprocess = cl.backbones.get("mobilenet_v2").preprocess_input
+    right = {"np": np, "batch": batch, "preprocess": preprocess, "x": preprocess(batch.astype("float32"))}
+    failed = check("00_setup", "q2", right, dict(right, preprocess=lambda b: b / 255.0, x=batch / 255.0))
+    assert "[-1, 1]" in failed["public"][0]
+
+
+def _q3_namespace(cl, size):
+    """The names 00's q3 tests read, with the real MobileNetV2 and its ImageNet weights."""
+    from skimage import data as sample_images
+    import tensorflow as tf
+
+    def square(image):
+        h, w = image.shape[:2]
+        s = min(h, w)
+        crop = image[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        return tf.cast(tf.image.resize(crop, (size, size), antialias=True), tf.uint8).numpy()
+
+    batch = np.stack([square(getattr(sample_images, n)()) for n in ("chelsea", "coffee", "astronaut", "rocket")])
+    x = cl.backbones.get("mobilenet_v2").preprocess_input(batch.astype("float32"))
+    backbone = cl.backbones.load("mobilenet_v2", image_size=size)
+    cfg = types.SimpleNamespace(profile=types.SimpleNamespace(image_size=size))
+    features = backbone.predict(x, verbose=0)
+    return {"cl": cl, "np": np, "cfg": cfg, "batch": batch, "x": x, "backbone": backbone, "features": features,
+            "feature_size": int(features.shape[-1])}
+
+
+@pytest.mark.slow
+def test_00_q3_rejects_raw_pixels_and_random_weights():
+    import course_lib as cl
+
+    if not os.environ.get("COURSE_MIRROR"):
+        pytest.skip("needs COURSE_MIRROR (the ImageNet weights, offline)")
+    right = _q3_namespace(cl, cl.config.get_profile("fast").image_size)
+    raw = right["backbone"].predict(right["batch"].astype("float32"), verbose=0)
+    failed = check("00_setup", "q3", right, dict(right, features=raw))
+    assert "raw [0, 255] pixels" in failed["public"][0]
+    size = right["cfg"].profile.image_size
+    untrained = cl.backbones.load("mobilenet_v2", image_size=size, weights=None)
+    # the margin: right answers match to 0.0, raw pixels differ by up to 5.4 and random weights by 4.3 (atol 1e-3)
+    assert np.abs(raw - right["features"]).max() > 1.0
+    check("00_setup", "q3", right, dict(right, backbone=untrained, features=untrained.predict(right["x"], verbose=0)),
+          kinds=("hidden",))
+
+
+# ------------------------------------------------------------------ 01_pretrained_backbones
+
+
+class _Out:
+    def __init__(self, value):
+        self.value = value
+
+    def numpy(self):
+        return self.value
+
+
+def test_01_q1_rejects_the_largest_and_a_too_small_size():
+    fitting = {96: 1, 128: 1, 160: 2, 224: 2}  # FITTING photos that keep a fitting class at each size
+    size_preds = {s: np.array([n]) for s, n in fitting.items()}
+    ns = {"np": np, "CLASSIFIER_SIZES": list(fitting), "FITTING": ["a", "b"], "size_preds": size_preds,
+          "size_table": {s: {"pixels": (s / 224) ** 2, "fitting": n} for s, n in fitting.items()},
+          "fitting_top1": lambda p: int(p[0]), "classifier_at": lambda s: lambda x, training: _Out(size_preds[s]),
+          "preprocess": lambda x: x, "resized": lambda s: s}
+    right = dict(ns, classifier_size=160, size_why="160 px keeps both fitting photos with 51% of the pixels")
+    check("01_pretrained_backbones", "q1", right, dict(right, classifier_size=224, size_why="224 px, the most detail"))
+    check("01_pretrained_backbones", "q1", right, dict(right, classifier_size=96, size_why="96 px, 18% of the pixels"))
+
+
+def test_01_q2_rejects_counts():
+    right_class = np.array([0, 1, 2, 1])
+    variant_preds = {"right ([-1, 1])": np.eye(3)[right_class], "raw": np.eye(3)[[0, 0, 0, 1]]}
+    right = {"np": np, "right_class": right_class, "variant_preds": variant_preds,
+             "agreement": {"right ([-1, 1])": 1.0, "raw": 0.5}}
+    check("01_pretrained_backbones", "q2", right, dict(right, agreement={"right ([-1, 1])": 4, "raw": 1}))
+
+
+def test_01_q3_rejects_the_sum_over_blocks_and_the_first_blocks():
+    import course_lib as cl
+
+    backbone = cl.backbones.load("mobilenet_v2", 32, weights=None)
+    blocks = cl.backbones.blocks(backbone, "mobilenet_v2")
+    total = cl.backbones.param_count(backbone)
+    counts = [cl.backbones.param_count(layers) for _, layers in blocks]
+    ns = {"cl": cl, "np": np, "blocks": blocks, "backbone": backbone, "total": total,
+          "biggest_block": blocks[int(np.argmax(counts))][0]}
+    right = dict(ns, top3_share=sum(counts[-3:]) / total)
+    by_blocks = sum(counts[-3:]) / sum(counts)  # the share of the blocks, not of the backbone
+    # the margin: the stem and the last convolution sit outside the blocks; the shares differ by 2.4e-4,
+    # five orders of magnitude above the hidden test's tolerance of 1e-9 (rounding errors are about 1e-16)
+    assert abs(by_blocks - right["top3_share"]) > 1e-4
+    check("01_pretrained_backbones", "q3", right, dict(right, top3_share=by_blocks), kinds=("hidden",))
+    check("01_pretrained_backbones", "q3", right, dict(right, top3_share=sum(counts[:3]) / total), kinds=("hidden",))
+
+
+def test_01_q4_rejects_the_fastest_and_the_largest_size():
+    speed_runs = {96: np.array([300.0, 310, 305, 290, 320]), 128: np.array([200.0, 210, 190, 205, 195]),
+                  160: np.array([130.0, 140, 120, 135, 138]), 224: np.array([70.0, 72, 68, 75, 71])}
+    ns = {"np": np, "speed_runs": speed_runs, "speed": {s: float(np.median(r)) for s, r in speed_runs.items()},
+          "native_sizes": [96, 128, 160, 192, 224], "TARGET": 150.0}
+    right = dict(ns, chosen_size=128, target_why="128 px runs at 200 images/s, above 150")
+    check("01_pretrained_backbones", "q4", right, dict(right, chosen_size=96, target_why="96 px is the fastest, 305"))
+    check("01_pretrained_backbones", "q4", right, dict(right, chosen_size=224, target_why="224 px has the most detail"))
+
+
+# ------------------------------------------------------------------ 02_feature_extraction
+
+
+def test_02_q1_rejects_a_batch_size_in_the_key():
+    key = lambda backbone, split, size, preprocess: f"{size}-{preprocess}"  # noqa: E731
+    cl = types.SimpleNamespace(features=types.SimpleNamespace(cache_key=key))
+    answers = {"a different input size (160 instead of 224)": True, "another preprocessing function": True,
+               "a larger batch size for the extraction": False,
+               "the same images, in the same order, a day later": False, "fine-tuned backbone weights": True}
+    ns = {"cl": cl, "backbone": None, "splits": {"val": None}, "SIZE": 224, "BACKBONE": "mobilenet_v2"}
+    wrong = dict(answers, **{"a larger batch size for the extraction": True})
+    check("02_feature_extraction", "q1", dict(ns, rebuilds=answers), dict(ns, rebuilds=wrong), kinds=("hidden",))
+
+
+def test_02_q2_rejects_a_head_of_its_own():
+    import keras
+
+    import course_lib as cl
+
+    inputs = keras.Input((8, 8, 3))
+    backbone = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs)))
+    backbone.trainable = False
+    new_head = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+
+    def build(head):
+        image = keras.Input((8, 8, 3))
+        return keras.Model(image, head(backbone(image, training=False)))
+
+    ns = {"cl": cl, "np": np, "keras": keras, "backbone": backbone, "new_head": new_head, "SIZE": 8, "NUM_CLASSES": 3}
+    another = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    check("02_feature_extraction", "q2", dict(ns, in_model=build(new_head)), dict(ns, in_model=build(another)),
+          kinds=("hidden",))
+
+
+def _cm():
+    return np.array([[8, 2, 0], [5, 4, 1], [0, 0, 10]])  # rows: true classes; not symmetric
+
+
+def test_02_q3_rejects_column_sums():
+    cm, classes = _cm(), ["a", "b", "c"]
+    right = {"np": np, "cm": cm, "CLASSES": classes, "per_class_acc": {"a": 0.8, "b": 0.4, "c": 1.0},
+             "worst_class": "b"}
+    by_columns = {c: float(cm[i, i] / cm[:, i].sum()) for i, c in enumerate(classes)}  # precision, not recall
+    check("02_feature_extraction", "q3", right, dict(right, per_class_acc=by_columns, worst_class="b"),
+          kinds=("hidden",))
+
+
+def test_02_q4_rejects_the_diagonal():
+    right = {"np": np, "cm": _cm(), "CLASSES": ["a", "b", "c"], "most_confused": ("b", "a"), "most_confused_count": 5}
+    check("02_feature_extraction", "q4", right, dict(right, most_confused=("c", "c"), most_confused_count=10))
+
+
+def _wilson(p, n, z=1.96):
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_02_q5_rejects_deciding_from_the_means():
+    def by_interval(transfer, scratch, n):
+        return "scratch" if _wilson(scratch, n)[0] > _wilson(transfer, n)[1] else "transfer"
+
+    def by_mean(transfer, scratch, n):  # the common mistake: the higher accuracy wins, noise or not
+        return "scratch" if scratch > transfer else "transfer"
+
+    sweep, transfer_acc, scratch_acc = [5, 10, 20, 40], [0.60, 0.66, 0.70, 0.72], [0.40, 0.55, 0.71, 0.74]
+    ns = {"wilson": _wilson, "SWEEP": sweep, "transfer_acc": transfer_acc, "scratch_acc": scratch_acc,
+          "held_labels": np.zeros(300, int), "n_held": 300}
+
+    def answers(rule):
+        return dict(ns, pick_method=rule, methods={n: rule(t, s, 300) for n, t, s in zip(sweep, transfer_acc, scratch_acc)})
+
+    check("02_feature_extraction", "q5", answers(by_interval), answers(by_mean), kinds=("hidden",))
