@@ -18,6 +18,7 @@ The source notebooks themselves run in `course run` and in the own-folder tests.
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -47,6 +48,8 @@ def test_untouched_student_notebook_runs_up_to_its_first_answer_cell(name):
     assert first_answer_cell(graded) == first
     assert [(c.cell_type, c.source) for c in graded.cells[:first]] == \
         [(c.cell_type, c.source) for c in student.cells[:first]], f"{name}: (a) does not run the untouched prefix"
+    # nbval's "Cell N" counts code cells: a failure before this one is reported as the untouched copy's
+    assert graded.metadata.course_nbval.first_answer_cell == sum(c.cell_type == "code" for c in student.cells[:first])
 
 
 def test_graded_copy_asserts_each_check_and_adds_the_hidden_tests():
@@ -60,3 +63,50 @@ def test_graded_copy_asserts_each_check_and_adds_the_hidden_tests():
                    for q in notebooks.graded_structure(source) for i in q["tests"])
     assert len(hidden) == n_hidden > 0
     assert not any("BEGIN TEST CONFIG" in h for h in hidden)
+
+
+def test_graded_copies_are_written_once_per_run_with_the_same_bytes(tmp_path):
+    """Both xdist workers collect: the second finds this run's copies; a new run starts from empty folders."""
+    first = write_graded_copies(ROOT, tmp_path, "run-1")
+    assert [p.parent.name for p in first] == NAMES and all(p.name == f"{p.parent.name}.ipynb" for p in first)
+    texts = [p.read_text(encoding="utf-8") for p in first]
+    litter = first[0].parent / "left by a kernel.txt"
+    litter.write_text("x")
+    assert write_graded_copies(ROOT, tmp_path, "run-1") == first and litter.exists()
+    assert write_graded_copies(ROOT, tmp_path, "run-2") == first and not litter.exists()
+    assert [p.read_text(encoding="utf-8") for p in first] == texts
+    meta = json.loads(texts[0])["metadata"]["course_nbval"]
+    assert meta["env"] == {"COURSE_PROFILE": "fast"} and meta["unset"] == ["COURSE_DATASET"] and meta["needs_mirror"]
+
+
+def test_the_suite_collects_every_notebook_cell_through_nbval(tmp_path):
+    """`pytest --collect-only` lists each graded copy's code cells as nbval items, in order, nothing else."""
+    env = {**os.environ, "COURSE_NBVAL_DIR": str(tmp_path / "nbval")}
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0",
+                          "tests/test_student_notebooks.py"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # (outside the checkout, as here, an item's id is tests/test_student_notebooks.py::graded::<name>.ipynb::Cell N)
+    cells = [re.search(r"(\w+\.ipynb::Cell \d+)$", line).group(1)
+             for line in out.stdout.splitlines() if ".ipynb::" in line]
+    expected = []
+    for name in NAMES:
+        path = tmp_path / "nbval" / name / f"{name}.ipynb"
+        n_code = sum(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells)
+        expected += [f"{name}.ipynb::Cell {i}" for i in range(n_code)]
+    assert sorted(cells) == sorted(expected) and len(cells) > 8 * 15
+
+
+@pytest.mark.parametrize("kind", ["source", "student"])
+def test_no_cell_carries_an_nbval_marker(kind):
+    """nbval compares no output (none is stored) and must skip no cell nor accept an error in one."""
+    markers = ("NBVAL_", "PYTEST_VALIDATE_IGNORE_OUTPUT")
+    tags = ("nbval-", "raises-exception")
+    for name in NAMES:
+        for i, cell in enumerate(_read(kind, name).cells):
+            if cell.cell_type != "code":
+                continue
+            assert not cell.outputs and cell.execution_count is None, f"{kind} {name} cell {i} has outputs"
+            assert not any(m in line for line in cell.source.splitlines() if line.lstrip().startswith("#")
+                           for m in markers), f"{kind} {name} cell {i} has an nbval marker comment"
+            assert not any(t.startswith(tags) for t in cell.metadata.get("tags", [])), \
+                f"{kind} {name} cell {i} has an nbval tag"
