@@ -1,4 +1,4 @@
-"""Shared fixtures and helpers: the mirror (skips cleanly when none is configured), tiny image folders and images."""
+"""Shared fixtures and helpers: the mirror (skips when none is configured, fails in CI), the graded notebooks nbval runs, tiny image folders and images."""
 
 import os
 import pathlib
@@ -76,7 +76,7 @@ def pytest_collection_modifyitems(items):
         if "::Cell " in item.nodeid and name:  # a graded student notebook's nbval cell (grouped by conftest.py)
             return LONG_FIRST.index(name)
         if "test_full_profile_smoke.py::test_full_profile_runs" in item.nodeid and name:
-            return LONG_FIRST.index(name) + 0.5  # right after the same notebook's filled-in run
+            return LONG_FIRST.index(name) + 0.5  # right after the same notebook's nbval cells
         if "own_folder" in item.nodeid or "test_capstone.py" in item.nodeid:
             return len(LONG_FIRST)
         file = _file(item)
