@@ -88,10 +88,15 @@ class NotebookCells:
         return report
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 cell', '3 cells'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def pytest_terminal_summary(terminalreporter):
     """Say how many tests did not run for want of a mirror, and how many notebook cells after a failure."""
     def reason(report):
-        return report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        return report.longrepr[2] if isinstance(report.longrepr, (tuple, list)) else str(report.longrepr)
 
     skipped = terminalreporter.stats.get("skipped", [])
     for kind in (NEEDS_MIRROR, AFTER_FAILURE):
@@ -99,15 +104,14 @@ def pytest_terminal_summary(terminalreporter):
         if not reports:
             continue
         cells = [r for r in reports if "::Cell " in r.nodeid]
-        notebooks = len({r.nodeid.split("::")[0] for r in cells})
-        notebooks = f"{notebooks} notebook{'s' * (notebooks != 1)}"
+        where = f"{_count(len(cells), 'cell')} of {_count(len({r.nodeid.split('::')[0] for r in cells}), 'notebook')}"
         if kind == NEEDS_MIRROR:
             terminalreporter.write_line(
-                f"NOT RUN: {len(reports)} tests skipped, {len(cells)} cells of {notebooks} and "
-                f"{len(reports) - len(cells)} other tests: they need COURSE_MIRROR (the README's offline route), "
-                "and none is set. `./course.sh test` runs every notebook only with a mirror: export "
+                f"NOT RUN: {_count(len(reports), 'test')} skipped, {where} and "
+                f"{_count(len(reports) - len(cells), 'other test')}: they need COURSE_MIRROR (the README's offline "
+                "route), and none is set. `./course.sh test` runs every notebook only with a mirror: export "
                 "COURSE_MIRROR=/path/to/course-mirror (in CI, with CI set, these tests fail instead).", yellow=True)
         else:
             terminalreporter.write_line(
-                f"NOT RUN: {len(cells)} cells of {notebooks} skipped after a failing cell of their "
-                "notebook (the failures above name it).", yellow=True)
+                f"NOT RUN: {where} skipped after a failing cell of their notebook (the failures above name it).",
+                yellow=True)
