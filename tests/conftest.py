@@ -1,4 +1,4 @@
-"""Shared fixtures and helpers: the mirror (skips cleanly when none is configured), tiny image folders and images."""
+"""Shared fixtures and helpers: the mirror (skips when none is configured, fails in CI), the graded notebooks nbval runs, tiny image folders and images."""
 
 import os
 import pathlib
@@ -9,14 +9,41 @@ import pytest
 
 matplotlib.use("Agg")  # every test draws off screen (not MPLBACKEND: executed notebooks inherit it)
 
+NEEDS_MIRROR = "needs COURSE_MIRROR (the README's offline route)"  # conftest.py's summary counts these skips
+
 
 @pytest.fixture
 def mirror_root():
-    """The configured offline mirror, or skip."""
+    """The configured offline mirror, or skip (fail in CI: `CI` set; the summary counts these skips)."""
     value = os.environ.get("COURSE_MIRROR")
     if not value or not pathlib.Path(value).is_dir():
-        pytest.skip("needs COURSE_MIRROR (the README's offline route)")
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(NEEDS_MIRROR)
     return pathlib.Path(value)
+
+
+def pytest_collect_file(file_path, parent):
+    """Beside tests/test_student_notebooks.py, every student notebook's graded copy, collected by nbval."""
+    opt = parent.config.option
+    if file_path.name == "test_student_notebooks.py" and (opt.nbval or opt.nbval_lax):
+        return GradedNotebooks.from_parent(parent, path=file_path, name="graded student notebooks",
+                                           nodeid="tests/test_student_notebooks.py::graded")
+
+
+class GradedNotebooks(pytest.File):
+    """The graded student copies (tests/graded_notebooks.py), written at collection to build/nbval/
+    (COURSE_NBVAL_DIR overrides it), each an nbval notebook whose code cells are test items."""
+
+    def collect(self):
+        import uuid
+
+        from nbval.plugin import IPyNbFile
+
+        from tests.graded_notebooks import write_graded_copies
+
+        out = pathlib.Path(os.environ.get("COURSE_NBVAL_DIR") or self.config.rootpath / "build" / "nbval")
+        run_id = getattr(self.config, "workerinput", {}).get("testrunuid") or uuid.uuid4().hex
+        for path in write_graded_copies(self.config.rootpath, out, run_id):
+            yield IPyNbFile.from_parent(self, path=path)
 
 
 # Tests that execute a whole notebook, longest first (README's course map has each one's minutes).
@@ -35,30 +62,28 @@ def _file(item) -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items):
-    """Order and group tests for two workers (`--dist loadgroup`); nbval cells are `slow`.
+    """Order and group tests for two workers (`--dist loadgroup`).
 
-    A test that executes a notebook is its own unit, and the longest start first; every other
+    A notebook's nbval cells are one unit (conftest.py groups them and marks them `slow`) and the
+    longest notebooks start first, each followed by its full-profile smoke test; every other
     test file stays whole on one worker (its module fixtures are built once), the longest files
     first, so that the last units to start are short ones. pytest-xdist keeps this order only with
     `--no-loadscope-reorder` (pyproject.toml): by default it starts the units with the most tests
-    first, which put the notebooks, 03's 17 minutes among them, at the end. Any nbval cell (a
-    notebook passed to pytest by hand) is `slow`, so `pytest -m "not slow"` is the fast lane.
+    first, which put the notebooks, 03's 10 minutes among them, at the end.
     """
     def weight(item):
         name = next((n for n in LONG_FIRST if n in item.nodeid), None)
-        if "test_student_notebooks.py::test_filled_in" in item.nodeid and name:
+        if "::Cell " in item.nodeid and name:  # a graded student notebook's nbval cell (grouped by conftest.py)
             return LONG_FIRST.index(name)
         if "test_full_profile_smoke.py::test_full_profile_runs" in item.nodeid and name:
-            return LONG_FIRST.index(name) + 0.5  # right after the same notebook's filled-in run
+            return LONG_FIRST.index(name) + 0.5  # right after the same notebook's nbval cells
         if "own_folder" in item.nodeid or "test_capstone.py" in item.nodeid:
             return len(LONG_FIRST)
         file = _file(item)
         return len(LONG_FIRST) + 1 + (LONG_FILES.index(file) if file in LONG_FILES else len(LONG_FILES))
 
     for item in items:
-        if str(item.fspath).endswith(".ipynb"):
-            item.add_marker(pytest.mark.slow)
-        if weight(item) > len(LONG_FIRST):
+        if weight(item) > len(LONG_FIRST) and "::Cell " not in item.nodeid:
             item.add_marker(pytest.mark.xdist_group(_file(item)))
     items.sort(key=weight)  # stable: the order inside each group is kept
 

@@ -115,7 +115,10 @@ def test_build_classifier_applies_preprocess_and_pools_a_spatial_backbone():
     model = cl.scale.build_classifier(spatial, 4, preprocess=lambda x: x / 255.0)
     assert model.output_shape == (None, 4)
     assert [layer.name for layer in model.layers][-3:] == ["pool", "dropout", "predictions"]
-    assert model.get_layer("preprocess") is not None
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    seen = keras.Model(model.input, model.get_layer("pool").input).predict(images, verbose=0)  # what the backbone sees...
+    np.testing.assert_allclose(seen, spatial.predict(images / 255.0, verbose=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(seen, spatial.predict(images, verbose=0)), "...is the preprocessed batch, not the raw pixels"
     with pytest.raises(ValueError, match="num_classes=1"):
         cl.scale.build_classifier(spatial, 1)
 

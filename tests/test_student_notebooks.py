@@ -1,90 +1,39 @@
-"""Every notebook as a student gets it (notebooks/student/), executed the way a learner runs it.
+"""Every notebook as a student gets it (notebooks/student/), run through nbval in the default suite.
 
 (a) With the source's solutions filled into its answer cells, the student notebook runs top to
     bottom in a fresh kernel, every public check (`grader.check`) passes, and the source's hidden
-    tests, run right after each check, pass too. The student notebook holds the source's code
-    cells, claims and tests, so this one execution per notebook covers what running the source
+    tests, run right after each check, pass too: tests/conftest.py writes these graded copies
+    (tests/graded_notebooks.py) to build/nbval/<name>/<name>.ipynb at collection time, and nbval
+    runs each code cell as a test item (`build/nbval/03_fine_tuning/03_fine_tuning.ipynb::Cell 12`),
+    all cells of one notebook in one kernel on one worker. The student notebook holds the source's
+    code cells, claims and tests, so this one execution per notebook covers what running the source
     covered, and what a learner's copy (grader cell, Colab install cell, embedded tests) does.
 (b) Untouched, it runs without an error up to its first answer cell: those cells are exactly the
-    first cells (a) executes, which a test checks, so (a) covers (b) without a second execution.
+    first cells (a) executes (checked below), so (a) covers (b) without a second execution; a
+    failure in one of them is reported as a failure of the untouched copy (conftest.py).
 
 The source notebooks themselves run in `course run` and in the own-folder tests.
 """
 
+import json
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import nbformat
 import pytest
 
-from course_lib import notebooks, release
+from course_lib import notebooks
+from tests.graded_notebooks import CHECK, first_answer_cell, graded_copy, write_graded_copies
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 NAMES = [p.stem for p in notebooks.source_notebooks(ROOT)]
-CHECK = re.compile(r'grader\.check\("(\w+)"\)')
-CELL_TIMEOUT = 900  # seconds, as nbval's --nbval-cell-timeout had it
-
-
-def graded_copy(student, source):
-    """The filled-in student notebook with each check asserted and the source's hidden tests after it."""
-    nb = release.fill_solutions(student, source)
-    hidden = {q["name"]: [release.strip_test_config(source.cells[i].source) for i in q["tests"]
-                          if notebooks.is_hidden_test(source.cells[i].source)]
-              for q in notebooks.graded_structure(source)}
-    cells = []
-    for cell in nb.cells:
-        match = CHECK.fullmatch(cell.source.strip()) if cell.cell_type == "code" else None
-        if not match:
-            cells.append(cell)
-            continue
-        name = match.group(1)
-        cells.append(nbformat.v4.new_code_cell(
-            f'_check = grader.check("{name}")\n'
-            f'assert _check.passed_all, "public check {name} failed:\\n" + _check.summary()'))
-        cells += [nbformat.v4.new_code_cell(f"# hidden test of {name}\n{body}") for body in hidden.pop(name)]
-    assert not hidden, f"checks missing from the student notebook: {sorted(hidden)}"
-    nb.cells = cells
-    return nb
-
-
-def execute(nb, workdir: pathlib.Path):
-    """Run `nb` in a fresh kernel, stopping at the first error; return (cell index, error) or None."""
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    client = NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}})
-    try:
-        client.execute()
-    except CellExecutionError as exc:
-        failed = next(i for i, c in enumerate(nb.cells) if notebooks.cell_failed(c))
-        return failed, f"{exc.ename}: {exc.evalue}\n--- cell {failed} ---\n{nb.cells[failed].source[:1500]}"
-    return None
 
 
 def _read(kind: str, name: str):
     return nbformat.read(ROOT / "notebooks" / kind / f"{name}.ipynb", as_version=4)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", NAMES)
-def test_filled_in_student_notebook_runs_and_passes_every_check(name, mirror_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_PROFILE", "fast")
-    monkeypatch.delenv("COURSE_DATASET", raising=False)
-    nb = graded_copy(_read("student", name), _read("source", name))
-    first = first_answer_cell(nb)
-    failure = execute(nb, tmp_path / name)
-    assert failure is None or failure[0] >= first, \
-        f"{name} (untouched student copy) failed before its first exercise, at {failure[1]}"
-    assert failure is None, f"{name} (student copy, solutions filled in) failed at {failure[1]}"
-    checks = [c for c in nb.cells if c.source.startswith("_check = grader.check(")]
-    assert checks and all(not notebooks.cell_failed(c) for c in checks)
-
-
-def first_answer_cell(nb) -> int:
-    """Index of the first cell a learner answers in."""
-    return next(i for i, c in enumerate(nb.cells) if "otter_answer_cell" in c.metadata.get("tags", []))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -99,6 +48,8 @@ def test_untouched_student_notebook_runs_up_to_its_first_answer_cell(name):
     assert first_answer_cell(graded) == first
     assert [(c.cell_type, c.source) for c in graded.cells[:first]] == \
         [(c.cell_type, c.source) for c in student.cells[:first]], f"{name}: (a) does not run the untouched prefix"
+    # nbval's "Cell N" counts code cells: a failure before this one is reported as the untouched copy's
+    assert graded.metadata.course_nbval.first_answer_cell == sum(c.cell_type == "code" for c in student.cells[:first])
 
 
 def test_graded_copy_asserts_each_check_and_adds_the_hidden_tests():
@@ -112,3 +63,50 @@ def test_graded_copy_asserts_each_check_and_adds_the_hidden_tests():
                    for q in notebooks.graded_structure(source) for i in q["tests"])
     assert len(hidden) == n_hidden > 0
     assert not any("BEGIN TEST CONFIG" in h for h in hidden)
+
+
+def test_graded_copies_are_written_once_per_run_with_the_same_bytes(tmp_path):
+    """Both xdist workers collect: the second finds this run's copies; a new run starts from empty folders."""
+    first = write_graded_copies(ROOT, tmp_path, "run-1")
+    assert [p.parent.name for p in first] == NAMES and all(p.name == f"{p.parent.name}.ipynb" for p in first)
+    texts = [p.read_text(encoding="utf-8") for p in first]
+    litter = first[0].parent / "left by a kernel.txt"
+    litter.write_text("x")
+    assert write_graded_copies(ROOT, tmp_path, "run-1") == first and litter.exists()
+    assert write_graded_copies(ROOT, tmp_path, "run-2") == first and not litter.exists()
+    assert [p.read_text(encoding="utf-8") for p in first] == texts
+    meta = json.loads(texts[0])["metadata"]["course_nbval"]
+    assert meta["env"] == {"COURSE_PROFILE": "fast"} and meta["unset"] == ["COURSE_DATASET"] and meta["needs_mirror"]
+
+
+def test_the_suite_collects_every_notebook_cell_through_nbval(tmp_path):
+    """`pytest --collect-only` lists each graded copy's code cells as nbval items, in order, nothing else."""
+    env = {**os.environ, "COURSE_NBVAL_DIR": str(tmp_path / "nbval")}
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-n", "0",
+                          "tests/test_student_notebooks.py"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    # (outside the checkout, as here, an item's id is tests/test_student_notebooks.py::graded::<name>.ipynb::Cell N)
+    cells = [re.search(r"(\w+\.ipynb::Cell \d+)$", line).group(1)
+             for line in out.stdout.splitlines() if ".ipynb::" in line]
+    expected = []
+    for name in NAMES:
+        path = tmp_path / "nbval" / name / f"{name}.ipynb"
+        n_code = sum(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells)
+        expected += [f"{name}.ipynb::Cell {i}" for i in range(n_code)]
+    assert sorted(cells) == sorted(expected) and len(cells) > 8 * 15
+
+
+@pytest.mark.parametrize("kind", ["source", "student"])
+def test_no_cell_carries_an_nbval_marker(kind):
+    """nbval compares no output (none is stored) and must skip no cell nor accept an error in one."""
+    markers = ("NBVAL_", "PYTEST_VALIDATE_IGNORE_OUTPUT")
+    tags = ("nbval-", "raises-exception")
+    for name in NAMES:
+        for i, cell in enumerate(_read(kind, name).cells):
+            if cell.cell_type != "code":
+                continue
+            assert not cell.outputs and cell.execution_count is None, f"{kind} {name} cell {i} has outputs"
+            assert not any(m in line for line in cell.source.splitlines() if line.lstrip().startswith("#")
+                           for m in markers), f"{kind} {name} cell {i} has an nbval marker comment"
+            assert not any(t.startswith(tags) for t in cell.metadata.get("tags", [])), \
+                f"{kind} {name} cell {i} has an nbval tag"
