@@ -8,7 +8,7 @@ Taught in `00_setup`. A mirror is laid out like this::
     datasets/digits/mnist_test.npz, usps.npz
 
 `COURSE_MIRROR=/path` turns the mode on. `course mirror check` and `course mirror build`
-are the command-line entry points (see `course_lib.cli`).
+are the command-line entry points (see `course_lib.tools.cli`).
 """
 
 from __future__ import annotations

@@ -173,43 +173,69 @@ def test_import_does_no_work():
     assert out.stdout.strip() == "False False"
 
 
+def _rooms():
+    """The two rooms as {room: {module stem: path}}: the learners' library and the machinery (course_lib/tools/)."""
+    import pathlib
+
+    import course_lib
+
+    root = pathlib.Path(course_lib.__file__).parent
+    return {room: {p.stem: p for p in folder.glob("*.py") if p.stem != "__init__"}
+            for room, folder in (("course_lib", root), ("course_lib.tools", root / "tools"))}
+
+
 def test_every_module_is_in_the_readme_and_in_the_lazy_loader():
     import pathlib
     import re
 
     import course_lib
 
-    root = pathlib.Path(course_lib.__file__).parent
-    modules = {p.stem for p in root.glob("*.py") if p.stem != "__init__"}
-    readme = (root.parent / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if line.startswith("| `course_lib/` |"))
-    listed = set(re.findall(r"`(\w+)`", row))
-    assert modules <= listed, f"not in the README's layout table: {sorted(modules - listed)}"
-    assert modules == set(course_lib._SUBMODULES), f"lazy loader differs: {sorted(modules ^ set(course_lib._SUBMODULES))}"
+    readme = (pathlib.Path(course_lib.__file__).parent.parent / "README.md").read_text()
+    rooms = _rooms()
+    for room, heading in (("course_lib", "| `course_lib/` |"), ("course_lib.tools", "| `course_lib/tools/` |")):
+        row = next(line for line in readme.splitlines() if line.startswith(heading))
+        listed = set(re.findall(r"`(\w+)`", row))
+        modules = set(rooms[room])
+        assert modules <= listed, f"not in the README's layout row {heading}: {sorted(modules - listed)}"
+    assert set(rooms["course_lib"]) == set(course_lib._SUBMODULES), (
+        f"lazy loader differs from course_lib/: {sorted(set(rooms['course_lib']) ^ set(course_lib._SUBMODULES))}")
+    assert not set(rooms["course_lib"]) & set(rooms["course_lib.tools"]), "a module name in both rooms"
+
+
+def test_tab_completion_offers_the_learners_modules_only():
+    import course_lib
+    import course_lib.tools.cli  # noqa: F401 - imported, the machinery still stays out of dir(cl)
+
+    names = set(dir(course_lib))
+    assert set(course_lib._SUBMODULES) | {"setup"} <= names
+    machinery = set(_rooms()["course_lib.tools"]) | {"tools"}
+    assert not names & machinery, f"dir(course_lib) offers the machinery: {sorted(names & machinery)}"
 
 
 def _course_imports(path):
-    """course_lib modules a module imports anywhere in its code (top level or inside functions)."""
+    """course_lib modules a module imports anywhere in its code, as dotted names ("data", "tools.runner")."""
     import ast
 
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "course_lib":
-            found |= {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and node.module in ("course_lib", "course_lib.tools"):
+            prefix = node.module.removeprefix("course_lib").lstrip(".")
+            found |= {f"{prefix}.{a.name}".lstrip(".") for a in node.names}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_lib."):
-            found.add(node.module.split(".")[1])
+            found.add(node.module.removeprefix("course_lib."))
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("course_lib.")}
+            found |= {a.name.removeprefix("course_lib.") for a in node.names if a.name.startswith("course_lib.")}
     return found - {"_data"}
 
 
+def _graph():
+    """Dotted module name -> the course modules it imports, over both rooms."""
+    return {(stem if room == "course_lib" else f"tools.{stem}"): _course_imports(path)
+            for room, modules in _rooms().items() for stem, path in modules.items()}
+
+
 def test_the_module_graph_has_no_cycle():
-    import pathlib
-
-    import course_lib
-
-    root = pathlib.Path(course_lib.__file__).parent
-    graph = {p.stem: _course_imports(p) for p in root.glob("*.py") if p.stem != "__init__"}
+    graph = _graph()
     done, cycles = set(), []
 
     def visit(node, path):
@@ -226,6 +252,14 @@ def test_the_module_graph_has_no_cycle():
         visit(module, [])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
     assert graph["config"] == set(), f"config must import no course module; it imports {graph['config']}"
+    assert all(name in graph for deps in graph.values() for name in deps), "an import of a module that is not there"
+
+
+def test_the_library_never_imports_the_machinery():
+    graph = _graph()
+    wrong = {m: sorted(d for d in deps if d.startswith("tools")) for m, deps in graph.items() if not m.startswith("tools")}
+    wrong = {m: deps for m, deps in wrong.items() if deps}
+    assert not wrong, f"learners' modules import course_lib.tools (arrows run from tools to the library only): {wrong}"
 
 
 def test_importing_config_loads_no_other_course_module():

@@ -5,7 +5,8 @@ import os
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from course_lib import quiet, runner
+from course_lib import quiet
+from course_lib.tools import runner
 
 # Lines TensorFlow 2.21 printed on the course's 2-core CPU machine, verbatim (before this change).
 NOISE = [

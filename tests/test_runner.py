@@ -6,7 +6,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
-from course_lib import cli, runner
+from course_lib.tools import cli, runner
 
 
 def _tiny_notebook(path, good=True):

@@ -23,7 +23,8 @@ import pprint
 import re
 import zipfile
 
-from course_lib import grader_cell, notebooks, quiz
+from course_lib import quiz
+from course_lib.tools import grader_cell, notebooks
 
 CLASS_DIR = "build/class"
 SELF_PACED_NOTE = ("The check cell tells you which answers are not right yet and which part of the notebook "

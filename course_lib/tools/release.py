@@ -22,8 +22,8 @@ import re
 import sys
 import tempfile
 
-from course_lib import notebooks, outdir
-from course_lib.grader_cell import GRADER_CELL_TAG, embedded_tests, grader_cell_source, render  # noqa: F401 (used here and re-exported)
+from course_lib.tools import notebooks, outdir
+from course_lib.tools.grader_cell import GRADER_CELL_TAG, embedded_tests, grader_cell_source, render  # noqa: F401 (used here and re-exported)
 
 PINS_FILE = "/tmp/course_pins.txt"
 PINNED = ("tensorflow", "keras", "numpy")  # Colab's own versions; the install never changes them
@@ -291,7 +291,7 @@ def build_student(out=None, root=None, only=None, klass: bool = False) -> dict:
     Nothing is written until every notebook has been built. `klass`: a class's notebooks
     (`classroom.class_notebook`), by default into build/class, never into notebooks/student.
     """
-    from course_lib import classroom
+    from course_lib.tools import classroom
 
     root = notebooks.repo_root(root)
     default = root / "notebooks" / "student"

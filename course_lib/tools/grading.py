@@ -24,7 +24,7 @@ import shutil
 import sys
 import tempfile
 
-from course_lib import notebooks, release
+from course_lib.tools import notebooks, release
 
 AUTOGRADER_DIR = "build/autograder"
 
@@ -34,12 +34,12 @@ AUTOGRADER_DIR = "build/autograder"
 def build_autograder(out=None, root=None, only=None, private=None) -> list[pathlib.Path]:
     """Write `<out>/NN_name-autograder.zip` (default: build/autograder) for every source notebook.
 
-    `private`: a folder of NN_name.yaml files (`course_lib.private`), checked before anything is built.
+    `private`: a folder of NN_name.yaml files (`course_lib.tools.private`), checked before anything is built.
     """
     import nbformat
 
-    from course_lib import classroom
-    from course_lib import private as private_folder
+    from course_lib.tools import classroom
+    from course_lib.tools import private as private_folder
 
     root = notebooks.repo_root(root)
     extra = private_folder.load(private, root) if private is not None else {}
@@ -114,7 +114,7 @@ class GradingError(RuntimeError):
 def grade_one(notebook, autograder_zip, *, template=None, timeout: float = 3600, cell_timeout: float = 600,
               sandboxed: bool = True) -> dict:
     """Grade one submission with `submission.grade` (sandboxed kernel, time limits); returns its result."""
-    from course_lib import submission
+    from course_lib.tools import submission
 
     return submission.grade(notebook, submission.load_tests(autograder_zip), template=template,
                             cell_timeout=cell_timeout, total_timeout=timeout, sandboxed=sandboxed)
@@ -141,7 +141,7 @@ def grade_folder(submissions, out="build/grades", autograder=None, timeout: floa
     """Preflight, then grade every notebook under `submissions`; writes the gradebook and feedback."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from course_lib import preflight
+    from course_lib.tools import preflight
 
     root = notebooks.repo_root(root)
     submissions, out = pathlib.Path(submissions), pathlib.Path(out)
@@ -181,7 +181,7 @@ def _template(root, name: str):
     """The student notebook a submission of `name` started from, self-paced or class (None when the checkout lacks it)."""
     import nbformat
 
-    from course_lib import classroom
+    from course_lib.tools import classroom
 
     path = notebooks.student_notebook(root, name)
     return classroom.template(nbformat.read(path, as_version=4), name) if path.is_file() else None
@@ -314,7 +314,7 @@ def register_cli(sub, commands: dict) -> None:
 
 
 def _cli_autograder(args) -> int:
-    from course_lib import private
+    from course_lib.tools import private
 
     try:
         written = build_autograder(args.out, private=args.private)

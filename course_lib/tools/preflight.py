@@ -15,7 +15,8 @@ import subprocess
 import sys
 import tempfile
 
-from course_lib import config, errors, notebooks
+from course_lib import config, errors
+from course_lib.tools import notebooks
 
 
 def run(assignments, autograder, root=None, *, sandboxed: bool = True, reference: bool = False) -> list[str]:
@@ -66,7 +67,7 @@ def resources(assignments, sandboxed: bool) -> list[str]:
 
 def sandbox() -> list[str]:
     """The sandbox starts and the course imports inside it."""
-    from course_lib import sandbox as sb
+    from course_lib.tools import sandbox as sb
 
     with tempfile.TemporaryDirectory(prefix="course_preflight_") as tmp:
         try:
@@ -87,7 +88,7 @@ def assignment(name: str, autograder: pathlib.Path, root=None, *, sandboxed: boo
     """An untouched notebook of `name` gets through its set-up cell; with `reference`, the solutions score full marks."""
     import nbformat
 
-    from course_lib import classroom, release, submission
+    from course_lib.tools import classroom, release, submission
 
     root = notebooks.repo_root(root)
     student_path = notebooks.student_notebook(root, name)

@@ -17,7 +17,7 @@ ORDER_RE = re.compile(r"^\d\d[a-z]?_.*\.ipynb$")  # 03_..., then its companion 0
 def repo_root(start=None) -> pathlib.Path:
     """The course checkout: the nearest folder upward that has notebooks/source."""
     here = pathlib.Path(start or pathlib.Path.cwd()).resolve()
-    for folder in [here, *here.parents, pathlib.Path(__file__).resolve().parents[1]]:
+    for folder in [here, *here.parents, pathlib.Path(__file__).resolve().parents[2]]:
         if (folder / "notebooks" / "source").is_dir():
             return folder
     raise FileNotFoundError(

@@ -23,7 +23,7 @@ import tempfile
 import time
 import warnings as _warnings
 
-from course_lib import notebooks, outdir, release, runner
+from course_lib.tools import notebooks, outdir, release, runner
 
 COLAB_BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_FILE = "colab-badge.svg"  # a local copy of the badge: the site loads nothing from elsewhere
@@ -314,7 +314,7 @@ def register_cli(sub, commands: dict) -> None:
 
 
 def _cli_site(args) -> int:
-    from course_lib import browser
+    from course_lib.tools import browser
 
     try:
         built = build_site(args.run, args.out)

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     bld.add_argument("dest")
     bld.add_argument("--parts", nargs="*", default=None, help="weights flowers pacs mnist usps")
     _add_instructor_commands(sub)
-    from course_lib import website
+    from course_lib.tools import website
 
     website.register_cli(sub, COMMANDS)
     args = parser.parse_args(argv)
@@ -40,7 +40,7 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     import signal
 
-    from course_lib import outdir, runner
+    from course_lib.tools import outdir, runner
 
     try:
         rep = runner.run_course(args.out, args.profile, args.only, budget=args.budget)
@@ -58,7 +58,7 @@ def _mirror(args) -> int:
     from course_lib import config, errors, mirror
 
     if args.action == "build":
-        from course_lib import mirror_build
+        from course_lib.tools import mirror_build
 
         print(f"Mirror built at {mirror_build.build(args.dest, args.parts)}")
         return 0
@@ -80,7 +80,7 @@ def _mirror(args) -> int:
 def _add_instructor_commands(sub) -> None:
     """Instructor sub-commands (student release, autograder, grading), if available."""
     try:
-        from course_lib import grading, release
+        from course_lib.tools import grading, release
     except ImportError:  # pragma: no cover
         return
     for module in (release, grading):

@@ -19,7 +19,8 @@ import sys
 import threading
 import time
 
-from course_lib import config, notebooks, outdir, quiet, report, stops
+from course_lib import config, quiet, report
+from course_lib.tools import notebooks, outdir, stops
 
 
 def run_course(out="runs/latest", profile: str | None = None, only=None,

@@ -92,7 +92,7 @@ class Session:
     def __init__(self, workdir: pathlib.Path, *, sandboxed: bool = True, mirror=None, cpu_seconds: int = 7200):
         from jupyter_client import KernelManager
 
-        from course_lib import sandbox
+        from course_lib.tools import sandbox
 
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         wrap = ((lambda a: sandbox.command(workdir, a, mirror=mirror, cpu_seconds=cpu_seconds))
@@ -202,7 +202,7 @@ class _Run:
             self.session.close()
 
     def _cells(self, stop_after_setup: bool) -> dict:
-        start = self.session.run(f"import course_lib.integrity as {self.alias}\n{self.alias}.take()",
+        start = self.session.run(f"import course_lib.tools.integrity as {self.alias}\n{self.alias}.take()",
                                  KERNEL_START_TIMEOUT)
         if start["status"] != "ok":
             return _result(f"error: the course library does not load in the grading kernel "
