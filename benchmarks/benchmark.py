@@ -35,7 +35,7 @@ def setup(args):
 
     cfg = cl.setup("benchmark", quiet=True)
     ds = cl.data.load(args.dataset, allow_override=False, verbose=False)
-    splits = cl.data.profile_split(ds, cfg)
+    splits = cl.splits.profile_split(ds, cfg)
     backbone = cl.backbones.load(args.backbone, args.image_size or cfg.profile.image_size)
     return cfg, splits, backbone
 

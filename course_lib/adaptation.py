@@ -6,7 +6,7 @@ arrays of shape (n, d), as `cl.features.extract` returns them; images are uint8 
 - `coral`: re-colour source features so that their covariance matches the target's (no target labels).
 - `adabn`: re-estimate BatchNormalization statistics on unlabeled target images.
 - `train_weighted_head`: a head trained on source features plus a few labeled (or stylized) target
-  ones, each part weighing the same; `cl.data.per_class_indices` picks the k labels per class.
+  ones, each part weighing the same; `cl.splits.per_class_indices` picks the k labels per class.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from course_lib import backbones, data, features, finetune, plots, recipe, scale, stats
+from course_lib import backbones, data, features, finetune, plots, recipe, scale, splits, stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +51,7 @@ def fixed_split(ds: data.ImageSet, seed: int, *, val: int, test: int | None, tra
     and the pool are drawn, and at least a quarter of the class). Indices are into `ds`.
     """
     parts = {"val": [], "test": [], "train_pool": []}
-    for c, order in data.class_orders(ds.labels, seed).items():
+    for c, order in splits.class_orders(ds.labels, seed).items():
         if len(order) < 3:
             raise ValueError(f"Class {ds.class_names[c]!r} has {len(order)} image(s); each class needs at least "
                              "3 (one each for training, validation and test). Add images or drop the class.")
@@ -95,25 +95,25 @@ def recipe_data(target: data.ImageSet, fixed: dict, cfg, *, n: int, seed: int, v
     """
     if cfg.dataset_override is None:
         idx = train_subsets(target.labels, fixed["train_pool"], seed, [n])[n]
-        splits = {"train": target.subset(idx), "val": target.subset(fixed["val"]), "test": target.subset(fixed["test"])}
+        parts = {"train": target.subset(idx), "val": target.subset(fixed["val"]), "test": target.subset(fixed["test"])}
         ds = target
     else:
         ds = data.load(default)
-        splits = data.split(ds, seed, train=cfg.per_class(fast=n, full=None), val=val, test=test)
-        used, total = splits["train"].counts(), ds.counts()
+        parts = splits.split(ds, seed, train=cfg.per_class(fast=n, full=None), val=val, test=test)
+        used, total = parts["train"].counts(), ds.counts()
         print("Training images per class used / available:",
               ", ".join(f"{c} {used[c]}/{total[c]}" for c in ds.class_names))
         if cfg.profile.name == "fast":
             print("The fast profile uses a few images per class so the notebook runs in minutes on a CPU. "
                   "To use all of them, run with COURSE_PROFILE=full (on a GPU, or with patience on a CPU).")
-    print({name: len(part) for name, part in splits.items()}, "images for the recipe; classes:", ds.class_names)
-    return ds, splits
+    print({name: len(part) for name, part in parts.items()}, "images for the recipe; classes:", ds.class_names)
+    return ds, parts
 
 
 def train_subsets(labels, pool, seed: int, sizes) -> dict:
     """{n: indices}: a seeded draw of `n` training images per class from `pool`, nested as n grows."""
     labels, pool = np.asarray(labels), np.asarray(pool, int)
-    return {int(n): np.sort(pool[data.per_class_indices(labels[pool], int(n), seed=seed, allow_fewer=True)])
+    return {int(n): np.sort(pool[splits.per_class_indices(labels[pool], int(n), seed=seed, allow_fewer=True)])
             for n in sizes}
 
 

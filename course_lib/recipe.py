@@ -209,7 +209,7 @@ def evaluate(model, ds: data.ImageSet, image_size: int, batch_size: int = 64) ->
 
     if not len(ds):
         raise ValueError(f"Cannot evaluate on an empty split ({ds.name!r}, 0 images). "
-                         "Fix: give the split images (see cl.data.split).")
+                         "Fix: give the split images (see cl.splits.split).")
     right = 0
     with folders.naming_bad_files(ds.items):
         for x, y in data.pipeline(ds, image_size, batch_size=batch_size, cache=False):

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from course_lib import data, domain, plots
+from course_lib import domain, plots, splits
 
 SCORES = ("logme", "leep", "h_score", "knn")
 
@@ -182,7 +182,7 @@ def learning_curve(fit_and_score, labels, sizes, seeds) -> np.ndarray:
     """Accuracies (seeds x sizes) of `fit_and_score(indices, seed)` on nested stratified subsets of `labels`."""
     out = np.zeros((len(seeds), len(sizes)))
     for i, seed in enumerate(seeds):  # the largest first: a class too small for it fails before any training
-        subsets = {n: data.per_class_indices(labels, int(n), seed=seed) for n in sorted(sizes, reverse=True)}
+        subsets = {n: splits.per_class_indices(labels, int(n), seed=seed) for n in sorted(sizes, reverse=True)}
         for j, size in enumerate(sizes):
             out[i, j] = fit_and_score(subsets[size], seed)
     return out

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from course_lib import backbones, data, features
+from course_lib import backbones, data, features, splits
 
 SIZE = 32
 
@@ -153,11 +153,11 @@ def test_cache_false_writes_nothing(images, isolated_cache):
 
 
 def test_extract_splits_keeps_split_names(images, isolated_cache):
-    splits = data.split(images, seed=0, train=3, val=1, test=1)
-    out = features.extract_splits(tiny_backbone(), splits, SIZE, scale, verbose=0)
+    parts = splits.split(images, seed=0, train=3, val=1, test=1)
+    out = features.extract_splits(tiny_backbone(), parts, SIZE, scale, verbose=0)
     assert set(out) == {"train", "val", "test"}
     for name, (x, y) in out.items():
-        assert len(x) == len(splits[name]) and np.array_equal(y, splits[name].labels)
+        assert len(x) == len(parts[name]) and np.array_equal(y, parts[name].labels)
 
 
 def blobs(n_per_class=30, dim=8, classes=3, seed=0):
@@ -200,11 +200,11 @@ def test_frozen_classifier_trains_only_the_head():
 def test_in_model_training_equals_training_on_cached_features(images, isolated_cache):
     """Same head init, same batches, same dropout masks: the same weights, not just similar."""
     backbone = tiny_backbone()
-    splits = data.split(images, seed=0, train=4, val=1, test=1)
-    feats = features.extract_splits(backbone, splits, SIZE, scale, verbose=0)
+    parts = splits.split(images, seed=0, train=4, val=1, test=1)
+    feats = features.extract_splits(backbone, parts, SIZE, scale, verbose=0)
     kw = dict(epochs=3, learning_rate=1e-2, batch_size=3, seed=5)
     head, h1 = features.train_head(feats["train"], feats["val"], images.num_classes, **kw)
-    model, h2 = features.train_in_model(backbone, splits["train"], splits["val"], SIZE, scale, **kw)
+    model, h2 = features.train_in_model(backbone, parts["train"], parts["val"], SIZE, scale, **kw)
     for a, b in zip(head.get_weights(), model.get_layer("head").get_weights()):
         assert np.allclose(a, b, atol=1e-5)
     assert np.allclose(h1.history["val_loss"], h2.history["val_loss"], atol=1e-5)

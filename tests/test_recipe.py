@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from course_lib import backbones, data, finetune, recipe
+from course_lib import backbones, data, finetune, recipe, splits
 
 from .conftest import write_image
 
@@ -109,7 +109,7 @@ def test_unfreeze_by_block_name_and_clear_errors(tiny_backbone):
 @pytest.mark.slow
 def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache):
     ds = data.load_folder(_folder(tmp_path / "imgs"))
-    parts = data.split(ds, 0, train=4, val=1, test=1)
+    parts = splits.split(ds, 0, train=4, val=1, test=1)
     net = backbones.load(NAME, 32, weights=None)
     model = recipe.build(net, 2, preprocess=NAME, augment=recipe.augmentation(0))
     before = recipe.snapshot(net)
@@ -138,7 +138,7 @@ def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache)
 def test_fit_two_stages_weights_the_loss_by_class(tmp_path, isolated_cache):
     """06's class-weight decision reaches both stages: a zero weight for every class leaves no loss to learn from."""
     ds = data.load_folder(_folder(tmp_path / "imgs"))
-    parts = data.split(ds, 0, train=4, val=1, test=1)
+    parts = splits.split(ds, 0, train=4, val=1, test=1)
 
     def losses(class_weight):
         net = backbones.load(NAME, 32, weights=None)
