@@ -33,7 +33,7 @@ def setup(args):
     os.environ.setdefault("COURSE_PROFILE", args.profile)
     import course_lib as cl
 
-    cfg = cl.setup("benchmark", quiet=True)
+    cfg = cl.setup("benchmark", silent=True)
     ds = cl.data.load(args.dataset, allow_override=False, verbose=False)
     splits = cl.splits.profile_split(ds, cfg)
     backbone = cl.backbones.load(args.backbone, args.image_size or cfg.profile.image_size)

@@ -6,7 +6,7 @@ are float arrays of shape (n, d), as `cl.features.extract` returns them. The met
 - `corrupt`: synthetic shift (Gaussian noise, blur, contrast, colour shift, JPEG), severity 1..5.
 - `stylize`: re-draw source images in a target style (sketch, cartoon, painting), for augmentation.
 - `mmd2`, `proxy_a_distance`: how far a target domain is from the source, without its labels.
-- `features`, `evaluate` (balanced accuracy), `embed_2d` and the `plot_*` helpers of the notebook.
+- `array_features`, `head_balanced_accuracy`, `embed_2d` and the `plot_*` helpers of the notebook.
 
 The adaptation methods (AdaBN, CORAL, few-shot head retraining) are in `cl.adaptation`.
 """
@@ -242,7 +242,7 @@ def rank_correlation(a, b) -> float:
 # ------------------------------------------------------------------ features and evaluation
 
 
-def features(model, images, preprocess="mobilenet_v2", batch_size: int = 32) -> np.ndarray:
+def array_features(model, images, preprocess="mobilenet_v2", batch_size: int = 32) -> np.ndarray:
     """Features of in-memory uint8 images (corrupted or stylized ones, which have no files)."""
     images, fn = check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
     chunks = [model.predict(fn(images[i:i + 256].astype(np.float32)), batch_size=batch_size, verbose=0)
@@ -263,7 +263,7 @@ def balanced_accuracy(y_true, y_pred) -> float:
         return float(balanced_accuracy_score(y_true, y_pred))
 
 
-def evaluate(head, x, y) -> float:
+def head_balanced_accuracy(head, x, y) -> float:
     """Balanced accuracy of a head on features."""
     pred = np.argmax(np.asarray(head(np.asarray(x, np.float32), training=False)), axis=-1)
     return balanced_accuracy(y, pred)

@@ -203,7 +203,7 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
     return finetune.join_histories(first, second, seconds=timer.seconds, unfreeze=report)
 
 
-def evaluate(model, ds: data.ImageSet, image_size: int, batch_size: int = 64) -> float:
+def accuracy(model, ds: data.ImageSet, image_size: int, batch_size: int = 64) -> float:
     """Accuracy of a pixel-input model on an ImageSet, batch by batch (thousands of images fit in memory)."""
     import tensorflow as tf
 

@@ -60,7 +60,7 @@ def test_setup_refuses_a_seed_outside_0_to_2_32(bad, isolated_cache):
         config.check_seed(bad)
     if bad is not None:  # setup(seed=None) reads COURSE_SEED instead
         with pytest.raises(ValueError, match=r"^seed must be an integer in 0\.\.4294967295"):
-            session.setup("x", seed=bad, quiet=True)
+            session.setup("x", seed=bad, silent=True)
 
 
 def test_numpy_integers_are_integers():
@@ -91,7 +91,7 @@ def test_no_budget_leaves_every_pick_as_the_profile_has_it(monkeypatch):
     assert budget.name == "none" and not budget.reduced
     full = config.PROFILES["full"]
     assert config.budgeted(full, budget) is full
-    cfg = session.Config("x", full, 0, None, None, "cpu", budget)
+    cfg = session.Settings("x", full, 0, None, None, "cpu", budget)
     assert cfg.epochs(6, 10) == 10 and cfg.per_class(30, None) is None and cfg.per_class(1, (10, 30, 60)) == (10, 30, 60)
     assert cfg.repeats(3, [0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4] and cfg.sweep(1, [1, 2, 3]) == [1, 2, 3]
     assert cfg.count(32, 128) == 128
@@ -105,14 +105,14 @@ def test_the_smoke_budget_caps_the_full_profile_and_keeps_its_code_path(monkeypa
     assert profile.name == "full" and profile.pick(1, 2) == 2, "the full profile's branches still run"
     assert profile.epochs == profile.finetune_epochs == budget.epochs
     assert profile.train_per_class == profile.val_per_class == profile.test_per_class == budget.per_class
-    cfg = session.Config("x", profile, 0, None, None, "cpu", budget)
+    cfg = session.Settings("x", profile, 0, None, None, "cpu", budget)
     assert cfg.epochs(6, 10) == 2 and cfg.per_class(30, None) == budget.per_class == 8
     # a per-class sweep is scaled so that its largest point is the cap, then thinned to its two ends
     assert cfg.per_class(1, (10, 30, 60, 100)) == (1, 8)
     assert cfg.per_class(1, [1, 3, 10, 30, 100, 300, 700]) == [1, 8]
     assert cfg.per_class(1, (2, 4)) == (2, 4), "a sweep under the cap keeps its points"
     assert cfg.sweep(1, [96, 128, 160, 192, 224, 320]) == [96, 320]
-    one = config.Budget("one", per_class=8, sweep=1)
+    one = config.Caps("one", per_class=8, sweep=1)
     assert one.cap("per_class", (10, 30, 60, 100)) == (8,) and one.cap("sweep", [1, 2, 3]) == [3]
     assert cfg.repeats(3, [0, 1, 2, 3, 4]) == [0, 1] and cfg.repeats(3, 5) == 2
     assert cfg.count(32, 128) == 16 and cfg.count(32, 5) == 5
@@ -157,9 +157,9 @@ def test_setup_seed_makes_numbers_repeat(isolated_cache):
     import numpy as np
     import tensorflow as tf
 
-    session.setup("x", seed=7, quiet=True)
+    session.setup("x", seed=7, silent=True)
     a = (np.random.rand(3), tf.random.uniform((3,)).numpy())
-    session.setup("x", seed=7, quiet=True)
+    session.setup("x", seed=7, silent=True)
     b = (np.random.rand(3), tf.random.uniform((3,)).numpy())
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 

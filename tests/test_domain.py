@@ -132,7 +132,7 @@ def test_recovered_fraction():
 def test_features_of_in_memory_images_match_a_direct_call():
     model = bn_model()
     images = blocky_images(n=5, size=16, seed=2)
-    out = domain.features(model, images, preprocess=None, batch_size=2)
+    out = domain.array_features(model, images, preprocess=None, batch_size=2)
     assert out.shape == (5, 3) and out.dtype == np.float32
     assert np.allclose(out, np.asarray(model(images.astype(np.float32), training=False)), atol=1e-5)
 

@@ -99,7 +99,7 @@ def test_the_unbounded_threadpool_line_is_raised_by_predict_and_kept_at_log_leve
     kernel_env = quiet.kernel_env
     monkeypatch.setattr(quiet, "kernel_env", lambda: {k: v for k, v in kernel_env().items()
                                                       if k != "PYTEST_CURRENT_TEST"})
-    nb = new_notebook(cells=[new_code_cell("import course_lib as cl\ncfg = cl.setup('99_loud', quiet=True)"),
+    nb = new_notebook(cells=[new_code_cell("import course_lib as cl\ncfg = cl.setup('99_loud', silent=True)"),
                              new_code_cell(PREDICT)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "course" / "notebooks" / "source" / "99_loud.ipynb"

@@ -125,13 +125,13 @@ def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache)
     assert not any("moving_" in p for p in moved)
     x_val, y_val = data.to_numpy(parts["val"], 32)
     whole = float(np.mean(model.predict(x_val.astype("float32"), verbose=0).argmax(1) == y_val))
-    assert recipe.evaluate(model, parts["val"], 32, batch_size=3) == pytest.approx(whole), \
+    assert recipe.accuracy(model, parts["val"], 32, batch_size=3) == pytest.approx(whole), \
         "batch by batch, the same accuracy as on the whole array"
     with pytest.raises(ValueError, match="learning rate must be a positive number"):
         recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
                               first_block=1, head_epochs=1, fine_tune_epochs=1, fine_tune_lr=0)
     with pytest.raises(ValueError, match=r"empty split .*0 images"):
-        recipe.evaluate(model, parts["val"].subset([]), 32)
+        recipe.accuracy(model, parts["val"].subset([]), 32)
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def feature_path(splits, backbone_name, image_size, weights, seed):
     """setup -> backbone -> extract (no cache) -> train a head; everything a rerun must repeat."""
-    cl.setup("repro_test", seed=seed, quiet=True)
+    cl.setup("repro_test", seed=seed, silent=True)
     backbone = cl.backbones.load(backbone_name, image_size, weights=weights)
     feats = {name: cl.features.extract(backbone, ds, image_size, cache=False, verbose=0)
              for name, ds in splits.items()}

@@ -86,7 +86,7 @@ def _source(cell) -> str:
     return source if isinstance(source, str) else ""
 
 
-class Session:
+class Kernel:
     """A kernel for one submission, in a sandbox (or not), with per-call time limits."""
 
     def __init__(self, workdir: pathlib.Path, *, sandboxed: bool = True, mirror=None, cpu_seconds: int = 7200):
@@ -188,7 +188,7 @@ class _Run:
         try:
             # CPU time: every core busy for the whole time limit, and a minute to start
             cpu = int((self.deadline - time.monotonic()) * (os.cpu_count() or 1)) + 60
-            self.session = Session(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror, cpu_seconds=cpu)
+            self.kernel = Kernel(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror, cpu_seconds=cpu)
         except Exception as exc:  # noqa: BLE001 - the grading machine's fault, not the student's
             return _result(f"error: the kernel did not start ({type(exc).__name__}: {str(exc)[:200]})", self.tests)
         try:
@@ -199,10 +199,10 @@ class _Run:
             return _result(f"error: {exc}. Check the grading machine (`course grade` runs a preflight first).",
                            self.tests)
         finally:
-            self.session.close()
+            self.kernel.close()
 
     def _cells(self, stop_after_setup: bool) -> dict:
-        start = self.session.run(f"import course_lib.tools.integrity as {self.alias}\n{self.alias}.take()",
+        start = self.kernel.run(f"import course_lib.tools.integrity as {self.alias}\n{self.alias}.take()",
                                  KERNEL_START_TIMEOUT)
         if start["status"] != "ok":
             return _result(f"error: the course library does not load in the grading kernel "
@@ -222,7 +222,7 @@ class _Run:
             if left <= 0:
                 return self._stopped(f"cell {i}", owner[i], "timeout", self.total_timeout, whole=True)
             timeout = min(self.cell_timeout, left)
-            out = self.session.run(source, timeout)
+            out = self.kernel.run(source, timeout)
             if out["status"] in ("timeout", "dead"):
                 return self._stopped(f"cell {i}", owner[i], out["status"], timeout)
             if out["status"] == "error":
@@ -257,7 +257,7 @@ class _Run:
                 break
             guard = f"{self.alias}.require_pristine()"  # raises TamperingError, after restoring
             code = f"{guard}\n{case['code']}{guard}\n"
-            out = self.session.run(code, min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
+            out = self.kernel.run(code, min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
             if out["status"] in ("timeout", "dead"):
                 raise _Stopped(where_, question, out["status"], self.cell_timeout)
             if out["ename"] in ENVIRONMENT_ERRORS:
@@ -282,7 +282,7 @@ class _Run:
 
     def _replaced(self, where_: str, question: str) -> list[str]:
         """What the submission replaced since the last check (the originals are back after it)."""
-        check = self.session.run("", 60, expression=f"{self.alias}.check_and_restore()")
+        check = self.kernel.run("", 60, expression=f"{self.alias}.check_and_restore()")
         if check["status"] in ("timeout", "dead"):
             raise _Stopped(where_, question, check["status"], 60)
         return _literal(check.get("value"))
