@@ -1,8 +1,8 @@
 """Instructor tools, grading side: autograder zips (otter-grader) and grading a folder of submissions.
 
 Taught in `00_setup`, whose exercises are the first graded ones. Builds on `release`: each
-autograder zip is `otter assign`'s output for a source (`release.assign`). Commands (see
-`register_cli`):
+autograder zip is `otter assign`'s output for a source (`release.assign`). Commands (declared
+in `cli`):
 
 - `course autograder`: one `NN_name-autograder.zip` per notebook (hidden tests included; the
   questionnaire's keys only in hidden tests, `classroom`; `--private DIR` merges an instructor's
@@ -21,7 +21,6 @@ import io
 import json
 import pathlib
 import shutil
-import sys
 import tempfile
 
 from course_lib.tools import notebooks, release
@@ -288,57 +287,3 @@ def write_feedback(rows: list[dict], folder: pathlib.Path) -> None:
     for row in rows:
         name = row["submission"].replace("/", "__").removesuffix(".ipynb") + ".md"
         (folder / name).write_text(feedback_markdown(row), encoding="utf-8")
-
-
-# ---------------------------------------------------------------- command line
-
-def register_cli(sub, commands: dict) -> None:
-    """Add `course autograder` and `course grade` to the `course` command."""
-    a = sub.add_parser("autograder", help="build one otter autograder zip per notebook")
-    a.add_argument("--out", default=None, help=f"folder (default: {AUTOGRADER_DIR} in the checkout)")
-    a.add_argument("--private", default=None, metavar="DIR",
-                   help="folder of NN_name.yaml files: your own questionnaire keys and hidden tests (README)")
-    g = sub.add_parser("grade", help="grade a folder of submitted notebooks, each in a sandbox")
-    g.add_argument("submissions", help="folder with the submitted .ipynb files (searched recursively)")
-    g.add_argument("--out", default="build/grades", help="where grades.csv, grades.md and feedback/ go")
-    g.add_argument("--autograder", default=None,
-                   help=f"folder of NN_name-autograder.zip (default: {AUTOGRADER_DIR}; missing zips are built)")
-    g.add_argument("--timeout", type=float, default=3600, help="seconds per submission, all cells together")
-    g.add_argument("--cell-timeout", type=float, default=600, help="seconds per cell or test")
-    g.add_argument("--jobs", type=int, default=1, help="submissions graded at the same time")
-    g.add_argument("--reference", action="store_true",
-                   help="preflight also grades each assignment's solutions, which must score full marks")
-    g.add_argument("--no-sandbox", action="store_true",
-                   help="run submissions with your own rights, network included (only for code you trust)")
-    commands.update(autograder=_cli_autograder, grade=_cli_grade)
-
-
-def _cli_autograder(args) -> int:
-    from course_lib.tools import private
-
-    try:
-        written = build_autograder(args.out, private=args.private)
-    except private.PrivateFolderError as exc:
-        print(f"course autograder: {exc}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"written   {path}")
-    return 0
-
-
-def _cli_grade(args) -> int:
-    try:
-        rows = grade_folder(args.submissions, args.out, args.autograder, args.timeout, jobs=args.jobs,
-                            cell_timeout=args.cell_timeout, sandboxed=not args.no_sandbox,
-                            reference=args.reference)
-    except GradingError as exc:
-        print(f"[course] {exc}", file=sys.stderr)
-        return 2
-    print(render_markdown(rows))
-    out = pathlib.Path(args.out)
-    print(f"[course] wrote {out / 'grades.csv'}, {out / 'grades.md'} and {out / 'feedback'}/")
-    errors = [r for r in rows if r["status"].startswith("error")]
-    if errors:
-        print(f"[course] {len(errors)} submission(s) could not be graded (status 'error'): see the table",
-              file=sys.stderr)
-    return 1 if errors else 0

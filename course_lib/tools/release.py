@@ -2,7 +2,7 @@
 
 Taught in `00_setup`, whose exercises are the first graded ones (the source format is in
 `notebooks/AUTHORING.md`). Used by `grading`, whose autograder zips come from `assign`.
-Command (see `register_cli`):
+Command (declared in `cli`):
 
 - `course student`: `notebooks/source/NN_name.ipynb` -> `notebooks/student/NN_name.ipynb`,
   byte-stable, with solutions and hidden tests removed and the public tests embedded in a
@@ -366,34 +366,3 @@ def stale_student_notebooks(root=None, built=None) -> list[str]:
         fresh = {p.name: p.read_bytes() for p in pathlib.Path(built or tmp).glob("*.ipynb")}
     have = {p.name: p.read_bytes() for p in current.glob("*.ipynb")}
     return sorted(n for n in set(fresh) | set(have) if fresh.get(n) != have.get(n))
-
-
-# ---------------------------------------------------------------- command line
-
-def register_cli(sub, commands: dict) -> None:
-    """Add `course student` to the `course` command."""
-    s = sub.add_parser("student", help="build notebooks/student/ from notebooks/source/")
-    s.add_argument("--out", default=None, help="folder (default: notebooks/student)")
-    mode = s.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="write nothing; exit 1 if files are stale")
-    mode.add_argument("--class", dest="klass", action="store_true",
-                   help="the notebooks a class gets: questionnaires checked for form only (default --out build/class)")
-    commands.update(student=_cli_student)
-
-
-def _cli_student(args) -> int:
-    if args.check:
-        stale = stale_student_notebooks()
-        for name in stale:
-            print(f"stale: notebooks/student/{name}")
-        print("Fix: run `course student` and commit notebooks/student/." if stale
-              else "notebooks/student/ is up to date.")
-        return 1 if stale else 0
-    try:
-        built = build_student(args.out, klass=args.klass)
-    except (outdir.OutputFolderError, ValueError) as exc:
-        print(f"course student: {exc}", file=sys.stderr)
-        return 2
-    for path, state in built.items():
-        print(f"{state:9s} {path}")
-    return 0

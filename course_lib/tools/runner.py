@@ -128,13 +128,9 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int, *, stop=No
         (out / folder).mkdir(parents=True, exist_ok=True)
     metrics_file = out / "metrics" / f"{path.stem}.jsonl"
     metrics_file.unlink(missing_ok=True)
-    os.environ["COURSE_METRICS_FILE"] = str(metrics_file)
     start = time.perf_counter()
     shown = Progress(path.stem, code_cells(nb))
-    try:
-        crashed = _execute(nb, path, timeout, shown, stop or stops.Stop())
-    finally:
-        os.environ.pop("COURSE_METRICS_FILE", None)
+    crashed = _execute(nb, path, timeout, shown, stop or stops.Stop(), metrics_file=metrics_file)
     seconds = time.perf_counter() - start
     nbformat.write(nb, out / "executed" / path.name)
     records = report.read(metrics_file)
@@ -155,8 +151,8 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int, *, stop=No
             "metrics": {r["name"]: r["value"] for r in records if r["type"] == "metric"}}
 
 
-def _execute(nb, path: pathlib.Path, timeout: int, shown, stop) -> str | None:
-    """Run the notebook's kernel; None, or why it stopped early (crash, timeout or a signal)."""
+def _execute(nb, path: pathlib.Path, timeout: int, shown, stop, *, metrics_file: pathlib.Path) -> str | None:
+    """Run the notebook's kernel, its metrics to `metrics_file`; None, or why it stopped early (crash, timeout or a signal)."""
     from nbclient import NotebookClient
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
@@ -166,7 +162,7 @@ def _execute(nb, path: pathlib.Path, timeout: int, shown, stop) -> str | None:
     crashed = None
     try:
         with shown.running() as kernel_stderr:
-            client.execute(env=quiet.kernel_env(), stderr=kernel_stderr)
+            client.execute(env={**quiet.kernel_env(), report.METRICS_ENV: str(metrics_file)}, stderr=kernel_stderr)
     except Exception as exc:  # noqa: BLE001 - a dead kernel or timeout is a failed notebook
         crashed = f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
