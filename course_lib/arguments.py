@@ -37,7 +37,7 @@ def size(value, name: str, *, call: str, example: str) -> int:
     return n
 
 
-def split_args(seed, train, val, test, val_fraction, test_fraction) -> tuple:
+def split_args(seed, train, *, val, test, val_fraction, test_fraction) -> tuple:
     """`split()`'s arguments checked: (seed, train, val, test, val_fraction, test_fraction)."""
     call = "split()"
     seed = config.check_seed(seed)

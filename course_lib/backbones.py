@@ -95,7 +95,7 @@ def get(name: str) -> BackboneSpec:
     return REGISTRY[key]
 
 
-def load(name: str, image_size: int = 224, weights: str | None = "imagenet",
+def load(name: str, image_size: int = 224, *, weights: str | None = "imagenet",
          pooling: str | None = "avg", trainable: bool = False):
     """Build a headless backbone with ImageNet weights (online, or from the mirror)."""
     spec = get(name)

@@ -202,7 +202,7 @@ def describe(ds: ImageSet) -> str:
     return text
 
 
-def pipeline(ds: ImageSet, image_size: int, preprocess=None, batch_size: int = 32,
+def pipeline(ds: ImageSet, image_size: int, *, preprocess=None, batch_size: int = 32,
              shuffle: bool = False, augment=None, seed: int = 0, cache: bool = True):
     """decode -> resize -> cache -> shuffle -> batch -> augment -> preprocess -> prefetch."""
     import tensorflow as tf

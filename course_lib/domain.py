@@ -127,7 +127,7 @@ def _grey(images) -> np.ndarray:
     return images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
-def _lines(images, sigma: float = 1.5, k: float = 1.6, p: float = 0.98, threshold: float = -2.0):
+def _lines(images, sigma: float = 1.5, *, k: float = 1.6, p: float = 0.98, threshold: float = -2.0):
     """Dark-line mask from a difference of Gaussians (XDoG, Winnemoeller et al. 2012)."""
     from scipy import ndimage
 

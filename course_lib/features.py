@@ -97,7 +97,7 @@ def cache_path(key: dict) -> pathlib.Path:
     return config.cache_dir() / "features" / f"{key['model']}-{digest}.npz"
 
 
-def extract(model, ds: data.ImageSet, image_size: int, preprocess="mobilenet_v2",
+def extract(model, ds: data.ImageSet, *, image_size: int, preprocess="mobilenet_v2",
             batch_size: int = 64, cache: bool = True, verbose: int | None = None):
     """Features of every image in `ds` from a frozen `model`, read from cache when valid."""
     ds.require_images("extract features")
@@ -143,7 +143,8 @@ def write_cache(path: pathlib.Path, key: dict, feats: np.ndarray, labels: np.nda
 
 def extract_splits(model, splits: dict, image_size: int, preprocess="mobilenet_v2", **kwargs) -> dict:
     """`extract` for each split of a dict like {'train': ImageSet, 'val': ...}."""
-    return {name: extract(model, ds, image_size, preprocess, **kwargs) for name, ds in splits.items()}
+    return {name: extract(model, ds, image_size=image_size, preprocess=preprocess, **kwargs) for name,
+            ds in splits.items()}
 
 
 def make_head(input_dim: int, num_classes: int, dropout: float = 0.2, name: str = "head"):
@@ -157,7 +158,7 @@ def make_head(input_dim: int, num_classes: int, dropout: float = 0.2, name: str 
                                  scale.output_layer(int(num_classes))], name=name)
 
 
-def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20,
+def train_head(train, val=None, *, num_classes: int | None = None, epochs: int = 20,
                learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0, verbose: int = 0,
                dropout: float = 0.2):
     """Train a head on cached features; `train`/`val` are (features, labels) pairs."""
@@ -172,8 +173,8 @@ def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20
     keras.utils.set_random_seed(seed)
     head = compile_classifier(make_head(x.shape[1], num_classes, dropout), learning_rate)
     batch_size = scale.global_batch_size(batch_size)
-    train_ds = feature_dataset(x, y, batch_size, shuffle=True, seed=seed)
-    val_ds = None if val is None else feature_dataset(*val, batch_size)
+    train_ds = feature_dataset(x, y, batch_size=batch_size, shuffle=True, seed=seed)
+    val_ds = None if val is None else feature_dataset(*val, batch_size=batch_size)
     history = head.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False)
     return head, history
 
@@ -197,7 +198,7 @@ def compile_classifier(model, learning_rate: float = 1e-3):
     return model
 
 
-def feature_dataset(x, y, batch_size: int = 32, shuffle: bool = False, seed: int = 0):
+def feature_dataset(x, y, *, batch_size: int = 32, shuffle: bool = False, seed: int = 0):
     """Features as a `tf.data` pipeline, shuffled exactly like `cl.data.pipeline(..., seed=seed)`."""
     import tensorflow as tf
 
@@ -207,7 +208,7 @@ def feature_dataset(x, y, batch_size: int = 32, shuffle: bool = False, seed: int
     return d.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def frozen_classifier(backbone, num_classes: int, dropout: float = 0.2, seed: int = 0,
+def frozen_classifier(backbone, num_classes: int, *, dropout: float = 0.2, seed: int = 0,
                       name: str = "frozen_classifier"):
     """Image -> frozen backbone (called with training=False) -> new head, as one model."""
     import keras
@@ -220,18 +221,18 @@ def frozen_classifier(backbone, num_classes: int, dropout: float = 0.2, seed: in
         return keras.Model(inputs, head(backbone(inputs, training=False)), name=name)
 
 
-def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = None,
+def train_in_model(backbone, train: data.ImageSet, *, val: data.ImageSet | None = None,
                    image_size: int = 224, preprocess="mobilenet_v2", epochs: int = 20,
                    learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0,
                    verbose: int = 0, dropout: float = 0.2):
     """The same training as `train_head`, but the backbone runs on every image of every epoch."""
     train.require_images("train a model")
     model = frozen_classifier(backbone, check_num_classes(train.labels, len(train.class_names)),
-                              dropout, seed)
+                              dropout=dropout, seed=seed)
     compile_classifier(model, learning_rate)
     batch_size = scale.global_batch_size(batch_size)
-    train_ds = data.pipeline(train, image_size, preprocess, batch_size, shuffle=True, seed=seed)
-    val_ds = None if val is None else data.pipeline(val, image_size, preprocess, batch_size)
+    train_ds = data.pipeline(train, image_size, preprocess=preprocess, batch_size=batch_size, shuffle=True, seed=seed)
+    val_ds = None if val is None else data.pipeline(val, image_size, preprocess=preprocess, batch_size=batch_size)
     with folders.naming_bad_files(train.items + ([] if val is None else val.items)):
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
                             shuffle=False)  # the pipeline shuffles, seeded like train_head

@@ -264,10 +264,10 @@ def as_dataset(data, batch_size: int = 32, shuffle: bool = False, seed: int = 0)
 
     if data is None or isinstance(data, tf.data.Dataset):
         return data
-    return features.feature_dataset(*data, batch_size, shuffle=shuffle, seed=seed)
+    return features.feature_dataset(*data, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
-def _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose):
+def _fit(model, train, *, val, epochs, initial_epoch, batch_size, seed, verbose):
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -278,18 +278,19 @@ def _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose):
     return history, timer.seconds
 
 
-def fine_tune(model, backbone, name: str, n_blocks: int, train, val, *, epochs: int,
+def fine_tune(model, backbone, *, name: str, n_blocks: int, train, val, epochs: int,
               learning_rate: float = 1e-4, initial_epoch: int = 0, batch_size: int = 32,
               keep_batchnorm_frozen: bool = True, seed: int = 0, verbose: int = 0):
     """Stage two alone: unfreeze the top blocks, recompile at `learning_rate`, continue training."""
     check_labels(model, train), check_labels(model, val, "validation")
     report = unfreeze_top(backbone, name, n_blocks, keep_batchnorm_frozen)
     compile_model(model, learning_rate)  # a change of `trainable` only takes effect after compile
-    history, seconds = _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose)
+    history, seconds = _fit(model, train, val=val, epochs=epochs, initial_epoch=initial_epoch,
+                            batch_size=batch_size, seed=seed, verbose=verbose)
     return history, seconds, report
 
 
-def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, *, head_epochs: int,
+def train_two_stage(model, backbone, *, name: str, n_blocks: int, train, val, head_epochs: int,
                     fine_tune_epochs: int, learning_rate: float = 1e-3, fine_tune_lr: float | None = None,
                     batch_size: int = 32, keep_batchnorm_frozen: bool = True, seed: int = 0,
                     verbose: int = 0, head_history=None) -> TrainingRecord:
@@ -303,11 +304,13 @@ def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, *, he
     if head_history is None:
         freeze(backbone)
         compile_model(model, learning_rate)
-        head_history, head_seconds = _fit(model, train, val, head_epochs, 0, batch_size, seed, verbose)
+        head_history, head_seconds = _fit(model, train, val=val, epochs=head_epochs, initial_epoch=0,
+                                          batch_size=batch_size, seed=seed, verbose=verbose)
     else:
         head_seconds = [None] * len(next(iter(plots.history_dict(head_history).values())))
     first = len(head_seconds)
-    history, seconds, report = fine_tune(model, backbone, name, n_blocks, train, val, epochs=fine_tune_epochs,
+    history, seconds, report = fine_tune(model, backbone, name=name, n_blocks=n_blocks, train=train, val=val,
+                                         epochs=fine_tune_epochs,
                                          learning_rate=fine_tune_lr, initial_epoch=first,
                                          batch_size=batch_size, keep_batchnorm_frozen=keep_batchnorm_frozen,
                                          seed=seed + 1, verbose=verbose)
@@ -315,14 +318,15 @@ def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, *, he
                           unfreeze=report)
 
 
-def sweep_blocks(model, backbone, name: str, n_values, train, val, *, epochs: int,
+def sweep_blocks(model, backbone, *, name: str, n_values, train, val, epochs: int,
                  learning_rate: float = 1e-4, batch_size: int = 32, seed: int = 0, verbose: int = 0) -> list:
     """Fine-tune from the same starting weights for each N in `n_values`; one result dict per N."""
     start = model.get_weights()
     results = []
     for n in n_values:
         model.set_weights(start)
-        history, seconds, report = fine_tune(model, backbone, name, n, train, val, epochs=epochs,
+        history, seconds, report = fine_tune(model, backbone, name=name, n_blocks=n, train=train, val=val,
+                                             epochs=epochs,
                                              learning_rate=learning_rate, batch_size=batch_size,
                                              seed=seed, verbose=verbose)
         results.append({"n_blocks": int(n), "val_accuracy": float(history.history["val_accuracy"][-1]),

@@ -107,7 +107,7 @@ def scan(path, class_names: list | None = None) -> Listing:
     classes = list(class_names) if class_names else sorted({c for cs in per_split.values() for c in cs})
     _check_names(root, subdirs)
     _check_mixed(root, split_dirs, subdirs)
-    _check_classes(root, per_split, classes, bool(split_dirs), subdirs)
+    _check_classes(root, per_split, classes=classes, split_layout=bool(split_dirs), subdirs=subdirs)
     files, labels, splits = [], [], []
     for top, split in tops:
         for label, cls in enumerate(classes):
@@ -141,7 +141,7 @@ def _check_unique_splits(root, split_dirs: dict) -> None:
                          "Fix: merge them into one folder, or rename one.")
 
 
-def _check_classes(root, per_split: dict, classes: list, split_layout: bool, subdirs: list) -> None:
+def _check_classes(root, per_split: dict, *, classes: list, split_layout: bool, subdirs: list) -> None:
     if len(classes) < 2:
         hint = ""
         if len(subdirs) == 1 and _folders(subdirs[0]):

@@ -28,7 +28,7 @@ def _as_uint8(img) -> np.ndarray:
     return img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
 
 
-def image_grid(images, titles=None, cols: int = 6, size: float = 2.0, suptitle: str | None = None):
+def image_grid(images, titles=None, *, cols: int = 6, size: float = 2.0, suptitle: str | None = None):
     """Show images in a grid with optional titles (one per image); returns the figure."""
     images = list(images)
     if not images:
@@ -71,7 +71,7 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     return metrics.confusion_matrix(y_true, y_pred, labels=np.arange(n))
 
 
-def plot_confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, ax=None,
+def plot_confusion_matrix(y_true, y_pred, *, class_names, normalize: bool = False, ax=None,
                           title: str = "Confusion matrix"):
     """Draw the confusion matrix with counts (or row fractions) in each cell; returns the figure."""
     cm = confusion_matrix(y_true, y_pred, len(class_names))
@@ -94,7 +94,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, 
     return ax.figure
 
 
-def misclassified_grid(images, y_true, y_pred, class_names, probs=None, max_images: int = 12,
+def misclassified_grid(images, y_true, *, y_pred, class_names, probs=None, max_images: int = 12,
                        cols: int = 6):
     """Up to `max_images` mistakes (most confident first when `probs` is given), titled 'pred: X (p) / true: Y'."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
@@ -123,7 +123,7 @@ def history_dict(history) -> dict:
     return {k: [float(v) for v in values] for k, values in dict(raw or {}).items()}
 
 
-def learning_curves(history, second=None, metric: str = "accuracy",
+def learning_curves(history, second=None, *, metric: str = "accuracy",
                     labels=("train head", "fine-tune"), ax=None):
     """Train/val curves of one or two training stages, with a marker where stage two starts."""
     first = history_dict(history)
@@ -149,7 +149,7 @@ def learning_curves(history, second=None, metric: str = "accuracy",
     return ax.figure
 
 
-def sweep_plot(xs, curves: dict, xlabel: str = "training images per class",
+def sweep_plot(xs, curves: dict, *, xlabel: str = "training images per class",
                ylabel: str = "test accuracy", chance: float | None = None, logx: bool = True, ax=None):
     """One line per method (`curves`: label -> values at `xs`); returns the figure."""
     xs = list(xs)

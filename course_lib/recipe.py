@@ -171,7 +171,7 @@ def early_stopping(patience: int):
                                          restore_best_weights=True)
 
 
-def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_name: str,
+def fit_two_stages(model, train: data.ImageSet, *, val: data.ImageSet, backbone_name: str,
                    image_size: int, first_block, head_epochs: int, fine_tune_epochs: int,
                    head_lr: float = 1e-3, fine_tune_lr: float = 1e-4, warmup_epochs: int = 0,
                    patience: int = 3, batch_size: int = 32, keep_batchnorm_frozen: bool = True,

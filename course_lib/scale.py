@@ -162,7 +162,7 @@ def output_layer(num_classes: int, name: str = "predictions", **dense_kwargs):
     return keras.layers.Dense(n, activation="softmax", dtype="float32", name=name, **dense_kwargs)
 
 
-def build_classifier(backbone, num_classes: int, dropout: float = 0.2, preprocess=None,
+def build_classifier(backbone, num_classes: int, *, dropout: float = 0.2, preprocess=None,
                      augment=None, name: str = "classifier"):
     """Images -> [augment] -> [preprocess] -> frozen-BN backbone -> dropout -> float32 softmax."""
     import keras

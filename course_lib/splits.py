@@ -49,11 +49,11 @@ def per_class_indices(labels, n_per_class: int, *, seed: int = 0, exclude=None,
     return np.sort(np.concatenate([order[:n_per_class] for order in orders.values()] or [np.zeros(0, int)]))
 
 
-def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
+def split(ds: ImageSet, seed: int = 0, *, train=None, val=None, test=None,
           val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict:
     """Seeded stratified split; counts are per class (None: use the fractions/the rest)."""
     seed, train, val, test, val_fraction, test_fraction = arguments.split_args(
-        seed, train, val, test, val_fraction, test_fraction)
+        seed, train, val=val, test=test, val_fraction=val_fraction, test_fraction=test_fraction)
     if ds.splits is not None and "train" not in set(ds.splits):
         raise errors.EmptySplitError(
             f"{ds.name} has {' and '.join(sorted(set(ds.splits), key=['val', 'test'].index))} splits but no "
@@ -61,7 +61,8 @@ def split(ds: ImageSet, seed: int = 0, train=None, val=None, test=None,
             "folder without train/ (or its images were all skipped). Fix: add a train/ folder with the same "
             "class folders, or rename the split you mean to train on to train/.")
     if ds.splits is not None:
-        return _presplit(ds, seed, train, val, test, val_fraction, test_fraction)
+        return _presplit(ds, seed, train=train, val=val, test=test, val_fraction=val_fraction,
+                         test_fraction=test_fraction)
     orders = class_orders(ds.labels, seed)
     parts, short = {"train": [], "val": [], "test": []}, []
     asks_val = val if val is not None else val_fraction  # 0 (or 0.0) asks for no split: nothing to warn about
@@ -103,13 +104,14 @@ def _warn_outside(message: str, category) -> None:
     warnings.warn(message, category, stacklevel=level)
 
 
-def _presplit(ds, seed, train, val, test, val_fraction, test_fraction=0.15) -> dict:
+def _presplit(ds, seed, *, train, val, test, val_fraction, test_fraction=0.15) -> dict:
     out = {name: ds.subset(np.flatnonzero(ds.splits == name)) for name in ("train", "val", "test")}
     for missing in ("val", "test"):  # a split the folder lacks is carved from train, seeded and stratified
         if not len(out[missing]):
             pool = dataclasses.replace(out["train"], splits=None)
-            inner = split(pool, seed, None, val if missing == "val" else 0, test if missing == "test" else 0,
-                          val_fraction if missing == "val" else 0.0, test_fraction if missing == "test" else 0.0)
+            inner = split(pool, seed, train=None, val=val if missing == "val" else 0,
+                          test=test if missing == "test" else 0,
+                          val_fraction=val_fraction if missing == "val" else 0.0, test_fraction=test_fraction if missing == "test" else 0.0)
             out["train"], out[missing] = inner["train"], inner[missing]
             print(f"Your folder has no {missing} split: {len(out[missing])} images were carved from train "
                   "(seeded, stratified).")
@@ -143,8 +145,8 @@ def stratified_cap(ds: ImageSet, total: int | None, *, seed: int = 0) -> ImageSe
 def profile_split(ds: ImageSet, cfg) -> dict:
     """Split a dataset with the per-class sizes and total caps of the active profile; say when images are left out."""
     p = cfg.profile
-    parts = split(ds, cfg.seed, p.train_per_class, p.val_per_class, p.test_per_class,
-                  p.val_fraction, p.test_fraction)
+    parts = split(ds, cfg.seed, train=p.train_per_class, val=p.val_per_class, test=p.test_per_class,
+                  val_fraction=p.val_fraction, test_fraction=p.test_fraction)
     totals = {"train": getattr(p, "train_total", None), "val": getattr(p, "val_total", None),
               "test": getattr(p, "test_total", None)}
     capped = {k: stratified_cap(v, totals[k], seed=cfg.seed) for k, v in parts.items()}

@@ -39,7 +39,7 @@ def _check_labeled(features, labels, min_classes: int = 2):
 # --------------------------------------------------------------------------------- LogME
 
 
-def _evidence(z, y_norm2, s2, n, d, max_iter=3000, tol=1e-9):
+def _evidence(z, y_norm2, *, s2, n, d, max_iter=3000, tol=1e-9):
     """Maximised log evidence / n of y = F w + noise, with z = U^T y and s2 = singular values^2."""
     alpha, beta = 1.0, 1.0
     for _ in range(max_iter):
@@ -69,7 +69,7 @@ def logme(features, labels) -> float:
     out = []
     for c in np.unique(y):
         target = (y == c).astype(np.float64)
-        out.append(_evidence(u.T @ target, float(target @ target), s2, n, d))
+        out.append(_evidence(u.T @ target, float(target @ target), s2=s2, n=n, d=d))
     return float(np.mean(out))
 
 
@@ -262,7 +262,7 @@ def crossover(sizes, transfer, scratch):
 # ------------------------------------------------------------------------- decision guide
 
 
-def recommend(per_class: float, domain_distance: float, crossover_per_class: float | None = None,
+def recommend(per_class: float, domain_distance: float, *, crossover_per_class: float | None = None,
               near: float = 1.5, few: float = 100) -> str:
     """Decision guide: 'freeze', 'fine-tune' or 'scratch' from labels per class and a proxy A-distance.
 

@@ -271,3 +271,18 @@ def test_importing_config_loads_no_other_course_module():
     loaded = {line.rsplit("|", 1)[-1].strip() for line in out.splitlines()}
     loaded = {name for name in loaded if name.split(".")[0] == "course_lib"}
     assert loaded == {"course_lib", "course_lib.config"}, loaded
+
+
+def test_long_signatures_are_keyword_only_after_the_first_two():
+    import ast
+
+    long = []
+    for modules in _rooms().values():
+        for path in modules.values():
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.args.vararg:
+                    positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+                    if len(positional) + len(node.args.kwonlyargs) > 4 and len(positional) > 2:
+                        long.append(f"{path.parent.name}/{path.name}:{node.lineno} {node.name}({', '.join(positional)}, ...)")
+    assert not long, ("functions with more than four parameters take at most two positionally; put `*,` after "
+                      "the second: " + "; ".join(long))

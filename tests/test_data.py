@@ -158,7 +158,7 @@ def test_an_empty_split_is_a_clear_error_everywhere(image_folder):
     empty = splits.split(ds, seed=0, train=0, val=2, test=2)["train"]
     assert len(empty) == 0 and empty.part == "train"
     for call in (lambda: data.pipeline(empty, 16), lambda: data.to_numpy(empty, 16),
-                 lambda: features.extract(None, empty, 16)):
+                 lambda: features.extract(None, empty, image_size=16)):
         with pytest.raises(errors.EmptySplitError, match="The train split of 'my_images' has no images"):
             call()
     with pytest.raises(errors.EmptySplitError, match="training features are empty"):

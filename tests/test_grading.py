@@ -248,7 +248,7 @@ def graded(tmp_path_factory, autograder):
     private_tmp.mkdir()
     saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
     try:
-        rows = grading.grade_folder(tmp / "submissions", tmp / "grades", autograder, root=ROOT, jobs=2,
+        rows = grading.grade_folder(tmp / "submissions", tmp / "grades", autograder=autograder, root=ROOT, jobs=2,
                                     timeout=900, cell_timeout=20)
     finally:
         tempfile.tempdir = saved
@@ -314,7 +314,7 @@ def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_ful
     grading.build_autograder(tmp_path / "zips", ROOT, only=["00_setup"], private=tmp_path / "private")
     tests = submission.load_tests(tmp_path / "zips" / "00_setup-autograder.zip")
     assert classroom.zip_keys(tests) == {**keys, **mine}
-    assert preflight.assignment("00_setup", tmp_path / "zips", ROOT, reference=True) == []
+    assert preflight.assignment("00_setup", tmp_path / "zips", root=ROOT, reference=True) == []
 
 
 @pytest.mark.slow
@@ -395,7 +395,7 @@ def test_an_assignment_name_is_never_a_path_the_student_chose(tmp_path, autograd
     from course_lib.tools import preflight
 
     monkeypatch.setattr(preflight, "run", lambda *a, **k: [])  # this machine's preflight is tested above
-    rows = grading.grade_folder(subs, tmp_path / "g", autograder, root=ROOT)
+    rows = grading.grade_folder(subs, tmp_path / "g", autograder=autograder, root=ROOT)
     row = next(r for r in rows if r["submission"] == "evil.ipynb")
     assert row["status"].startswith("skipped: unknown assignment") and not marker.exists()
 

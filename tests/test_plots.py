@@ -34,11 +34,11 @@ def test_confusion_matrix_counts():
 
 
 def test_plot_confusion_matrix_writes_counts_and_fractions():
-    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], ["cat", "dog"])
+    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], class_names=["cat", "dog"])
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["0", "1", "1", "2"]
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["cat", "dog"]
-    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], ["cat", "dog"], normalize=True)
+    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], class_names=["cat", "dog"], normalize=True)
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["0.00", "0.50", "0.50", "1.00"]
 
 
@@ -46,15 +46,15 @@ def test_misclassified_grid_titles_show_prediction_and_truth():
     y_true, y_pred = np.array([0, 1, 2, 1]), np.array([0, 2, 2, 0])
     probs = np.eye(3)[y_pred] * 0.9
     probs[3, 0] = 0.95  # the more confident mistake comes first
-    fig = plots.misclassified_grid(rgb(4), y_true, y_pred, ["a", "b", "c"], probs=probs)
+    fig = plots.misclassified_grid(rgb(4), y_true, y_pred=y_pred, class_names=["a", "b", "c"], probs=probs)
     assert titles_of(fig) == ["pred: a (0.95)\ntrue: b", "pred: c (0.90)\ntrue: b"]
     assert "2 of 2 misclassified" in fig._suptitle.get_text()
-    limited = plots.misclassified_grid(rgb(4), y_true, y_pred, ["a", "b", "c"], max_images=1)
+    limited = plots.misclassified_grid(rgb(4), y_true, y_pred=y_pred, class_names=["a", "b", "c"], max_images=1)
     assert titles_of(limited) == ["pred: c\ntrue: b"] and "1 of 2" in limited._suptitle.get_text()
 
 
 def test_misclassified_grid_with_no_mistakes_says_so():
-    fig = plots.misclassified_grid(rgb(2), [0, 1], [0, 1], ["a", "b"])
+    fig = plots.misclassified_grid(rgb(2), [0, 1], y_pred=[0, 1], class_names=["a", "b"])
     assert fig.axes[0].texts[0].get_text() == "No misclassified images."
 
 

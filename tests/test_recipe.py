@@ -113,7 +113,7 @@ def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache)
     net = backbones.load(NAME, 32, weights=None)
     model = recipe.build(net, 2, preprocess=NAME, augment=recipe.augmentation(0))
     before = recipe.snapshot(net)
-    record = recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+    record = recipe.fit_two_stages(model, parts["train"], val=parts["val"], backbone_name=NAME, image_size=32,
                                    first_block="block_16", head_epochs=2, fine_tune_epochs=2, warmup_epochs=1,
                                    patience=5, batch_size=4)
     assert record.stage_starts == [1, 3] and record.num_epochs == 4
@@ -128,7 +128,7 @@ def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache)
     assert recipe.accuracy(model, parts["val"], 32, batch_size=3) == pytest.approx(whole), \
         "batch by batch, the same accuracy as on the whole array"
     with pytest.raises(ValueError, match="learning rate must be a positive number"):
-        recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+        recipe.fit_two_stages(model, parts["train"], val=parts["val"], backbone_name=NAME, image_size=32,
                               first_block=1, head_epochs=1, fine_tune_epochs=1, fine_tune_lr=0)
     with pytest.raises(ValueError, match=r"empty split .*0 images"):
         recipe.accuracy(model, parts["val"].subset([]), 32)
@@ -143,7 +143,7 @@ def test_fit_two_stages_weights_the_loss_by_class(tmp_path, isolated_cache):
     def losses(class_weight):
         net = backbones.load(NAME, 32, weights=None)
         model = recipe.build(net, 2, preprocess=NAME, seed=0)
-        record = recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+        record = recipe.fit_two_stages(model, parts["train"], val=parts["val"], backbone_name=NAME, image_size=32,
                                        first_block="block_16", head_epochs=1, fine_tune_epochs=1, patience=5,
                                        batch_size=4, class_weight=class_weight)
         return record.history["loss"]
@@ -167,10 +167,10 @@ def test_labels_beyond_the_heads_outputs_fail_before_any_epoch(tiny_backbone, mo
                          list("abcde"), "test")  # never read: the check needs only the labels
     kwargs = dict(backbone_name=NAME, image_size=32, first_block=1, head_epochs=1, fine_tune_epochs=1)
     with pytest.raises(ValueError) as info:
-        recipe.fit_two_stages(model, five, five.subset([0, 1]), **kwargs)
+        recipe.fit_two_stages(model, five, val=five.subset([0, 1]), **kwargs)
     text = str(info.value)
     assert text.startswith("The training labels do not fit model 'recipe': it has 3 outputs")
     assert "Received: labels from 0 (smallest) to 4 (largest)" in text
     assert "Fix: build the head with num_classes=5 (the dataset's number of classes), or check the labels" in text
     with pytest.raises(ValueError, match=r"The validation labels .* to 3 \(largest\)\. Fix: .*num_classes=5"):
-        recipe.fit_two_stages(model, five.subset([0, 1, 2]), five.subset([3]), **kwargs)
+        recipe.fit_two_stages(model, five.subset([0, 1, 2]), val=five.subset([3]), **kwargs)

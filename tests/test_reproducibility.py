@@ -15,7 +15,7 @@ def feature_path(splits, backbone_name, image_size, weights, seed):
     """setup -> backbone -> extract (no cache) -> train a head; everything a rerun must repeat."""
     cl.setup("repro_test", seed=seed, silent=True)
     backbone = cl.backbones.load(backbone_name, image_size, weights=weights)
-    feats = {name: cl.features.extract(backbone, ds, image_size, cache=False, verbose=0)
+    feats = {name: cl.features.extract(backbone, ds, image_size=image_size, cache=False, verbose=0)
              for name, ds in splits.items()}
     head, history = cl.features.train_head(feats["train"], feats["val"], num_classes=splits["train"].num_classes,
                                            epochs=4, batch_size=8, seed=seed)

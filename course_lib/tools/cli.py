@@ -86,7 +86,7 @@ def _run(args) -> int:
     from course_lib.tools import runner
 
     try:
-        rep = runner.run_course(args.out, args.profile, args.only, budget=args.budget)
+        rep = runner.run_course(args.out, args.profile, only=args.only, budget=args.budget)
     except (runner.NoNotebookError, outdir.OutputFolderError, ValueError) as exc:  # usage: one line, no traceback
         text = str(exc).removeprefix("No notebooks matched: ")
         print(f"course run: {text[:1].lower()}{text[1:]}", file=sys.stderr)
@@ -155,7 +155,8 @@ def _autograder(args) -> int:
 
 def _grade(args) -> int:
     try:
-        rows = grading.grade_folder(args.submissions, args.out, args.autograder, args.timeout, jobs=args.jobs,
+        rows = grading.grade_folder(args.submissions, args.out, autograder=args.autograder,
+                                    timeout=args.timeout, jobs=args.jobs,
                                     cell_timeout=args.cell_timeout, sandboxed=not args.no_sandbox,
                                     reference=args.reference)
     except grading.GradingError as exc:

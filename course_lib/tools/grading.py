@@ -134,8 +134,8 @@ def submissions_in(folder) -> list[pathlib.Path]:
     return paths
 
 
-def grade_folder(submissions, out="build/grades", autograder=None, timeout: float = 3600, root=None,
-                 jobs: int = 1, *, cell_timeout: float = 600, sandboxed: bool = True,
+def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: float = 3600, root=None,
+                 jobs: int = 1, cell_timeout: float = 600, sandboxed: bool = True,
                  reference: bool = False) -> list[dict]:
     """Preflight, then grade every notebook under `submissions`; writes the gradebook and feedback."""
     from concurrent.futures import ThreadPoolExecutor
@@ -150,7 +150,7 @@ def grade_folder(submissions, out="build/grades", autograder=None, timeout: floa
               "status": "skipped: not a notebook"} for p in sorted(submissions.rglob("*"))
              if p.is_file() and p.suffix != ".ipynb" and ".ipynb_checkpoints" not in p.parts]
     names = sorted({r["assignment"] for r in rows if r.get("zip")})
-    problems = preflight.run(names, autograder, root, sandboxed=sandboxed, reference=reference)
+    problems = preflight.run(names, autograder, root=root, sandboxed=sandboxed, reference=reference)
     if problems:
         raise GradingError("Preflight failed: this machine cannot grade these submissions, so nothing was "
                            "graded.\n" + "\n".join(f"- {p}" for p in problems))

@@ -19,7 +19,7 @@ from course_lib import config, errors
 from course_lib.tools import notebooks
 
 
-def run(assignments, autograder, root=None, *, sandboxed: bool = True, reference: bool = False) -> list[str]:
+def run(assignments, autograder, *, root=None, sandboxed: bool = True, reference: bool = False) -> list[str]:
     """The problems that stop grading of `assignments` here (empty when it can go ahead)."""
     problems = settings() + resources(assignments, sandboxed)
     if sandboxed and not problems:
@@ -27,7 +27,7 @@ def run(assignments, autograder, root=None, *, sandboxed: bool = True, reference
     if problems:
         return problems
     for name in assignments:
-        problems += assignment(name, pathlib.Path(autograder), root, sandboxed=sandboxed, reference=reference)
+        problems += assignment(name, pathlib.Path(autograder), root=root, sandboxed=sandboxed, reference=reference)
     return problems
 
 
@@ -83,7 +83,7 @@ def sandbox() -> list[str]:
     return []
 
 
-def assignment(name: str, autograder: pathlib.Path, root=None, *, sandboxed: bool = True,
+def assignment(name: str, autograder: pathlib.Path, *, root=None, sandboxed: bool = True,
                reference: bool = False) -> list[str]:
     """An untouched notebook of `name` gets through its set-up cell; with `reference`, the solutions score full marks."""
     import nbformat

@@ -23,7 +23,7 @@ from course_lib import config, quiet, report
 from course_lib.tools import notebooks, outdir, stops
 
 
-def run_course(out="runs/latest", profile: str | None = None, only=None,
+def run_course(out="runs/latest", profile: str | None = None, *, only=None,
                timeout: int = 1800, root=None, budget: str | None = None) -> dict:
     """Execute the source notebooks and write the report; returns the report dict.
 
@@ -130,7 +130,7 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int, *, stop=No
     metrics_file.unlink(missing_ok=True)
     start = time.perf_counter()
     shown = Progress(path.stem, code_cells(nb))
-    crashed = _execute(nb, path, timeout, shown, stop or stops.Stop(), metrics_file=metrics_file)
+    crashed = _execute(nb, path, timeout=timeout, shown=shown, stop=stop or stops.Stop(), metrics_file=metrics_file)
     seconds = time.perf_counter() - start
     nbformat.write(nb, out / "executed" / path.name)
     records = report.read(metrics_file)
@@ -151,7 +151,7 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int, *, stop=No
             "metrics": {r["name"]: r["value"] for r in records if r["type"] == "metric"}}
 
 
-def _execute(nb, path: pathlib.Path, timeout: int, shown, stop, *, metrics_file: pathlib.Path) -> str | None:
+def _execute(nb, path: pathlib.Path, *, timeout: int, shown, stop, metrics_file: pathlib.Path) -> str | None:
     """Run the notebook's kernel, its metrics to `metrics_file`; None, or why it stopped early (crash, timeout or a signal)."""
     from nbclient import NotebookClient
 
@@ -243,7 +243,7 @@ class Progress:
     log (not a terminal) a line is printed at most every `every` seconds, so CI logs stay short.
     """
 
-    def __init__(self, name: str, total: int, out=None, err=None, every: float = 30.0,
+    def __init__(self, name: str, total: int, *, out=None, err=None, every: float = 30.0,
                  clock=time.monotonic):
         self.name, self.total, self.done, self.every, self.clock = name, total, 0, every, clock
         self.out = sys.stdout if out is None else out

@@ -158,13 +158,14 @@ def grade(notebook, tests: dict, *, template=None, cell_timeout: float = 600, to
     try:
         (workdir / "work").mkdir()
         shutil.copyfile(notebook, workdir / "work" / pathlib.Path(notebook).name)
-        return _Run(nb, tests, template, workdir / "work", cell_timeout, total_timeout,
-                    sandboxed, mirror).go(stop_after_setup)
+        return _Run(nb, tests, template=template, workdir=workdir / "work", cell_timeout=cell_timeout,
+                    total_timeout=total_timeout,
+                    sandboxed=sandboxed, mirror=mirror).go(stop_after_setup)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _result(status, tests, scores=None, notes=None, feedback=None) -> dict:
+def _result(status, tests, *, scores=None, notes=None, feedback=None) -> dict:
     return {"status": status, "possible": {q: t["points"] for q, t in tests.items()},
             "scores": scores or {}, "notes": notes or {}, "feedback": feedback or {}}
 
@@ -172,7 +173,7 @@ def _result(status, tests, scores=None, notes=None, feedback=None) -> dict:
 class _Run:
     """The state of one grading run (see `grade`)."""
 
-    def __init__(self, nb, tests, template, workdir, cell_timeout, total_timeout, sandboxed, mirror):
+    def __init__(self, nb, tests, *, template, workdir, cell_timeout, total_timeout, sandboxed, mirror):
         self.nb, self.tests, self.workdir = nb, tests, workdir
         self.cell_timeout, self.total_timeout = cell_timeout, total_timeout
         self.deadline = time.monotonic() + total_timeout
@@ -194,7 +195,8 @@ class _Run:
         try:
             return self._cells(stop_after_setup)
         except _Stopped as stop:
-            return self._stopped(*stop.args)
+            where_, question, why, timeout = stop.args
+            return self._stopped(where_, question, why=why, timeout=timeout)
         except _MachineError as exc:
             return _result(f"error: {exc}. Check the grading machine (`course grade` runs a preflight first).",
                            self.tests)
@@ -220,11 +222,11 @@ class _Run:
             template_cell = source.strip() in self.unedited
             left = self.deadline - time.monotonic()
             if left <= 0:
-                return self._stopped(f"cell {i}", owner[i], "timeout", self.total_timeout, whole=True)
+                return self._stopped(f"cell {i}", owner[i], why="timeout", timeout=self.total_timeout, whole=True)
             timeout = min(self.cell_timeout, left)
             out = self.kernel.run(source, timeout)
             if out["status"] in ("timeout", "dead"):
-                return self._stopped(f"cell {i}", owner[i], out["status"], timeout)
+                return self._stopped(f"cell {i}", owner[i], why=out["status"], timeout=timeout)
             if out["status"] == "error":
                 if (template_cell and not self.answered) or out["ename"] in ENVIRONMENT_ERRORS:
                     whose = " (course code, not the student's)" if template_cell else ""
@@ -239,7 +241,7 @@ class _Run:
         for question in self.tests:  # exercises whose check cell was deleted: tested at the end
             if question not in self.scores:
                 self._test(question, len(self.nb.cells))
-        return _result("graded", self.tests, self.scores, self.notes, self.feedback)
+        return _result("graded", self.tests, scores=self.scores, notes=self.notes, feedback=self.feedback)
 
     def _test(self, question: str, index: int) -> None:
         """Run one exercise's tests (raises _Stopped when a test hangs or kills the kernel).
@@ -287,7 +289,7 @@ class _Run:
             raise _Stopped(where_, question, check["status"], 60)
         return _literal(check.get("value"))
 
-    def _stopped(self, where_: str, question: str | None, why: str, timeout: float, whole: bool = False) -> dict:
+    def _stopped(self, where_: str, question: str | None, *, why: str, timeout: float, whole: bool = False) -> dict:
         what = ("the notebook's time limit ran out" if whole else f"timed out after {timeout:.0f} s"
                 if why == "timeout" else "killed the kernel (crash or out of memory)")
         where = f"exercise {question}" if question else "after the last exercise"
@@ -298,8 +300,8 @@ class _Run:
         if question in self.tests:
             self.notes[question] = f"{where_} {what}"
             self.feedback[question].append(self.notes[question])
-        return _result(f"graded; stopped at {where_} ({where}): {what}", self.tests, self.scores,
-                       self.notes, self.feedback)
+        return _result(f"graded; stopped at {where_} ({where}): {what}", self.tests, scores=self.scores,
+                       notes=self.notes, feedback=self.feedback)
 
 
 class _MachineError(Exception):

@@ -108,7 +108,7 @@ def lesson_notebook(executed, student, result: dict):
             cell.source = cell.source.replace(COLAB_BADGE_URL, f"../{BADGE_FILE}")
         place.update({i: len(page.cells) for i in mine})
         page.cells.append(cell)
-    _mark_failures(page, executed, result, place, answers)
+    _mark_failures(page, executed, result=result, place=place, answers=answers)
     page.metadata = {k: v for k, v in executed.metadata.items() if k in ("kernelspec", "language_info")}
     return page
 
@@ -128,7 +128,7 @@ def _error_text(cell) -> str:
     return "`" + f"{err.get('ename', 'an error')}{': ' + value if value else ''}".replace("`", "'") + "`"
 
 
-def _mark_failures(page, executed, result: dict, place: dict, answers: set) -> None:
+def _mark_failures(page, executed, *, result: dict, place: dict, answers: set) -> None:
     """Insert the page's run banner, and an error box before each cell that failed."""
     import nbformat
 
