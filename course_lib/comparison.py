@@ -246,7 +246,7 @@ def _stage_two(t: Target, top, *, head, steps: int, budget: Budget):
         lr = recipe.warmup_cosine(budget.fine_tune_lr, total_steps=steps * budget.fine_tune_epochs,
                                   warmup_steps=steps * budget.warmup_epochs) \
             if budget.warmup_epochs else budget.fine_tune_lr
-        recipe.compile_stage(model, lr)
+        features.compile_classifier(model, lr)
         t.trainers[key] = model
     model = t.trainers[key]
     for mine, trained in zip(model.layers[-1].variables, head.variables):

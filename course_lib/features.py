@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 
@@ -188,10 +189,27 @@ def check_num_classes(y, num_classes) -> int:
     return num_classes
 
 
-def compile_classifier(model, learning_rate: float = 1e-3):
-    """Compile with the settings every head in the course uses (Adam, sparse cross-entropy)."""
+def check_learning_rate(learning_rate) -> None:
+    """Refuse a learning rate that is not a positive finite number (schedules are accepted)."""
     import keras
 
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)) \
+            or not math.isfinite(float(learning_rate)) or float(learning_rate) <= 0:
+        raise ValueError(f"The learning rate must be a positive number. Received: learning_rate="
+                         f"{learning_rate!r}. Allowed: a float > 0 (fine-tuning: about 10x below the "
+                         "head's, e.g. 1e-4) or a keras.optimizers.schedules.LearningRateSchedule.")
+
+
+def compile_classifier(model, learning_rate: float = 1e-3):
+    """Compile (again) with Adam at `learning_rate` (or a schedule) and sparse cross-entropy: every model in the course.
+
+    Needed after every change of `trainable`: a change only counts once the model is compiled again.
+    """
+    import keras
+
+    check_learning_rate(learning_rate)
     with scale.scope():
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"], **scale.compile_kwargs())

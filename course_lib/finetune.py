@@ -145,11 +145,6 @@ def classifier(base, head, batchnorm_inference: bool = True, name: str = "classi
         return keras.Model(inputs, head(feats), name=name)
 
 
-def compile_model(model, learning_rate: float):
-    """Compile (again) with Adam at `learning_rate`: needed after every change of `trainable`."""
-    return features.compile_classifier(model, learning_rate)
-
-
 # ------------------------------------------------------------------ training record
 
 @dataclasses.dataclass
@@ -239,7 +234,8 @@ def check_labels(model, data, split: str = "training") -> None:
                      f"Received: {got}. Fix: build the head with {fix}, or check the labels.")
 
 
-def _timer():
+def epoch_timer():
+    """A Keras callback that records the seconds of each epoch (its `seconds` list)."""
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
@@ -271,7 +267,7 @@ def _fit(model, train, *, val, epochs, initial_epoch, batch_size, seed, verbose)
     import keras
 
     keras.utils.set_random_seed(seed)
-    timer, batch_size = _timer(), scale.global_batch_size(batch_size)
+    timer, batch_size = epoch_timer(), scale.global_batch_size(batch_size)
     history = model.fit(as_dataset(train, batch_size, shuffle=True, seed=seed),
                         validation_data=as_dataset(val, batch_size), epochs=initial_epoch + epochs,
                         initial_epoch=initial_epoch, verbose=verbose, callbacks=[timer], shuffle=False)
@@ -284,7 +280,7 @@ def fine_tune(model, backbone, *, name: str, n_blocks: int, train, val, epochs: 
     """Stage two alone: unfreeze the top blocks, recompile at `learning_rate`, continue training."""
     check_labels(model, train), check_labels(model, val, "validation")
     report = unfreeze_top(backbone, name, n_blocks, keep_batchnorm_frozen)
-    compile_model(model, learning_rate)  # a change of `trainable` only takes effect after compile
+    features.compile_classifier(model, learning_rate)  # a change of `trainable` only takes effect after compile
     history, seconds = _fit(model, train, val=val, epochs=epochs, initial_epoch=initial_epoch,
                             batch_size=batch_size, seed=seed, verbose=verbose)
     return history, seconds, report
@@ -303,7 +299,7 @@ def train_two_stage(model, backbone, *, name: str, n_blocks: int, train, val, he
     check_labels(model, train), check_labels(model, val, "validation")
     if head_history is None:
         freeze(backbone)
-        compile_model(model, learning_rate)
+        features.compile_classifier(model, learning_rate)
         head_history, head_seconds = _fit(model, train, val=val, epochs=head_epochs, initial_epoch=0,
                                           batch_size=batch_size, seed=seed, verbose=verbose)
     else:

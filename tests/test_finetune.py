@@ -84,7 +84,7 @@ def test_frozen_batchnorm_runs_in_inference_mode_and_only_unfrozen_weights_move(
     model = finetune.classifier(top, head, batchnorm_inference=False)  # trainable=False alone must do it
     finetune.unfreeze_top(mnv2, "mobilenet_v2", 1)
     before = {w.path: w.numpy().copy() for w in mnv2.weights}
-    finetune.compile_model(model, 1e-2)
+    features.compile_classifier(model, 1e-2)
     x = np.random.default_rng(0).normal(0, 1, (8,) + top.input_shape[1:]).astype("float32")
     model.fit(x, np.arange(8) % 2, epochs=1, batch_size=8, verbose=0)
     moved = {w.path for w in mnv2.weights if not np.array_equal(before[w.path], w.numpy())}
@@ -99,7 +99,7 @@ def test_frozen_batchnorm_keeps_its_moving_statistics(mnv2):
     for keep, should_move in ((True, False), (False, True)):
         finetune.unfreeze_top(mnv2, "mobilenet_v2", 1, keep_batchnorm_frozen=keep)
         stats = mnv2.get_layer("Conv_1_bn").moving_variance.numpy().copy()
-        finetune.compile_model(model, 1e-3)
+        features.compile_classifier(model, 1e-3)
         model.fit(x, np.arange(8) % 2, epochs=1, batch_size=8, verbose=0)
         changed = not np.array_equal(stats, mnv2.get_layer("Conv_1_bn").moving_variance.numpy())
         assert changed == should_move, f"keep_batchnorm_frozen={keep}"

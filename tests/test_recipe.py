@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from course_lib import backbones, data, finetune, recipe, splits
+from course_lib import backbones, data, features, finetune, recipe, splits
 
 from .conftest import write_image
 
@@ -78,12 +78,12 @@ def test_find_backbone_fails_clearly_without_one():
 @pytest.mark.parametrize("bad", [0, -1e-4, float("nan"), float("inf"), "1e-4", True, None])
 def test_a_learning_rate_must_be_a_positive_number(bad):
     with pytest.raises(ValueError, match=r"learning rate must be a positive number. Received: learning_rate="):
-        recipe.check_learning_rate(bad)
+        features.check_learning_rate(bad)
 
 
 def test_warmup_cosine_warms_up_then_decays():
     schedule = recipe.warmup_cosine(1e-4, total_steps=100, warmup_steps=10)
-    recipe.check_learning_rate(schedule)  # schedules are accepted
+    features.check_learning_rate(schedule)  # schedules are accepted
     assert float(schedule(0)) == pytest.approx(1e-6)
     assert float(schedule(10)) == pytest.approx(1e-4)
     assert float(schedule(55)) == pytest.approx(0.5e-4, rel=1e-3)
@@ -153,9 +153,9 @@ def test_fit_two_stages_weights_the_loss_by_class(tmp_path, isolated_cache):
 
 def test_learning_rate_now_reads_a_schedule(tiny_backbone):
     model = recipe.build(tiny_backbone, 2, preprocess=NAME)
-    recipe.compile_stage(model, recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5))
+    features.compile_classifier(model, recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5))
     assert recipe.learning_rate_now(model) == pytest.approx(1e-6)
-    recipe.compile_stage(model, 3e-4)
+    features.compile_classifier(model, 3e-4)
     assert recipe.learning_rate_now(model) == pytest.approx(3e-4)
     assert math.isclose(recipe.learning_rate_now(model), 3e-4, rel_tol=1e-6)
 

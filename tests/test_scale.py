@@ -260,7 +260,7 @@ HELPERS_SCRIPT = textwrap.dedent("""
     with cl.scale.scope():  # as cl.backbones.load does
         backbone = tiny_backbone()
     model = cl.finetune.classifier(backbone, cl.features.make_head(6, 3))
-    cl.finetune.compile_model(model, 1e-2)
+    cl.features.compile_classifier(model, 1e-2)
     images = rng.normal(size=(32, 16, 16, 3)).astype("float32")
     ft_hist, _ = cl.finetune._fit(model, (images, labels[:32]), val=None, epochs=2, initial_epoch=0,
                                   batch_size=8, seed=0, verbose=0)
