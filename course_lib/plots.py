@@ -123,27 +123,20 @@ def history_dict(history) -> dict:
     return {k: [float(v) for v in values] for k, values in dict(raw or {}).items()}
 
 
-def learning_curves(history, second=None, *, metric: str = "accuracy",
-                    labels=("train head", "fine-tune"), ax=None):
-    """Train/val curves of one or two training stages, with a marker where stage two starts."""
-    first = history_dict(history)
-    if metric not in first:
-        raise ValueError(f"The history has no {metric!r}. Received keys: {sorted(first)}.")
-    stages = [first] + ([history_dict(second)] if second is not None else [])
+def learning_curves(history, *, metric: str = "accuracy", title: str = "training", ax=None):
+    """Train/val curves of one training run (a Keras History or its dict); two stages: `cl.finetune.plot_two_stage`."""
+    curves = history_dict(history)
+    if metric not in curves:
+        raise ValueError(f"The history has no {metric!r}. Received keys: {sorted(curves)}.")
     if ax is None:
         _, ax = pyplot().subplots(figsize=(6, 3.5))
     for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-        values = [v for h in stages for v in h.get(key, [])]
+        values = curves.get(key, [])
         if values:
             ax.plot(range(1, len(values) + 1), values, style, marker=".", label=key)
-    if second is not None:
-        boundary = len(first[metric]) + 0.5
-        ax.axvline(boundary, color="gray", linestyle=":")
-        ax.annotate(f"{labels[1]} starts", (boundary, ax.get_ylim()[0]), rotation=90,
-                    va="bottom", ha="right", fontsize=8, color="gray")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(" then ".join(labels[:len(stages)]))
+    ax.set_title(title)
     ax.legend()
     ax.figure.tight_layout()
     return ax.figure

@@ -69,17 +69,12 @@ def test_image_grid_layout_and_checks():
         plots.image_grid([])
 
 
-def test_learning_curves_two_stages_with_marker():
-    first = {"accuracy": [0.5, 0.6, 0.7], "val_accuracy": [0.4, 0.5, 0.6]}
-    second = {"accuracy": [0.8, 0.9], "val_accuracy": [0.65, 0.7]}
-    fig = plots.learning_curves(first, second)
-    ax = fig.axes[0]
+def test_learning_curves_plot_one_run_train_and_val():
+    run = {"accuracy": [0.5, 0.6, 0.7], "val_accuracy": [0.4, 0.5, 0.6]}
+    ax = plots.learning_curves(run, title="head").axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert list(lines["accuracy"].get_ydata()) == [0.5, 0.6, 0.7, 0.8, 0.9]
-    assert list(lines["val_accuracy"].get_xdata()) == [1, 2, 3, 4, 5]
-    markers = [line for line in ax.get_lines() if line.get_label().startswith("_")]
-    assert len(markers) == 1 and list(markers[0].get_xdata()) == [3.5, 3.5]
-    assert any("fine-tune starts" in t.get_text() for t in ax.texts)
+    assert list(lines["accuracy"].get_ydata()) == [0.5, 0.6, 0.7] and list(lines["val_accuracy"].get_xdata()) == [1, 2, 3]
+    assert ax.get_title() == "head" and not ax.texts, "one run: no stage marker (two stages: finetune.plot_two_stage)"
 
 
 def test_learning_curves_one_stage_and_history_objects():
