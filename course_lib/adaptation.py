@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from course_lib import data, domain, features, scale
+from course_lib import data, domain, features, scale, shifts
 
 # -------------------------------------------------------------------------------- CORAL
 
@@ -83,7 +83,7 @@ def adabn(model, images, preprocess="mobilenet_v2", batch_size: int = 32):
     """A copy of `model` whose BN moving statistics are re-estimated on unlabeled target images."""
     import tensorflow as tf
 
-    images, fn = domain.check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
+    images, fn = shifts.check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
     adapted = copy_model(model)
     layers = bn_layers(adapted)
     saved = [(l.trainable, l.momentum) for l in layers]
