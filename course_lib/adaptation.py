@@ -37,13 +37,6 @@ def _coral_inputs(source, target, eps):
     return source, target
 
 
-def coral_matrix(source, target, eps: float = 1.0) -> np.ndarray:
-    """CORAL's linear map Cs^-1/2 Ct^1/2 (covariances regularised with eps * I)."""
-    source, target = _coral_inputs(source, target, eps)
-    whiten, recolour = _cov_power(source, eps, -0.5), _cov_power(target, eps, 0.5)
-    return recolour(whiten(np.eye(source.shape[1])))
-
-
 def coral(source, target, eps: float = 1.0, match_mean: bool = True) -> np.ndarray:
     """Source features re-coloured to the target covariance (and mean): train the head on these."""
     source, target = _coral_inputs(source, target, eps)
