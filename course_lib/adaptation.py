@@ -15,6 +15,8 @@ import numpy as np
 
 from course_lib import data, domain, features, scale, shifts
 
+__all__ = ["coral", "bn_layers", "copy_model", "adabn", "part_weights", "train_weighted_head"]
+
 # -------------------------------------------------------------------------------- CORAL
 
 

@@ -6,6 +6,8 @@ import numbers
 
 from course_lib import config
 
+__all__ = ["count", "fraction", "size", "split_args"]
+
 
 def count(value, name: str, *, call: str, least: int = 0, example: str = "") -> int | None:
     """`value` as an int >= `least` (None passes through), or a clear ValueError."""

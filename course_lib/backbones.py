@@ -12,6 +12,9 @@ import re
 
 from course_lib import errors, mirror, scale
 
+__all__ = ["BackboneSpec", "REGISTRY", "names", "get", "load", "load_classifier", "weight_sizes", "blocks",
+           "block_names", "param_count", "decode_predictions"]
+
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:

@@ -23,6 +23,10 @@ import numpy as np
 
 from course_lib import backbones, data, features, finetune, plots, recipe, scale, splits, stats
 
+__all__ = ["Budget", "fixed_split", "load_targets", "recipe_data", "train_subsets", "augmented_activations", "Target",
+           "prepare", "feature_extraction", "fine_tuning", "ARMS", "run_cell", "grid", "summarize", "difference",
+           "plot_gains"]
+
 
 @dataclasses.dataclass(frozen=True)
 class Budget:

@@ -19,6 +19,10 @@ import numbers
 import os
 import pathlib
 
+__all__ = ["PROFILE_NAMES", "DEFAULT_SEED", "SEED_MAX", "Profile", "PROFILES", "Caps", "BUDGETS", "get_budget",
+           "budgeted", "get_profile", "default_profile_name", "accelerator", "mirror_dir", "user_dataset_dir",
+           "cache_dir", "as_int", "check_seed", "seed_value", "verbose", "progress"]
+
 PROFILE_NAMES = ("fast", "full")
 DEFAULT_SEED = 42
 SEED_MAX = 2**32 - 1  # NumPy's seeds (and so keras.utils.set_random_seed's) are 0..2**32-1

@@ -17,6 +17,9 @@ import numpy as np
 
 from course_lib import arguments, config, data_sources, errors, folders, mirror
 
+__all__ = ["IMAGE_SUFFIXES", "DIGITS", "ImageSet", "load", "image_datasets", "load_folder", "describe", "pipeline",
+           "preprocess_fn", "to_numpy", "load_digits"]
+
 IMAGE_SUFFIXES = set(folders.IMAGE_SUFFIXES)
 DIGITS = ("mnist", "usps")  # arrays, not image folders: `load_digits`
 

@@ -15,6 +15,9 @@ import numpy as np
 
 from course_lib import data, features, scale
 
+__all__ = ["CLASS_NAMES", "SIZE", "to_imageset", "mnist_geometry", "small_cnn", "train_cnn", "feature_model", "predict",
+           "accuracy", "copy_layers"]
+
 CLASS_NAMES = [str(d) for d in range(10)]
 SIZE = 28  # the CNN's input size (MNIST's own)
 

@@ -18,6 +18,10 @@ import numpy as np
 
 from course_lib import data, plots, shifts
 
+__all__ = ["check_features", "median_bandwidth", "mmd2", "proxy_a_distance", "rank_correlation", "array_features",
+           "balanced_accuracy", "head_balanced_accuracy", "recovered_fraction", "embed_2d", "plot_examples",
+           "plot_domain_accuracy", "plot_corruption_sweep", "plot_embedding", "plot_distance_vs_drop"]
+
 # ---------------------------------------------------------------------- domain distances
 
 

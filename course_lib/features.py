@@ -18,6 +18,10 @@ import numpy as np
 
 from course_lib import backbones, config, data, errors, folders, scale
 
+__all__ = ["weights_digest", "cache_key", "cache_path", "extract", "read_cache", "write_cache", "extract_splits",
+           "make_head", "train_head", "check_num_classes", "check_learning_rate", "compile_classifier",
+           "feature_dataset", "frozen_classifier", "train_in_model", "accuracy"]
+
 
 def weights_digest(model) -> str:
     """A hash of a model's architecture and exact weight values (layer names do not count)."""

@@ -23,6 +23,10 @@ import pathlib
 
 from course_lib import config, errors
 
+__all__ = ["IMAGE_SUFFIXES", "SPLIT_ALIASES", "IGNORED_NAMES", "MAX_PIXELS", "TF_FORMATS", "CHECK_VERSION", "Listing",
+           "is_ignored", "scan", "check_files", "header_size", "decodable", "why_undecodable", "known_format",
+           "naming_bad_files", "skipped_summary"]
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 IGNORED_NAMES = {"__MACOSX", "__pycache__"}

@@ -21,6 +21,10 @@ import sys
 
 from course_lib import config, errors
 
+__all__ = ["MODELS", "CLASS_INDEX", "RESOURCES", "NOTEBOOK_NEEDS", "active", "activate", "weights_path", "offline_sizes",
+           "class_index_path", "dataset_path", "NPZ_KEYS", "FIX_MIRROR", "not_a_mirror", "check", "inspect",
+           "format_check"]
+
 MODELS = "keras/models"
 CLASS_INDEX = "imagenet_class_index.json"
 

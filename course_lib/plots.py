@@ -12,6 +12,9 @@ import math
 
 import numpy as np
 
+__all__ = ["pyplot", "image_grid", "confusion_matrix", "plot_confusion_matrix", "misclassified_grid", "history_dict",
+           "learning_curves", "sweep_plot", "feature_maps", "block_parameters", "block_sweep_plot"]
+
 
 def pyplot():
     """Matplotlib's pyplot, imported on first use so that `import course_lib` stays light."""
@@ -202,3 +205,34 @@ def block_parameters(blocks, ax=None, title: str = "Parameters per block"):
     ax.set_title(title)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def block_sweep_plot(results: list, baseline: float | None = None, title: str | None = None, n_val: int | None = None):
+    """Validation accuracy (with 95% bars when `n_val` images are given) and seconds per epoch against N blocks."""
+    ns = [r["n_blocks"] for r in results]
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(10, 3.6))
+    accs = np.array([r["val_accuracy"] for r in results])
+    bars = 1.96 * np.sqrt(accs * (1 - accs) / n_val) if n_val else None
+    left.errorbar(ns, accs, yerr=bars, marker="o", capsize=4,
+                  label="fine-tuned" + (f" (95% bars, {n_val} images)" if n_val else ""))
+    if baseline is not None:
+        left.axhline(baseline, color="gray", linestyle=":", label="feature extraction")
+    shown = list(accs - (bars if bars is not None else 0)) + list(accs + (bars if bars is not None else 0)) \
+        + ([baseline] if baseline is not None else [])
+    left.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.05))  # 1 point is not a cliff
+    left.set_xlabel("unfrozen top blocks N")
+    left.set_ylabel("val accuracy")
+    left.legend(fontsize=8)
+    right.bar(ns, [r["seconds_per_epoch"] for r in results], color="tab:orange")
+    for n, r in zip(ns, results):
+        right.annotate(f"{r['trainable_params'] / 1e3:,.0f}k params", (n, r["seconds_per_epoch"]),
+                       ha="center", va="bottom", fontsize=8)
+    right.set_ylim(0, 1.2 * max(r["seconds_per_epoch"] for r in results))
+    right.set_xlabel("unfrozen top blocks N")
+    right.set_ylabel("seconds per epoch")
+    for ax in (left, right):
+        ax.set_xticks(ns)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "How many blocks to unfreeze")
+    fig.tight_layout()
+    return fig

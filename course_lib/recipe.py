@@ -18,6 +18,10 @@ import numpy as np
 
 from course_lib import backbones, data, features, finetune, folders, scale
 
+__all__ = ["AUGMENT_SETTINGS", "augmentation", "preprocessing_layer", "build", "find_backbone", "warmup_cosine",
+           "learning_rate_now", "snapshot", "moved", "batchnorm_updates_in_training", "training_argument",
+           "early_stopping", "fit_two_stages", "accuracy"]
+
 # Raw pixels in [0, 255] -> what each backbone's ImageNet weights expect, as built-in layers
 # (so a saved model reloads with safe_mode=True). ResNet50's BGR mean subtraction has none.
 _PREPROCESSING = {"mobilenet_v2": "tanh_range", "mobilenet": "tanh_range",

@@ -14,6 +14,8 @@ import os
 
 from course_lib import config
 
+__all__ = ["METRICS_ENV", "start", "full_name", "metric", "claim", "read"]
+
 METRICS_ENV = "COURSE_METRICS_FILE"  # set in a kernel's environment by its runner, never by this process
 _STATE = {"notebook": "notebook"}
 

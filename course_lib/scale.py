@@ -27,6 +27,9 @@ import os
 
 from course_lib import config
 
+__all__ = ["POLICIES", "choose", "strategy", "use_strategy", "scope", "describe", "global_batch_size", "policy_name",
+           "use_mixed_precision", "compile_kwargs", "op_determinism", "output_layer", "build_classifier"]
+
 POLICIES = {"gpu": "mixed_float16", "tpu": "mixed_bfloat16", "cpu": "float32"}
 _STATE = {"auto": None}
 

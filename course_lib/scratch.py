@@ -13,6 +13,8 @@ import numpy as np
 
 from course_lib import config, features, finetune, scale
 
+__all__ = ["make_cnn", "epochs_for", "train"]
+
 
 def make_cnn(image_size: int, num_classes: int, *, channels: int = 3, widths=(16, 32, 64),
              dropout: float = 0.3, augment: bool = True, name: str = "scratch_cnn"):

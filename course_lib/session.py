@@ -14,6 +14,8 @@ import pathlib
 from course_lib import config, mirror, report, scale
 from course_lib import quiet as quiet_start
 
+__all__ = ["SAME", "Settings", "setup", "set_seed"]
+
 
 SAME = object()  # a typed pick given one value: the same in every profile
 

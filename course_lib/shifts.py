@@ -14,6 +14,9 @@ import io
 
 import numpy as np
 
+__all__ = ["CORRUPTIONS", "STYLES", "MAX_SEVERITY", "check_images", "hue_rotation_matrix", "corrupt", "to_sketch",
+           "to_cartoon", "to_painting", "stylize"]
+
 CORRUPTIONS = ("gaussian_noise", "blur", "contrast", "colour_shift", "jpeg")
 STYLES = ("sketch", "cartoon", "art_painting")
 MAX_SEVERITY = 5

@@ -21,6 +21,10 @@ import numpy as np
 
 from course_lib import domain, plots, splits
 
+__all__ = ["SCORES", "logme", "leep", "h_score", "knn_probe", "scores", "truncate", "learning_curve", "fit_linear_probe",
+           "linear_probe", "probe_dense_weights", "crossover", "recommend", "rank_correlations", "plot_learning_curves",
+           "plot_scores_vs_accuracy"]
+
 SCORES = ("logme", "leep", "h_score", "knn")
 
 

@@ -286,3 +286,22 @@ def test_long_signatures_are_keyword_only_after_the_first_two():
                         long.append(f"{path.parent.name}/{path.name}:{node.lineno} {node.name}({', '.join(positional)}, ...)")
     assert not long, ("functions with more than four parameters take at most two positionally; put `*,` after "
                       "the second: " + "; ".join(long))
+
+
+def test_every_module_lists_its_public_names_in_all():
+    import ast
+
+    wrong = {}
+    for modules in _rooms().values():
+        for path in modules.values():
+            tree = ast.parse(path.read_text())
+            public = {n.name for n in tree.body
+                      if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")}
+            public |= {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                       for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                       if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_")}
+            listed = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                      and any(getattr(t, "id", "") == "__all__" for t in n.targets)]
+            if not listed or set(listed[0]) != public:
+                wrong[path.name] = sorted(public ^ set(listed[0])) if listed else "no __all__"
+    assert not wrong, f"__all__ differs from the public functions, classes and CONSTANTS: {wrong}"

@@ -118,3 +118,12 @@ def test_block_parameters_bars_match_counts():
     heights = [p.get_height() for p in ax.patches]
     assert heights == [backbones.param_count(layers) for _, layers in blocks]
     assert [t.get_text() for t in ax.get_xticklabels()] == [name for name, _ in blocks]
+
+
+def test_block_sweep_plot_draws_accuracy_and_seconds_against_blocks():
+    results = [{"n_blocks": n, "val_accuracy": 0.5 + n / 10, "seconds_per_epoch": 1 + n, "trainable_params": 1000 * n}
+               for n in range(3)]
+    fig = plots.block_sweep_plot(results, baseline=0.5)
+    left, right = fig.axes
+    assert list(left.get_xticks()) == [0, 1, 2] and len(right.patches) == 3
+    assert any(list(line.get_ydata()) == [0.5, 0.5] for line in left.get_lines()), "the baseline is drawn"

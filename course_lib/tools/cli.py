@@ -15,6 +15,8 @@ import sys
 
 from course_lib.tools import grading, outdir, release, website
 
+__all__ = ["main", "parser"]
+
 _HELP = __doc__.splitlines()[0]
 
 

@@ -25,6 +25,10 @@ import tempfile
 
 from course_lib.tools import notebooks, release
 
+__all__ = ["AUTOGRADER_DIR", "build_autograder", "assignment_name", "unreadable", "other_assignment", "GradingError",
+           "grade_one", "submissions_in", "grade_folder", "write_tables", "render_markdown", "feedback_markdown",
+           "write_feedback"]
+
 AUTOGRADER_DIR = "build/autograder"
 
 

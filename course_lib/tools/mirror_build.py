@@ -12,6 +12,8 @@ import tempfile
 
 from course_lib import backbones, data_sources, downloads, mirror
 
+__all__ = ["KERAS_BASE", "WEIGHT_URL_BASE", "CLASS_INDEX_URL", "WEIGHTS", "DATASETS", "build", "build_weights"]
+
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
 WEIGHT_URL_BASE = {
     "mobilenet_v2": KERAS_BASE + "mobilenet_v2/",

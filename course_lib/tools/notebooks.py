@@ -11,6 +11,9 @@ from __future__ import annotations
 import pathlib
 import re
 
+__all__ = ["ORDER_RE", "repo_root", "source_notebooks", "student_notebook", "graded_structure", "is_hidden_test",
+           "cell_failed", "REPO_SLUG", "COLAB_URL", "colab_url", "colab_badge"]
+
 ORDER_RE = re.compile(r"^\d\d[a-z]?_.*\.ipynb$")  # 03_..., then its companion 03b_...
 
 

@@ -18,6 +18,8 @@ import tempfile
 from course_lib import config, errors
 from course_lib.tools import notebooks
 
+__all__ = ["run", "settings", "resources", "sandbox", "assignment"]
+
 
 def run(assignments, autograder, *, root=None, sandboxed: bool = True, reference: bool = False) -> list[str]:
     """The problems that stop grading of `assignments` here (empty when it can go ahead)."""

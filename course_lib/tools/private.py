@@ -26,6 +26,8 @@ import pathlib
 from course_lib import quiz
 from course_lib.tools import notebooks
 
+__all__ = ["SUFFIX", "TOP_KEYS", "TEST_KEYS", "PrivateFolderError", "load"]
+
 SUFFIX = ".yaml"
 TOP_KEYS = ("questionnaire", "hidden")
 TEST_KEYS = ("code", "points")

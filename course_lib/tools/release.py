@@ -25,6 +25,12 @@ import tempfile
 from course_lib.tools import notebooks, outdir
 from course_lib.tools.grader_cell import GRADER_CELL_TAG, embedded_tests, grader_cell_source, render  # noqa: F401 (used here and re-exported)
 
+__all__ = ["PINS_FILE", "PINNED", "ASSIGN_SETTINGS", "SOLUTION_MARK", "install_spec", "colab_install_block",
+           "normalise_setup", "setup_cell_index", "config_cell_index", "assignment_config", "solution_regions",
+           "source_problems", "test_config_problems", "assign", "finish_student", "student_text", "solution_lines",
+           "strip_test_config", "secrets", "leaks", "solved_source", "fill_solutions", "build_student",
+           "is_student_notebook", "stale_student_notebooks"]
+
 PINS_FILE = "/tmp/course_pins.txt"
 PINNED = ("tensorflow", "keras", "numpy")  # Colab's own versions; the install never changes them
 # Settings every build applies on top of a source's ASSIGNMENT CONFIG.

@@ -22,6 +22,9 @@ import time
 from course_lib import config, quiet, report
 from course_lib.tools import notebooks, outdir, stops
 
+__all__ = ["run_course", "NoNotebookError", "select", "run_notebook", "first_error", "code_cells", "format_elapsed",
+           "progress_line", "format_table", "Progress", "render_markdown"]
+
 
 def run_course(out="runs/latest", profile: str | None = None, *, only=None,
                timeout: int = 1800, root=None, budget: str | None = None) -> dict:

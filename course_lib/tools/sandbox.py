@@ -21,6 +21,8 @@ import sys
 
 from course_lib import report
 
+__all__ = ["HOME", "SYSTEM_DIRS", "SANDBOX_UID", "SandboxUnavailable", "bwrap", "readonly_paths", "command"]
+
 HOME = "/home/student"
 SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin", "/etc")
 SANDBOX_UID = 65534  # nobody

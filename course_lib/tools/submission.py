@@ -27,6 +27,9 @@ import tempfile
 import time
 import zipfile
 
+__all__ = ["CHECK_CELL", "ENVIRONMENT_ERRORS", "KERNEL_START_TIMEOUT", "load_tests", "doctest_to_python",
+           "question_of_cells", "cell_check", "Kernel", "grade"]
+
 CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["']([\w-]+)["']\s*\)\s*$""")
 ENVIRONMENT_ERRORS = ("MissingResourceError", "CorruptResourceError")
 KERNEL_START_TIMEOUT = 120

@@ -25,6 +25,10 @@ import warnings as _warnings
 
 from course_lib.tools import notebooks, outdir, release, runner
 
+__all__ = ["COLAB_BADGE_URL", "BADGE_FILE", "BADGE_SVG", "README_PAGES", "CHECK_CELL", "CONF", "SiteError", "read_run",
+           "lesson_notebook", "lesson_title", "readme_section", "course_map", "landing_page", "write_sources",
+           "build_site", "SITE_MODULES", "require_sphinx"]
+
 COLAB_BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_FILE = "colab-badge.svg"  # a local copy of the badge: the site loads nothing from elsewhere
 BADGE_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="117" height="20" role="img" '
