@@ -63,7 +63,7 @@ class Settings:
         """Human-readable description printed by every setup cell.
 
         Only what holds for the whole notebook: not the profile's default sizes and epochs, which
-        notebooks override (03 trains at 144 px, with its own epochs and images per class).
+        notebooks override (03 trains at 112 px, with its own epochs and images per class).
         """
         import keras
         import tensorflow as tf

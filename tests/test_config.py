@@ -147,7 +147,7 @@ def test_setup_prints_profile_and_mode(capsys, monkeypatch, isolated_cache):
     cfg = session.setup("00_setup", seed=3)
     out = capsys.readouterr().out
     assert "profile  : fast" in out and "online" in out and "seed     : 3" in out
-    # the profile's defaults are not what every notebook uses (03: 144 px), so the banner does not print them
+    # the profile's defaults are not what every notebook uses (03: 112 px), so the banner does not print them
     assert "image_size=" not in out and "per class=" not in out and "epochs=" not in out
     assert "each notebook sets its own image size, epochs and images per class" in out
     assert cfg.seed == 3 and cfg.profile.name == "fast"

@@ -218,3 +218,85 @@ def test_03_q2_rejects_counting_the_batchnorm_layers():
     ns = {"cl": cl, "keras": keras, "backbone": backbone, "BACKBONE": "mobilenet_v2", "N_BLOCKS": 2, "report": report}
     with_bn = lambda b, name, n: count(b, name, n, skip_bn=False)  # noqa: E731  the frozen BatchNorm counted too
     check("03_fine_tuning", "q2", dict(ns, count_trainable=count), dict(ns, count_trainable=with_bn))
+
+
+def _q4_answers(unfreeze):
+    """03 q4's namespace after `start_fine_tuning` written with the given unfreeze-and-recompile step."""
+    import keras
+
+    import course_lib as cl
+
+    backbone = cl.backbones.load("mobilenet_v2", 32, weights=None)
+    model = cl.recipe.build(backbone, 3, preprocess="mobilenet_v2")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    lr, epochs, steps = 1e-4, 6, 7
+    schedule = keras.optimizers.schedules.CosineDecay(lr / 100, steps * (epochs - 1), warmup_target=lr,
+                                                      warmup_steps=steps)
+
+    def start_fine_tuning(model, first_block, learning_rate):
+        unfreeze(keras, cl.recipe.find_backbone(model), first_block)
+        if unfreeze is not _no_recompile:
+            model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
+                          metrics=["accuracy"])
+
+    start_fine_tuning(model, "block_13", schedule)
+    return {"cl": cl, "keras": keras, "backbone": backbone, "model": model, "BACKBONE": "mobilenet_v2",
+            "FIRST_BLOCK": "block_13", "FINE_TUNE_LR": lr, "FINE_TUNE_EPOCHS": epochs, "steps_per_epoch": steps,
+            "schedule": schedule, "start_fine_tuning": start_fine_tuning}
+
+
+def _recipe_unfreeze(keras, inner, first_block):
+    inner.trainable = True
+    first = next(i for i, layer in enumerate(inner.layers) if layer.name.startswith(first_block + "_"))
+    for i, layer in enumerate(inner.layers):
+        if i < first or isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def _bn_trainable(keras, inner, first_block):  # the common mistake: BatchNormalization unfrozen with its block
+    inner.trainable = True
+    first = next(i for i, layer in enumerate(inner.layers) if layer.name.startswith(first_block + "_"))
+    for layer in inner.layers[:first]:
+        layer.trainable = False
+
+
+def _no_recompile(keras, inner, first_block):  # the other one: the flags change, but fit() keeps the old optimizer
+    _recipe_unfreeze(keras, inner, first_block)
+
+
+@pytest.mark.slow
+def test_03_q4_rejects_trainable_batchnorm_and_a_missing_recompile():
+    right = _q4_answers(_recipe_unfreeze)
+    for wrong, says in ((_bn_trainable, "trainable parameters"), (_no_recompile, "recompile")):
+        failed = check("03_fine_tuning", "q4", right, _q4_answers(wrong), kinds=("public",))
+        assert says in " ".join(failed["public"]), failed
+
+
+@pytest.mark.slow
+def test_03b_q3_rejects_comparing_two_batches_of_one_pass(tmp_path):
+    import tensorflow as tf
+
+    import course_lib as cl
+    from tests.conftest import write_image
+
+    for i in range(8):
+        write_image(tmp_path / f"c{i % 2}" / f"{i}.png", size=(32, 32), seed=i)
+    few = cl.data.load_folder(tmp_path)
+    augment = cl.recipe.augmentation(seed=0)
+    images = cl.data.to_numpy(few, 32)[0].astype("float32")
+    wrong_pipe = (tf.data.Dataset.from_tensor_slices(images).batch(4)
+                  .map(lambda x: augment(x, training=True)).cache().map(lambda x: (x, tf.zeros(4))))
+    right_pipe = cl.data.pipeline(few, 32, batch_size=4, augment=augment)
+
+    def complete_passes(dataset):
+        firsts = [[np.asarray(x) for x, _ in dataset][0] for _ in range(2)]
+        return bool(np.array_equal(*firsts))
+
+    def within_one_pass(dataset):  # the common mistake: two batches of one pass (different images) compared
+        batches = [np.asarray(x) for x, _ in dataset]
+        return bool(np.array_equal(batches[0], batches[1]))
+
+    ns = {"cl": cl, "np": np, "few": few, "augment": augment, "wrong": wrong_pipe, "right": right_pipe}
+    failed = check("03b_fine_tuning_explorations", "q3", dict(ns, views_repeat=complete_passes),
+                   dict(ns, views_repeat=within_one_pass), kinds=("public",))
+    assert "replays its first epoch" in failed["public"][0]

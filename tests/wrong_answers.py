@@ -24,6 +24,8 @@ def failures(notebook: str, question: str, ns: dict) -> dict:
             exec(code, dict(ns))
         except AssertionError as exc:
             failed[kind].append(str(exc))
+        except Exception as exc:  # an error fails the test cell too, as in the grader
+            failed[kind].append(f"{type(exc).__name__}: {exc}")
     return failed
 
 
