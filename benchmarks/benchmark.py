@@ -33,9 +33,9 @@ def setup(args):
     os.environ.setdefault("COURSE_PROFILE", args.profile)
     import course_lib as cl
 
-    cfg = cl.setup("benchmark", quiet=True)
+    cfg = cl.setup("benchmark", silent=True)
     ds = cl.data.load(args.dataset, allow_override=False, verbose=False)
-    splits = cl.data.profile_split(ds, cfg)
+    splits = cl.splits.profile_split(ds, cfg)
     backbone = cl.backbones.load(args.backbone, args.image_size or cfg.profile.image_size)
     return cfg, splits, backbone
 
@@ -53,12 +53,13 @@ def cache_section(cfg, splits, backbone, args) -> list[tuple]:
 
     size, name = backbone.input_shape[1], args.backbone
     kw = dict(epochs=args.epochs, batch_size=cfg.profile.batch_size, seed=cfg.seed)
-    (model, in_hist), in_s = timed(features.train_in_model, backbone, splits["train"], splits["val"],
-                                   size, name, **kw)
-    fresh, extract_s = timed(lambda: {k: features.extract(backbone, splits[k], size, name, cache=False, verbose=0)
+    (model, in_hist), in_s = timed(features.train_in_model, backbone, splits["train"], val=splits["val"],
+                                   image_size=size, preprocess=name, **kw)
+    fresh, extract_s = timed(lambda: {k: features.extract(backbone, splits[k], image_size=size, preprocess=name,
+                                                          cache=False, verbose=0)
                                       for k in ("train", "val")})
     (head, head_hist), head_s = timed(features.train_head, fresh["train"], fresh["val"],
-                                      splits["train"].num_classes, **kw)
+                                      num_classes=splits["train"].num_classes, **kw)
     acc_in, acc_cached = in_hist.history["val_accuracy"][-1], head_hist.history["val_accuracy"][-1]
     n = len(splits["train"]) + len(splits["val"])
     with_extraction = in_s / (extract_s + head_s)

@@ -128,7 +128,7 @@ def children_cpu_seconds() -> float:
 
 def notebook_runtimes(only=None, timeout: int = 900, out=None) -> list[dict]:
     """Execute each source notebook in the fast profile, from empty caches; time it and sample its memory."""
-    from course_lib import notebooks, runner
+    from course_lib.tools import notebooks, runner
 
     os.environ["COURSE_PROFILE"] = "fast"
     os.environ.setdefault("CI", "true")  # no progress bars in the kernels' output
@@ -198,7 +198,7 @@ def target_rows(notebook_rows: list[dict] | None, peak_rss: int) -> list[tuple]:
     rows = []
     if notebook_rows:
         total = sum(r["seconds"] for r in notebook_rows)
-        from course_lib import notebooks
+        from course_lib.tools import notebooks
 
         n_all = len(notebooks.source_notebooks())
         what = ("whole course, fast profile" if len(notebook_rows) == n_all

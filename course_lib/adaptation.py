@@ -6,14 +6,16 @@ arrays of shape (n, d), as `cl.features.extract` returns them; images are uint8 
 - `coral`: re-colour source features so that their covariance matches the target's (no target labels).
 - `adabn`: re-estimate BatchNormalization statistics on unlabeled target images.
 - `train_weighted_head`: a head trained on source features plus a few labeled (or stylized) target
-  ones, each part weighing the same; `cl.data.per_class_indices` picks the k labels per class.
+  ones, each part weighing the same; `cl.splits.per_class_indices` picks the k labels per class.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from course_lib import data, domain, features, scale
+from course_lib import data, domain, features, scale, shifts
+
+__all__ = ["coral", "bn_layers", "copy_model", "adabn", "part_weights", "train_weighted_head"]
 
 # -------------------------------------------------------------------------------- CORAL
 
@@ -35,13 +37,6 @@ def _coral_inputs(source, target, eps):
     if not eps > 0:
         raise ValueError(f"eps must be > 0 (it keeps the covariances invertible). Received: eps={eps!r}.")
     return source, target
-
-
-def coral_matrix(source, target, eps: float = 1.0) -> np.ndarray:
-    """CORAL's linear map Cs^-1/2 Ct^1/2 (covariances regularised with eps * I)."""
-    source, target = _coral_inputs(source, target, eps)
-    whiten, recolour = _cov_power(source, eps, -0.5), _cov_power(target, eps, 0.5)
-    return recolour(whiten(np.eye(source.shape[1])))
 
 
 def coral(source, target, eps: float = 1.0, match_mean: bool = True) -> np.ndarray:
@@ -83,7 +78,7 @@ def adabn(model, images, preprocess="mobilenet_v2", batch_size: int = 32):
     """A copy of `model` whose BN moving statistics are re-estimated on unlabeled target images."""
     import tensorflow as tf
 
-    images, fn = domain.check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
+    images, fn = shifts.check_images(images), (data.preprocess_fn(preprocess) or (lambda x: x))
     adapted = copy_model(model)
     layers = bn_layers(adapted)
     saved = [(l.trainable, l.momentum) for l in layers]

@@ -6,6 +6,8 @@ import numbers
 
 from course_lib import config
 
+__all__ = ["count", "fraction", "size", "split_args"]
+
 
 def count(value, name: str, *, call: str, least: int = 0, example: str = "") -> int | None:
     """`value` as an int >= `least` (None passes through), or a clear ValueError."""
@@ -37,7 +39,7 @@ def size(value, name: str, *, call: str, example: str) -> int:
     return n
 
 
-def split_args(seed, train, val, test, val_fraction, test_fraction) -> tuple:
+def split_args(seed, train, *, val, test, val_fraction, test_fraction) -> tuple:
     """`split()`'s arguments checked: (seed, train, val, test, val_fraction, test_fraction)."""
     call = "split()"
     seed = config.check_seed(seed)

@@ -12,6 +12,9 @@ import re
 
 from course_lib import errors, mirror, scale
 
+__all__ = ["BackboneSpec", "REGISTRY", "names", "get", "load", "load_classifier", "weight_sizes", "blocks",
+           "block_names", "param_count", "decode_predictions"]
+
 
 @dataclasses.dataclass(frozen=True)
 class BackboneSpec:
@@ -95,7 +98,7 @@ def get(name: str) -> BackboneSpec:
     return REGISTRY[key]
 
 
-def load(name: str, image_size: int = 224, weights: str | None = "imagenet",
+def load(name: str, image_size: int = 224, *, weights: str | None = "imagenet",
          pooling: str | None = "avg", trainable: bool = False):
     """Build a headless backbone with ImageNet weights (online, or from the mirror)."""
     spec = get(name)

@@ -21,7 +21,11 @@ import math
 
 import numpy as np
 
-from course_lib import backbones, data, features, finetune, plots, recipe, scale, stats
+from course_lib import backbones, data, features, finetune, plots, recipe, scale, splits, stats
+
+__all__ = ["Budget", "fixed_split", "load_targets", "recipe_data", "train_subsets", "augmented_activations", "Target",
+           "prepare", "feature_extraction", "fine_tuning", "ARMS", "run_cell", "grid", "summarize", "difference",
+           "plot_gains"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +55,7 @@ def fixed_split(ds: data.ImageSet, seed: int, *, val: int, test: int | None, tra
     and the pool are drawn, and at least a quarter of the class). Indices are into `ds`.
     """
     parts = {"val": [], "test": [], "train_pool": []}
-    for c, order in data.class_orders(ds.labels, seed).items():
+    for c, order in splits.class_orders(ds.labels, seed).items():
         if len(order) < 3:
             raise ValueError(f"Class {ds.class_names[c]!r} has {len(order)} image(s); each class needs at least "
                              "3 (one each for training, validation and test). Add images or drop the class.")
@@ -84,7 +88,7 @@ def load_targets(names: dict, seed: int, *, val: int, test: int | None, train_po
     return targets, fixed
 
 
-def recipe_data(target: data.ImageSet, fixed: dict, cfg, *, n: int, seed: int, val, test,
+def recipe_data(target: data.ImageSet, fixed: dict, *, cfg, n: int, seed: int, val, test,
                 default: str) -> tuple[data.ImageSet, dict]:
     """(dataset, {train, val, test}) for the recipe: one cell of the grid on course data, else the learner's folder.
 
@@ -95,29 +99,29 @@ def recipe_data(target: data.ImageSet, fixed: dict, cfg, *, n: int, seed: int, v
     """
     if cfg.dataset_override is None:
         idx = train_subsets(target.labels, fixed["train_pool"], seed, [n])[n]
-        splits = {"train": target.subset(idx), "val": target.subset(fixed["val"]), "test": target.subset(fixed["test"])}
+        parts = {"train": target.subset(idx), "val": target.subset(fixed["val"]), "test": target.subset(fixed["test"])}
         ds = target
     else:
         ds = data.load(default)
-        splits = data.split(ds, seed, train=cfg.per_class(fast=n, full=None), val=val, test=test)
-        used, total = splits["train"].counts(), ds.counts()
+        parts = splits.split(ds, seed, train=cfg.per_class(fast=n, full=None), val=val, test=test)
+        used, total = parts["train"].counts(), ds.counts()
         print("Training images per class used / available:",
               ", ".join(f"{c} {used[c]}/{total[c]}" for c in ds.class_names))
         if cfg.profile.name == "fast":
             print("The fast profile uses a few images per class so the notebook runs in minutes on a CPU. "
                   "To use all of them, run with COURSE_PROFILE=full (on a GPU, or with patience on a CPU).")
-    print({name: len(part) for name, part in splits.items()}, "images for the recipe; classes:", ds.class_names)
-    return ds, splits
+    print({name: len(part) for name, part in parts.items()}, "images for the recipe; classes:", ds.class_names)
+    return ds, parts
 
 
 def train_subsets(labels, pool, seed: int, sizes) -> dict:
     """{n: indices}: a seeded draw of `n` training images per class from `pool`, nested as n grows."""
     labels, pool = np.asarray(labels), np.asarray(pool, int)
-    return {int(n): np.sort(pool[data.per_class_indices(labels[pool], int(n), seed=seed, allow_fewer=True)])
+    return {int(n): np.sort(pool[splits.per_class_indices(labels[pool], int(n), seed=seed, allow_fewer=True)])
             for n in sizes}
 
 
-def augmented_activations(model, ds: data.ImageSet, image_size: int, preprocess, *, copies: int,
+def augmented_activations(model, ds: data.ImageSet, *, image_size: int, preprocess, copies: int,
                           seed: int = 0, cache: bool = True) -> np.ndarray:
     """`copies` augmented views of every image through a frozen `model`: (copies, n, ...), cached."""
     key = dict(features.cache_key(model, ds, image_size, preprocess), augment=recipe.AUGMENT_SETTINGS,
@@ -168,15 +172,16 @@ class Target:
         return (self.plain if level == "acts" else self.feats)[[self.acts[i] for i in idx]]
 
 
-def prepare(name: str, ds: data.ImageSet, split: dict, bottom, top, *, image_size: int, preprocess,
+def prepare(name: str, ds: data.ImageSet, *, split: dict, bottom, top, image_size: int, preprocess,
             copies: int, seed: int = 0) -> Target:
     """Cache the bottom's activations (plain for every image; `copies` augmented views of the training pool)."""
     every = np.sort(np.concatenate([split["val"], split["test"], split["train_pool"]]))
-    plain, _ = features.extract(bottom, ds.subset(every), image_size, preprocess, verbose=0)
+    plain, _ = features.extract(bottom, ds.subset(every), image_size=image_size, preprocess=preprocess, verbose=0)
     pool = split["train_pool"]
     feats = top.predict(plain, verbose=0, batch_size=128)
     if copies:
-        aug = augmented_activations(bottom, ds.subset(pool), image_size, preprocess, copies=copies, seed=seed)
+        aug = augmented_activations(bottom, ds.subset(pool), image_size=image_size, preprocess=preprocess,
+                                    copies=copies, seed=seed)
         aug_feats = top.predict(aug.reshape((-1,) + aug.shape[2:]), verbose=0, batch_size=128)
         aug_feats = aug_feats.reshape(copies, len(pool), -1)
     else:  # no augmented copies: the grid runs without augmentation
@@ -189,17 +194,17 @@ def prepare(name: str, ds: data.ImageSet, split: dict, bottom, top, *, image_siz
 def _dataset(x, y, batch_size: int, seed: int):
     """Training pipeline; with cached copies (x of rank +1), each step draws random (copy, image) pairs."""
     if x.shape[0] == len(y):
-        return features.feature_dataset(x, y, batch_size, shuffle=True, seed=seed), None
+        return features.feature_dataset(x, y, batch_size=batch_size, shuffle=True, seed=seed), None
     flat = x.reshape((-1,) + x.shape[2:])
-    ds = features.feature_dataset(flat, np.tile(y, x.shape[0]), batch_size, shuffle=True, seed=seed)
+    ds = features.feature_dataset(flat, np.tile(y, x.shape[0]), batch_size=batch_size, shuffle=True, seed=seed)
     return ds.repeat(), math.ceil(len(y) / batch_size)
 
 
-def _fit(model, x, y, val, *, epochs: int, initial_epoch: int, budget: Budget, seed: int) -> int:
+def _fit(model, x, *, y, val, epochs: int, initial_epoch: int, budget: Budget, seed: int) -> int:
     finetune.check_labels(model, (x, y)), finetune.check_labels(model, val, "validation")
     batch = scale.global_batch_size(budget.batch_size)
     train, steps = _dataset(x, y, batch, seed)
-    history = model.fit(train, validation_data=features.feature_dataset(*val, batch),
+    history = model.fit(train, validation_data=features.feature_dataset(*val, batch_size=batch),
                         epochs=initial_epoch + epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
                         callbacks=[recipe.early_stopping(budget.patience)], verbose=0, shuffle=False)
     return len(history.history["loss"])
@@ -236,7 +241,7 @@ def _head(t: Target, budget: Budget, seed: int):
     return head
 
 
-def _stage_two(t: Target, top, head, steps: int, budget: Budget):
+def _stage_two(t: Target, top, *, head, steps: int, budget: Budget):
     """The model `top` -> head for stage 2, compiled once per schedule and reused across runs."""
     key = ("fine-tune", id(top), steps, budget.fine_tune_lr, budget.fine_tune_epochs, budget.warmup_epochs,
            budget.keep_batchnorm_frozen)
@@ -245,7 +250,7 @@ def _stage_two(t: Target, top, head, steps: int, budget: Budget):
         lr = recipe.warmup_cosine(budget.fine_tune_lr, total_steps=steps * budget.fine_tune_epochs,
                                   warmup_steps=steps * budget.warmup_epochs) \
             if budget.warmup_epochs else budget.fine_tune_lr
-        recipe.compile_stage(model, lr)
+        features.compile_classifier(model, lr)
         t.trainers[key] = model
     model = t.trainers[key]
     for mine, trained in zip(model.layers[-1].variables, head.variables):
@@ -255,29 +260,29 @@ def _stage_two(t: Target, top, head, steps: int, budget: Budget):
     return model
 
 
-def feature_extraction(t: Target, idx, budget: Budget, seed: int, augmented: bool) -> dict:
+def feature_extraction(t: Target, idx, *, budget: Budget, seed: int, augmented: bool) -> dict:
     """One run of the feature-extraction arm: a head on frozen features, the whole epoch budget."""
     head = _head(t, budget, seed)
     val = (t.arrays(t.split["val"], level="feats"), t.labels[t.split["val"]])
-    epochs = _fit(head, t.arrays(idx, level="feats", augmented=augmented), t.labels[idx], val,
+    epochs = _fit(head, t.arrays(idx, level="feats", augmented=augmented), y=t.labels[idx], val=val,
                   epochs=budget.total_epochs, initial_epoch=0, budget=budget, seed=seed)
     test = (t.arrays(t.split["test"], level="feats"), t.labels[t.split["test"]])
     return {"val": features.accuracy(head, *val), "test": features.accuracy(head, *test), "epochs": epochs}
 
 
-def fine_tuning(t: Target, idx, top, backbone_name: str, budget: Budget, seed: int, augmented: bool) -> dict:
+def fine_tuning(t: Target, idx, *, top, backbone_name: str, budget: Budget, seed: int, augmented: bool) -> dict:
     """One run of the fine-tuning arm: head on frozen features, then every block of `top`, same budget."""
     start = top.get_weights()
     head = _head(t, budget, seed)
     val_feats = (t.arrays(t.split["val"], level="feats"), t.labels[t.split["val"]])
-    done = _fit(head, t.arrays(idx, level="feats", augmented=augmented), t.labels[idx], val_feats,
+    done = _fit(head, t.arrays(idx, level="feats", augmented=augmented), y=t.labels[idx], val=val_feats,
                 epochs=budget.head_epochs, initial_epoch=0, budget=budget, seed=seed)
     report = finetune.unfreeze_top(top, backbone_name, len(backbones.blocks(top, backbone_name)),
                                    budget.keep_batchnorm_frozen)  # every block of `top`
     steps = math.ceil(len(idx) / scale.global_batch_size(budget.batch_size))
-    model = _stage_two(t, top, head, steps, budget)
+    model = _stage_two(t, top, head=head, steps=steps, budget=budget)
     val = (t.arrays(t.split["val"], level="acts"), t.labels[t.split["val"]])
-    total = done + _fit(model, t.arrays(idx, level="acts", augmented=augmented), t.labels[idx], val,
+    total = done + _fit(model, t.arrays(idx, level="acts", augmented=augmented), y=t.labels[idx], val=val,
                         epochs=budget.fine_tune_epochs, initial_epoch=done, budget=budget, seed=seed + 1)
     test = (t.arrays(t.split["test"], level="acts"), t.labels[t.split["test"]])
     out = {"val": features.accuracy(model, *val), "test": features.accuracy(model, *test), "epochs": total,
@@ -290,7 +295,7 @@ def fine_tuning(t: Target, idx, top, backbone_name: str, budget: Budget, seed: i
 ARMS = ("fe", "ft")
 
 
-def run_cell(t: Target, idx, n: int, top, backbone_name: str, budget: Budget, seed: int,
+def run_cell(t: Target, idx, *, n: int, top, backbone_name: str, budget: Budget, seed: int,
              variants=(False, True)) -> dict:
     """Both arms on training images `idx`; each arm keeps its variant (augmented or not) that validates best."""
     if True in variants and not len(t.aug_plain):
@@ -299,8 +304,9 @@ def run_cell(t: Target, idx, n: int, top, backbone_name: str, budget: Budget, se
                          "variants=(False,).")
     runs = {}
     for augmented in variants:
-        runs["fe", augmented] = feature_extraction(t, idx, budget, seed, augmented)
-        runs["ft", augmented] = fine_tuning(t, idx, top, backbone_name, budget, seed, augmented)
+        runs["fe", augmented] = feature_extraction(t, idx, budget=budget, seed=seed, augmented=augmented)
+        runs["ft", augmented] = fine_tuning(t, idx, top=top, backbone_name=backbone_name, budget=budget,
+                                            seed=seed, augmented=augmented)
     row = {"target": t.name, "n": int(n), "seed": int(seed), "train_images": int(len(idx)),
            "test_images": int(len(t.split["test"]))}
     for arm in ARMS:
@@ -315,7 +321,7 @@ def run_cell(t: Target, idx, n: int, top, backbone_name: str, budget: Budget, se
     return row
 
 
-def grid(targets: dict, top, backbone_name: str, *, sizes, seeds, budget: Budget, variants=(False, True),
+def grid(targets: dict, top, *, backbone_name: str, sizes, seeds, budget: Budget, variants=(False, True),
          progress=None) -> list:
     """`run_cell` for every target, training size and seed: one row per (target, size, seed)."""
     rows = []
@@ -323,7 +329,8 @@ def grid(targets: dict, top, backbone_name: str, *, sizes, seeds, budget: Budget
         for seed in seeds:
             subsets = train_subsets(t.labels, t.split["train_pool"], seed, sizes)
             for n in sizes:
-                rows.append(run_cell(t, subsets[n], n, top, backbone_name, budget, seed, variants))
+                rows.append(run_cell(t, subsets[n], n=n, top=top, backbone_name=backbone_name, budget=budget,
+                                     seed=seed, variants=variants))
                 if progress:
                     progress(rows[-1])
     return rows
@@ -351,7 +358,7 @@ def summarize(rows: list, level: float = 0.95) -> dict:
     return summary
 
 
-def difference(summary: dict, n: int, a: str = "far", b: str = "near", level: float = 0.95) -> dict:
+def difference(summary: dict, n: int, *, a: str = "far", b: str = "near", level: float = 0.95) -> dict:
     """Gain on target `a` minus gain on target `b` at `n` images per class, paired by seed, with its interval."""
     by_seed = [{s: g for s, g in zip(summary[k][n]["seed_ids"], summary[k][n]["gains"])} for k in (a, b)]
     seeds = sorted(set(by_seed[0]) & set(by_seed[1]))

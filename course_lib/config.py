@@ -19,6 +19,10 @@ import numbers
 import os
 import pathlib
 
+__all__ = ["PROFILE_NAMES", "DEFAULT_SEED", "SEED_MAX", "Profile", "PROFILES", "Caps", "BUDGETS", "get_budget",
+           "budgeted", "get_profile", "default_profile_name", "accelerator", "mirror_dir", "user_dataset_dir",
+           "cache_dir", "as_int", "check_seed", "seed_value", "verbose", "progress"]
+
 PROFILE_NAMES = ("fast", "full")
 DEFAULT_SEED = 42
 SEED_MAX = 2**32 - 1  # NumPy's seeds (and so keras.utils.set_random_seed's) are 0..2**32-1
@@ -63,7 +67,7 @@ PROFILES = {
 
 
 @dataclasses.dataclass(frozen=True)
-class Budget:
+class Caps:
     """Caps that run a profile's code path on less data and training (None: no cap)."""
 
     name: str
@@ -111,14 +115,14 @@ def _thin(points, n: int | None) -> list:
 
 
 BUDGETS = {
-    "none": Budget("none"),
+    "none": Caps("none"),
     # 2 epochs: the recipe's stage 2 needs a warm-up epoch and one to decay over; 2 seeds: a spread;
     # 2 sweep points: a learning curve (05) needs two
-    "smoke": Budget("smoke", epochs=2, per_class=8, repeats=2, sweep=2, count=16),
+    "smoke": Caps("smoke", epochs=2, per_class=8, repeats=2, sweep=2, count=16),
 }
 
 
-def get_budget(name: str | None = None) -> Budget:
+def get_budget(name: str | None = None) -> Caps:
     """Return the named budget, or the one `COURSE_BUDGET` selects (default: none)."""
     name = name or os.environ.get("COURSE_BUDGET", "").strip() or "none"
     if name not in BUDGETS:
@@ -129,7 +133,7 @@ def get_budget(name: str | None = None) -> Budget:
     return BUDGETS[name]
 
 
-def budgeted(profile: Profile, budget: Budget) -> Profile:
+def budgeted(profile: Profile, budget: Caps) -> Profile:
     """`profile` with its split sizes and epochs capped by `budget`."""
     if not budget.reduced:
         return profile

@@ -14,6 +14,9 @@ import shutil
 
 from course_lib import config, downloads, errors, mirror
 
+__all__ = ["manifests", "manifest", "tfds_flowers_items", "online_folder", "check_counts", "usps_arrays",
+           "read_libsvm_digits", "folder"]
+
 
 @functools.lru_cache(maxsize=None)
 def manifests() -> dict:

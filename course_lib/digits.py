@@ -15,6 +15,9 @@ import numpy as np
 
 from course_lib import data, features, scale
 
+__all__ = ["CLASS_NAMES", "SIZE", "to_imageset", "mnist_geometry", "small_cnn", "train_cnn", "feature_model", "predict",
+           "accuracy", "copy_layers"]
+
 CLASS_NAMES = [str(d) for d in range(10)]
 SIZE = 28  # the CNN's input size (MNIST's own)
 
@@ -53,7 +56,7 @@ def mnist_geometry(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def small_cnn(num_classes: int = 10, width: int = 32, augment: bool = False, seed: int | None = 0,
+def small_cnn(num_classes: int = 10, width: int = 32, *, augment: bool = False, seed: int | None = 0,
               name: str = "small_cnn"):
     """A small CNN for 28x28 grayscale digits: [shift/rotate] -> two conv blocks -> 128 features -> softmax."""
     import keras
@@ -79,7 +82,7 @@ def small_cnn(num_classes: int = 10, width: int = 32, augment: bool = False, see
         return keras.Model(inputs, outputs, name=name)
 
 
-def train_cnn(model, x, y, epochs: int = 10, min_steps: int = 100, batch_size: int = 32,
+def train_cnn(model, x, *, y, epochs: int = 10, min_steps: int = 100, batch_size: int = 32,
               learning_rate: float = 1e-3, seed: int = 0, verbose: int = 0):
     """Train a digits CNN with Adam for `epochs` passes, or more so that it takes `min_steps` steps."""
     import keras

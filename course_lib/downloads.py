@@ -14,6 +14,8 @@ import pathlib
 
 from course_lib import errors
 
+__all__ = ["fetch", "hash_of"]
+
 
 def fetch(url: str, dest: os.PathLike, file_hash: str | None = None, *,
           extract: bool = False) -> pathlib.Path:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 
+__all__ = ["FIX_OFFLINE", "MissingResourceError", "CorruptResourceError", "FIX_CORRUPT", "BadImageError",
+           "EmptySplitError", "SmallClassWarning", "missing", "read_failure", "corrupt", "explain_download",
+           "network_available", "require_network"]
+
 FIX_OFFLINE = (
     "Fix: connect this machine to the internet, or point the course at an offline mirror "
     "with `export COURSE_MIRROR=/path/to/course-mirror` (README, 'Offline route'); "

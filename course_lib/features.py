@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 
 import numpy as np
 
 from course_lib import backbones, config, data, errors, folders, scale
+
+__all__ = ["weights_digest", "cache_key", "cache_path", "extract", "read_cache", "write_cache", "extract_splits",
+           "make_head", "train_head", "check_num_classes", "check_learning_rate", "compile_classifier",
+           "feature_dataset", "frozen_classifier", "train_in_model", "accuracy"]
 
 
 def weights_digest(model) -> str:
@@ -97,7 +102,7 @@ def cache_path(key: dict) -> pathlib.Path:
     return config.cache_dir() / "features" / f"{key['model']}-{digest}.npz"
 
 
-def extract(model, ds: data.ImageSet, image_size: int, preprocess="mobilenet_v2",
+def extract(model, ds: data.ImageSet, *, image_size: int, preprocess="mobilenet_v2",
             batch_size: int = 64, cache: bool = True, verbose: int | None = None):
     """Features of every image in `ds` from a frozen `model`, read from cache when valid."""
     ds.require_images("extract features")
@@ -143,7 +148,8 @@ def write_cache(path: pathlib.Path, key: dict, feats: np.ndarray, labels: np.nda
 
 def extract_splits(model, splits: dict, image_size: int, preprocess="mobilenet_v2", **kwargs) -> dict:
     """`extract` for each split of a dict like {'train': ImageSet, 'val': ...}."""
-    return {name: extract(model, ds, image_size, preprocess, **kwargs) for name, ds in splits.items()}
+    return {name: extract(model, ds, image_size=image_size, preprocess=preprocess, **kwargs) for name,
+            ds in splits.items()}
 
 
 def make_head(input_dim: int, num_classes: int, dropout: float = 0.2, name: str = "head"):
@@ -157,7 +163,7 @@ def make_head(input_dim: int, num_classes: int, dropout: float = 0.2, name: str 
                                  scale.output_layer(int(num_classes))], name=name)
 
 
-def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20,
+def train_head(train, val=None, *, num_classes: int | None = None, epochs: int = 20,
                learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0, verbose: int = 0,
                dropout: float = 0.2):
     """Train a head on cached features; `train`/`val` are (features, labels) pairs."""
@@ -172,8 +178,8 @@ def train_head(train, val=None, num_classes: int | None = None, epochs: int = 20
     keras.utils.set_random_seed(seed)
     head = compile_classifier(make_head(x.shape[1], num_classes, dropout), learning_rate)
     batch_size = scale.global_batch_size(batch_size)
-    train_ds = feature_dataset(x, y, batch_size, shuffle=True, seed=seed)
-    val_ds = None if val is None else feature_dataset(*val, batch_size)
+    train_ds = feature_dataset(x, y, batch_size=batch_size, shuffle=True, seed=seed)
+    val_ds = None if val is None else feature_dataset(*val, batch_size=batch_size)
     history = head.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose, shuffle=False)
     return head, history
 
@@ -187,17 +193,34 @@ def check_num_classes(y, num_classes) -> int:
     return num_classes
 
 
-def compile_classifier(model, learning_rate: float = 1e-3):
-    """Compile with the settings every head in the course uses (Adam, sparse cross-entropy)."""
+def check_learning_rate(learning_rate) -> None:
+    """Refuse a learning rate that is not a positive finite number (schedules are accepted)."""
     import keras
 
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        return
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)) \
+            or not math.isfinite(float(learning_rate)) or float(learning_rate) <= 0:
+        raise ValueError(f"The learning rate must be a positive number. Received: learning_rate="
+                         f"{learning_rate!r}. Allowed: a float > 0 (fine-tuning: about 10x below the "
+                         "head's, e.g. 1e-4) or a keras.optimizers.schedules.LearningRateSchedule.")
+
+
+def compile_classifier(model, learning_rate: float = 1e-3):
+    """Compile (again) with Adam at `learning_rate` (or a schedule) and sparse cross-entropy: every model in the course.
+
+    Needed after every change of `trainable`: a change only counts once the model is compiled again.
+    """
+    import keras
+
+    check_learning_rate(learning_rate)
     with scale.scope():
         model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"], **scale.compile_kwargs())
     return model
 
 
-def feature_dataset(x, y, batch_size: int = 32, shuffle: bool = False, seed: int = 0):
+def feature_dataset(x, y, *, batch_size: int = 32, shuffle: bool = False, seed: int = 0):
     """Features as a `tf.data` pipeline, shuffled exactly like `cl.data.pipeline(..., seed=seed)`."""
     import tensorflow as tf
 
@@ -207,7 +230,7 @@ def feature_dataset(x, y, batch_size: int = 32, shuffle: bool = False, seed: int
     return d.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def frozen_classifier(backbone, num_classes: int, dropout: float = 0.2, seed: int = 0,
+def frozen_classifier(backbone, num_classes: int, *, dropout: float = 0.2, seed: int = 0,
                       name: str = "frozen_classifier"):
     """Image -> frozen backbone (called with training=False) -> new head, as one model."""
     import keras
@@ -220,18 +243,18 @@ def frozen_classifier(backbone, num_classes: int, dropout: float = 0.2, seed: in
         return keras.Model(inputs, head(backbone(inputs, training=False)), name=name)
 
 
-def train_in_model(backbone, train: data.ImageSet, val: data.ImageSet | None = None,
+def train_in_model(backbone, train: data.ImageSet, *, val: data.ImageSet | None = None,
                    image_size: int = 224, preprocess="mobilenet_v2", epochs: int = 20,
                    learning_rate: float = 1e-3, batch_size: int = 32, seed: int = 0,
                    verbose: int = 0, dropout: float = 0.2):
     """The same training as `train_head`, but the backbone runs on every image of every epoch."""
     train.require_images("train a model")
     model = frozen_classifier(backbone, check_num_classes(train.labels, len(train.class_names)),
-                              dropout, seed)
+                              dropout=dropout, seed=seed)
     compile_classifier(model, learning_rate)
     batch_size = scale.global_batch_size(batch_size)
-    train_ds = data.pipeline(train, image_size, preprocess, batch_size, shuffle=True, seed=seed)
-    val_ds = None if val is None else data.pipeline(val, image_size, preprocess, batch_size)
+    train_ds = data.pipeline(train, image_size, preprocess=preprocess, batch_size=batch_size, shuffle=True, seed=seed)
+    val_ds = None if val is None else data.pipeline(val, image_size, preprocess=preprocess, batch_size=batch_size)
     with folders.naming_bad_files(train.items + ([] if val is None else val.items)):
         history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose,
                             shuffle=False)  # the pipeline shuffles, seeded like train_head

@@ -16,6 +16,10 @@ import numpy as np
 
 from course_lib import backbones, features, plots, scale
 
+__all__ = ["STAGE_NAMES", "top_blocks", "UnfreezeReport", "unfreeze_top", "freeze", "expected_trainable",
+           "split_at_block", "classifier", "TrainingRecord", "join_histories", "check_labels", "epoch_timer",
+           "as_dataset", "fine_tune", "train_two_stage", "sweep_blocks", "plot_two_stage"]
+
 STAGE_NAMES = ("train head", "fine-tune")
 
 
@@ -145,11 +149,6 @@ def classifier(base, head, batchnorm_inference: bool = True, name: str = "classi
         return keras.Model(inputs, head(feats), name=name)
 
 
-def compile_model(model, learning_rate: float):
-    """Compile (again) with Adam at `learning_rate`: needed after every change of `trainable`."""
-    return features.compile_classifier(model, learning_rate)
-
-
 # ------------------------------------------------------------------ training record
 
 @dataclasses.dataclass
@@ -239,7 +238,8 @@ def check_labels(model, data, split: str = "training") -> None:
                      f"Received: {got}. Fix: build the head with {fix}, or check the labels.")
 
 
-def _timer():
+def epoch_timer():
+    """A Keras callback that records the seconds of each epoch (its `seconds` list)."""
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
@@ -264,32 +264,33 @@ def as_dataset(data, batch_size: int = 32, shuffle: bool = False, seed: int = 0)
 
     if data is None or isinstance(data, tf.data.Dataset):
         return data
-    return features.feature_dataset(*data, batch_size, shuffle=shuffle, seed=seed)
+    return features.feature_dataset(*data, batch_size=batch_size, shuffle=shuffle, seed=seed)
 
 
-def _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose):
+def _fit(model, train, *, val, epochs, initial_epoch, batch_size, seed, verbose):
     import keras
 
     keras.utils.set_random_seed(seed)
-    timer, batch_size = _timer(), scale.global_batch_size(batch_size)
+    timer, batch_size = epoch_timer(), scale.global_batch_size(batch_size)
     history = model.fit(as_dataset(train, batch_size, shuffle=True, seed=seed),
                         validation_data=as_dataset(val, batch_size), epochs=initial_epoch + epochs,
                         initial_epoch=initial_epoch, verbose=verbose, callbacks=[timer], shuffle=False)
     return history, timer.seconds
 
 
-def fine_tune(model, backbone, name: str, n_blocks: int, train, val, *, epochs: int,
+def fine_tune(model, backbone, *, name: str, n_blocks: int, train, val, epochs: int,
               learning_rate: float = 1e-4, initial_epoch: int = 0, batch_size: int = 32,
               keep_batchnorm_frozen: bool = True, seed: int = 0, verbose: int = 0):
     """Stage two alone: unfreeze the top blocks, recompile at `learning_rate`, continue training."""
     check_labels(model, train), check_labels(model, val, "validation")
     report = unfreeze_top(backbone, name, n_blocks, keep_batchnorm_frozen)
-    compile_model(model, learning_rate)  # a change of `trainable` only takes effect after compile
-    history, seconds = _fit(model, train, val, epochs, initial_epoch, batch_size, seed, verbose)
+    features.compile_classifier(model, learning_rate)  # a change of `trainable` only takes effect after compile
+    history, seconds = _fit(model, train, val=val, epochs=epochs, initial_epoch=initial_epoch,
+                            batch_size=batch_size, seed=seed, verbose=verbose)
     return history, seconds, report
 
 
-def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, *, head_epochs: int,
+def train_two_stage(model, backbone, *, name: str, n_blocks: int, train, val, head_epochs: int,
                     fine_tune_epochs: int, learning_rate: float = 1e-3, fine_tune_lr: float | None = None,
                     batch_size: int = 32, keep_batchnorm_frozen: bool = True, seed: int = 0,
                     verbose: int = 0, head_history=None) -> TrainingRecord:
@@ -302,12 +303,14 @@ def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, *, he
     check_labels(model, train), check_labels(model, val, "validation")
     if head_history is None:
         freeze(backbone)
-        compile_model(model, learning_rate)
-        head_history, head_seconds = _fit(model, train, val, head_epochs, 0, batch_size, seed, verbose)
+        features.compile_classifier(model, learning_rate)
+        head_history, head_seconds = _fit(model, train, val=val, epochs=head_epochs, initial_epoch=0,
+                                          batch_size=batch_size, seed=seed, verbose=verbose)
     else:
         head_seconds = [None] * len(next(iter(plots.history_dict(head_history).values())))
     first = len(head_seconds)
-    history, seconds, report = fine_tune(model, backbone, name, n_blocks, train, val, epochs=fine_tune_epochs,
+    history, seconds, report = fine_tune(model, backbone, name=name, n_blocks=n_blocks, train=train, val=val,
+                                         epochs=fine_tune_epochs,
                                          learning_rate=fine_tune_lr, initial_epoch=first,
                                          batch_size=batch_size, keep_batchnorm_frozen=keep_batchnorm_frozen,
                                          seed=seed + 1, verbose=verbose)
@@ -315,14 +318,15 @@ def train_two_stage(model, backbone, name: str, n_blocks: int, train, val, *, he
                           unfreeze=report)
 
 
-def sweep_blocks(model, backbone, name: str, n_values, train, val, *, epochs: int,
+def sweep_blocks(model, backbone, *, name: str, n_values, train, val, epochs: int,
                  learning_rate: float = 1e-4, batch_size: int = 32, seed: int = 0, verbose: int = 0) -> list:
     """Fine-tune from the same starting weights for each N in `n_values`; one result dict per N."""
     start = model.get_weights()
     results = []
     for n in n_values:
         model.set_weights(start)
-        history, seconds, report = fine_tune(model, backbone, name, n, train, val, epochs=epochs,
+        history, seconds, report = fine_tune(model, backbone, name=name, n_blocks=n, train=train, val=val,
+                                             epochs=epochs,
                                              learning_rate=learning_rate, batch_size=batch_size,
                                              seed=seed, verbose=verbose)
         results.append({"n_blocks": int(n), "val_accuracy": float(history.history["val_accuracy"][-1]),
@@ -364,34 +368,3 @@ def plot_two_stage(records, metric: str = "accuracy", ax=None, title: str | None
     ax.legend(fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
-
-
-def plot_sweep(results: list, baseline: float | None = None, title: str | None = None, n_val: int | None = None):
-    """Validation accuracy (with 95% bars when `n_val` images are given) and seconds per epoch against N blocks."""
-    ns = [r["n_blocks"] for r in results]
-    fig, (left, right) = plots.pyplot().subplots(1, 2, figsize=(10, 3.6))
-    accs = np.array([r["val_accuracy"] for r in results])
-    bars = 1.96 * np.sqrt(accs * (1 - accs) / n_val) if n_val else None
-    left.errorbar(ns, accs, yerr=bars, marker="o", capsize=4,
-                  label="fine-tuned" + (f" (95% bars, {n_val} images)" if n_val else ""))
-    if baseline is not None:
-        left.axhline(baseline, color="gray", linestyle=":", label="feature extraction")
-    shown = list(accs - (bars if bars is not None else 0)) + list(accs + (bars if bars is not None else 0)) \
-        + ([baseline] if baseline is not None else [])
-    left.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.05))  # 1 point is not a cliff
-    left.set_xlabel("unfrozen top blocks N")
-    left.set_ylabel("val accuracy")
-    left.legend(fontsize=8)
-    right.bar(ns, [r["seconds_per_epoch"] for r in results], color="tab:orange")
-    for n, r in zip(ns, results):
-        right.annotate(f"{r['trainable_params'] / 1e3:,.0f}k params", (n, r["seconds_per_epoch"]),
-                       ha="center", va="bottom", fontsize=8)
-    right.set_ylim(0, 1.2 * max(r["seconds_per_epoch"] for r in results))
-    right.set_xlabel("unfrozen top blocks N")
-    right.set_ylabel("seconds per epoch")
-    for ax in (left, right):
-        ax.set_xticks(ns)
-        ax.grid(alpha=0.3)
-    fig.suptitle(title or "How many blocks to unfreeze")
-    fig.tight_layout()
-    return fig

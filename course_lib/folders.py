@@ -23,6 +23,10 @@ import pathlib
 
 from course_lib import config, errors
 
+__all__ = ["IMAGE_SUFFIXES", "SPLIT_ALIASES", "IGNORED_NAMES", "MAX_PIXELS", "TF_FORMATS", "CHECK_VERSION", "Listing",
+           "is_ignored", "scan", "check_files", "header_size", "decodable", "why_undecodable", "known_format",
+           "naming_bad_files", "skipped_summary"]
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".jxl")
 SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 IGNORED_NAMES = {"__MACOSX", "__pycache__"}
@@ -107,7 +111,7 @@ def scan(path, class_names: list | None = None) -> Listing:
     classes = list(class_names) if class_names else sorted({c for cs in per_split.values() for c in cs})
     _check_names(root, subdirs)
     _check_mixed(root, split_dirs, subdirs)
-    _check_classes(root, per_split, classes, bool(split_dirs), subdirs)
+    _check_classes(root, per_split, classes=classes, split_layout=bool(split_dirs), subdirs=subdirs)
     files, labels, splits = [], [], []
     for top, split in tops:
         for label, cls in enumerate(classes):
@@ -141,7 +145,7 @@ def _check_unique_splits(root, split_dirs: dict) -> None:
                          "Fix: merge them into one folder, or rename one.")
 
 
-def _check_classes(root, per_split: dict, classes: list, split_layout: bool, subdirs: list) -> None:
+def _check_classes(root, per_split: dict, *, classes: list, split_layout: bool, subdirs: list) -> None:
     if len(classes) < 2:
         hint = ""
         if len(subdirs) == 1 and _folders(subdirs[0]):

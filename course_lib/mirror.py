@@ -8,7 +8,7 @@ Taught in `00_setup`. A mirror is laid out like this::
     datasets/digits/mnist_test.npz, usps.npz
 
 `COURSE_MIRROR=/path` turns the mode on. `course mirror check` and `course mirror build`
-are the command-line entry points (see `course_lib.cli`).
+are the command-line entry points (see `course_lib.tools.cli`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ import shutil
 import sys
 
 from course_lib import config, errors
+
+__all__ = ["MODELS", "CLASS_INDEX", "RESOURCES", "NOTEBOOK_NEEDS", "active", "activate", "weights_path", "offline_sizes",
+           "class_index_path", "dataset_path", "NPZ_KEYS", "FIX_MIRROR", "not_a_mirror", "check", "inspect",
+           "format_check"]
 
 MODELS = "keras/models"
 CLASS_INDEX = "imagenet_class_index.json"

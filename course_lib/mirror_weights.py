@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pathlib
 
+__all__ = ["WEIGHT_MODELS", "file_shapes", "expected", "mismatch"]
+
 # Mirror resource -> (backbone, with the ImageNet top), at the 224 input size the mirror holds.
 WEIGHT_MODELS = {"mobilenet_v2@224": ("mobilenet_v2", False), "mobilenet@224": ("mobilenet", False),
                  "mobilenet_top@224": ("mobilenet", True)}

@@ -12,6 +12,9 @@ import math
 
 import numpy as np
 
+__all__ = ["pyplot", "image_grid", "confusion_matrix", "plot_confusion_matrix", "misclassified_grid", "history_dict",
+           "learning_curves", "sweep_plot", "feature_maps", "block_parameters", "block_sweep_plot"]
+
 
 def pyplot():
     """Matplotlib's pyplot, imported on first use so that `import course_lib` stays light."""
@@ -28,7 +31,7 @@ def _as_uint8(img) -> np.ndarray:
     return img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
 
 
-def image_grid(images, titles=None, cols: int = 6, size: float = 2.0, suptitle: str | None = None):
+def image_grid(images, titles=None, *, cols: int = 6, size: float = 2.0, suptitle: str | None = None):
     """Show images in a grid with optional titles (one per image); returns the figure."""
     images = list(images)
     if not images:
@@ -71,7 +74,7 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     return metrics.confusion_matrix(y_true, y_pred, labels=np.arange(n))
 
 
-def plot_confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, ax=None,
+def plot_confusion_matrix(y_true, y_pred, *, class_names, normalize: bool = False, ax=None,
                           title: str = "Confusion matrix"):
     """Draw the confusion matrix with counts (or row fractions) in each cell; returns the figure."""
     cm = confusion_matrix(y_true, y_pred, len(class_names))
@@ -94,7 +97,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names, normalize: bool = False, 
     return ax.figure
 
 
-def misclassified_grid(images, y_true, y_pred, class_names, probs=None, max_images: int = 12,
+def misclassified_grid(images, y_true, *, y_pred, class_names, probs=None, max_images: int = 12,
                        cols: int = 6):
     """Up to `max_images` mistakes (most confident first when `probs` is given), titled 'pred: X (p) / true: Y'."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
@@ -123,33 +126,26 @@ def history_dict(history) -> dict:
     return {k: [float(v) for v in values] for k, values in dict(raw or {}).items()}
 
 
-def learning_curves(history, second=None, metric: str = "accuracy",
-                    labels=("train head", "fine-tune"), ax=None):
-    """Train/val curves of one or two training stages, with a marker where stage two starts."""
-    first = history_dict(history)
-    if metric not in first:
-        raise ValueError(f"The history has no {metric!r}. Received keys: {sorted(first)}.")
-    stages = [first] + ([history_dict(second)] if second is not None else [])
+def learning_curves(history, *, metric: str = "accuracy", title: str = "training", ax=None):
+    """Train/val curves of one training run (a Keras History or its dict); two stages: `cl.finetune.plot_two_stage`."""
+    curves = history_dict(history)
+    if metric not in curves:
+        raise ValueError(f"The history has no {metric!r}. Received keys: {sorted(curves)}.")
     if ax is None:
         _, ax = pyplot().subplots(figsize=(6, 3.5))
     for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-        values = [v for h in stages for v in h.get(key, [])]
+        values = curves.get(key, [])
         if values:
             ax.plot(range(1, len(values) + 1), values, style, marker=".", label=key)
-    if second is not None:
-        boundary = len(first[metric]) + 0.5
-        ax.axvline(boundary, color="gray", linestyle=":")
-        ax.annotate(f"{labels[1]} starts", (boundary, ax.get_ylim()[0]), rotation=90,
-                    va="bottom", ha="right", fontsize=8, color="gray")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(" then ".join(labels[:len(stages)]))
+    ax.set_title(title)
     ax.legend()
     ax.figure.tight_layout()
     return ax.figure
 
 
-def sweep_plot(xs, curves: dict, xlabel: str = "training images per class",
+def sweep_plot(xs, curves: dict, *, xlabel: str = "training images per class",
                ylabel: str = "test accuracy", chance: float | None = None, logx: bool = True, ax=None):
     """One line per method (`curves`: label -> values at `xs`); returns the figure."""
     xs = list(xs)
@@ -209,3 +205,34 @@ def block_parameters(blocks, ax=None, title: str = "Parameters per block"):
     ax.set_title(title)
     ax.figure.tight_layout()
     return ax.figure
+
+
+def block_sweep_plot(results: list, baseline: float | None = None, title: str | None = None, n_val: int | None = None):
+    """Validation accuracy (with 95% bars when `n_val` images are given) and seconds per epoch against N blocks."""
+    ns = [r["n_blocks"] for r in results]
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(10, 3.6))
+    accs = np.array([r["val_accuracy"] for r in results])
+    bars = 1.96 * np.sqrt(accs * (1 - accs) / n_val) if n_val else None
+    left.errorbar(ns, accs, yerr=bars, marker="o", capsize=4,
+                  label="fine-tuned" + (f" (95% bars, {n_val} images)" if n_val else ""))
+    if baseline is not None:
+        left.axhline(baseline, color="gray", linestyle=":", label="feature extraction")
+    shown = list(accs - (bars if bars is not None else 0)) + list(accs + (bars if bars is not None else 0)) \
+        + ([baseline] if baseline is not None else [])
+    left.set_ylim(max(0.0, min(shown) - 0.05), min(1.0, max(shown) + 0.05))  # 1 point is not a cliff
+    left.set_xlabel("unfrozen top blocks N")
+    left.set_ylabel("val accuracy")
+    left.legend(fontsize=8)
+    right.bar(ns, [r["seconds_per_epoch"] for r in results], color="tab:orange")
+    for n, r in zip(ns, results):
+        right.annotate(f"{r['trainable_params'] / 1e3:,.0f}k params", (n, r["seconds_per_epoch"]),
+                       ha="center", va="bottom", fontsize=8)
+    right.set_ylim(0, 1.2 * max(r["seconds_per_epoch"] for r in results))
+    right.set_xlabel("unfrozen top blocks N")
+    right.set_ylabel("seconds per epoch")
+    for ax in (left, right):
+        ax.set_xticks(ns)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "How many blocks to unfreeze")
+    fig.tight_layout()
+    return fig

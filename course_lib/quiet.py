@@ -32,6 +32,9 @@ import sys
 import tempfile
 import threading
 
+__all__ = ["LOG_LEVEL", "gpu_hardware", "is_startup_noise", "drop_startup_noise", "is_harmless_log",
+           "filter_kernel_stderr", "tensorflow_started", "start_tensorflow", "kernel_env", "kernel_config"]
+
 LOG_LEVEL = "2"  # TF's C++ INFO and WARNING lines hidden, ERROR lines shown
 
 _ABSL_HEADER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called "

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+__all__ = ["QUESTION", "normalize", "digest", "answer_of", "correct", "given", "matches", "choices"]
+
 QUESTION = "questionnaire"  # the otter question name of every notebook's questionnaire
 
 

@@ -18,6 +18,10 @@ import numpy as np
 
 from course_lib import backbones, data, features, finetune, folders, scale
 
+__all__ = ["AUGMENT_SETTINGS", "augmentation", "preprocessing_layer", "build", "find_backbone", "warmup_cosine",
+           "learning_rate_now", "snapshot", "moved", "batchnorm_updates_in_training", "training_argument",
+           "early_stopping", "fit_two_stages", "accuracy"]
+
 # Raw pixels in [0, 255] -> what each backbone's ImageNet weights expect, as built-in layers
 # (so a saved model reloads with safe_mode=True). ResNet50's BGR mean subtraction has none.
 _PREPROCESSING = {"mobilenet_v2": "tanh_range", "mobilenet": "tanh_range",
@@ -83,24 +87,11 @@ def find_backbone(model):
     return max(nested, key=lambda m: len(m.weights))
 
 
-def check_learning_rate(learning_rate) -> None:
-    """Refuse a learning rate that is not a positive finite number (schedules are accepted)."""
-    import keras
-
-    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-        return
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float, np.number)) \
-            or not math.isfinite(float(learning_rate)) or float(learning_rate) <= 0:
-        raise ValueError(f"The learning rate must be a positive number. Received: learning_rate="
-                         f"{learning_rate!r}. Allowed: a float > 0 (fine-tuning: about 10x below the "
-                         "head's, e.g. 1e-4) or a keras.optimizers.schedules.LearningRateSchedule.")
-
-
 def warmup_cosine(learning_rate: float, *, total_steps: int, warmup_steps: int):
     """Linear warm-up from ~0 to `learning_rate`, then cosine decay to 0 over the remaining steps."""
     import keras
 
-    check_learning_rate(learning_rate)
+    features.check_learning_rate(learning_rate)
     warmup_steps = max(0, min(int(warmup_steps), int(total_steps) - 1))
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=learning_rate / 100 if warmup_steps else learning_rate,
@@ -115,12 +106,6 @@ def learning_rate_now(model) -> float:
     if callable(lr) and not hasattr(lr, "numpy"):
         lr = lr(opt.iterations)
     return float(np.asarray(lr))
-
-
-def compile_stage(model, learning_rate) -> None:
-    """Compile (again) with Adam at `learning_rate`: a change of `trainable` only counts after it."""
-    check_learning_rate(learning_rate)
-    features.compile_classifier(model, learning_rate)
 
 
 def snapshot(model) -> dict:
@@ -171,7 +156,7 @@ def early_stopping(patience: int):
                                          restore_best_weights=True)
 
 
-def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_name: str,
+def fit_two_stages(model, train: data.ImageSet, *, val: data.ImageSet, backbone_name: str,
                    image_size: int, first_block, head_epochs: int, fine_tune_epochs: int,
                    head_lr: float = 1e-3, fine_tune_lr: float = 1e-4, warmup_epochs: int = 0,
                    patience: int = 3, batch_size: int = 32, keep_batchnorm_frozen: bool = True,
@@ -180,15 +165,15 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
 
     `class_weight` ({class index: weight}, as Keras' `fit` takes it) weights both stages' loss.
     """
-    check_learning_rate(head_lr), check_learning_rate(fine_tune_lr)
+    features.check_learning_rate(head_lr), features.check_learning_rate(fine_tune_lr)
     finetune.check_labels(model, train), finetune.check_labels(model, val, "validation")
     backbone = find_backbone(model)
     batch = scale.global_batch_size(batch_size)
     train_ds = data.pipeline(train, image_size, batch_size=batch, shuffle=True, seed=seed)
     val_ds = data.pipeline(val, image_size, batch_size=batch)
     backbone.trainable = False
-    compile_stage(model, head_lr)
-    timer = finetune._timer()
+    features.compile_classifier(model, head_lr)
+    timer = finetune.epoch_timer()
     first = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, verbose=verbose, shuffle=False,
                       class_weight=class_weight, callbacks=[early_stopping(patience), timer])  # the pipeline shuffles, seeded
     done = len(first.history["loss"])
@@ -196,20 +181,20 @@ def fit_two_stages(model, train: data.ImageSet, val: data.ImageSet, *, backbone_
     steps = math.ceil(len(train) / batch)
     lr = warmup_cosine(fine_tune_lr, total_steps=steps * fine_tune_epochs,
                        warmup_steps=steps * warmup_epochs) if warmup_epochs else fine_tune_lr
-    compile_stage(model, lr)
+    features.compile_classifier(model, lr)
     second = model.fit(train_ds, validation_data=val_ds, epochs=done + fine_tune_epochs, shuffle=False,
                        initial_epoch=done, verbose=verbose, class_weight=class_weight,
                        callbacks=[early_stopping(patience), timer])
     return finetune.join_histories(first, second, seconds=timer.seconds, unfreeze=report)
 
 
-def evaluate(model, ds: data.ImageSet, image_size: int, batch_size: int = 64) -> float:
+def accuracy(model, ds: data.ImageSet, image_size: int, batch_size: int = 64) -> float:
     """Accuracy of a pixel-input model on an ImageSet, batch by batch (thousands of images fit in memory)."""
     import tensorflow as tf
 
     if not len(ds):
         raise ValueError(f"Cannot evaluate on an empty split ({ds.name!r}, 0 images). "
-                         "Fix: give the split images (see cl.data.split).")
+                         "Fix: give the split images (see cl.splits.split).")
     right = 0
     with folders.naming_bad_files(ds.items):
         for x, y in data.pipeline(ds, image_size, batch_size=batch_size, cache=False):

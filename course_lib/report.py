@@ -1,8 +1,9 @@
 """Key metrics and executable claims, recorded for the run report.
 
 Taught in `00_setup`. `metric()` prints a value under a stable name
-(`<notebook>.<name>`); `claim()` asserts a lesson's claim. When the course runner sets
-`COURSE_METRICS_FILE`, both are also appended there as JSON lines.
+(`<notebook>.<name>`); `claim()` asserts a lesson's claim. When the course runner starts the
+notebook's kernel with `COURSE_METRICS_FILE` (`METRICS_ENV`) in its environment, both are also
+appended to that file as JSON lines.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import os
 
 from course_lib import config
 
+__all__ = ["METRICS_ENV", "start", "full_name", "metric", "claim", "read"]
+
+METRICS_ENV = "COURSE_METRICS_FILE"  # set in a kernel's environment by its runner, never by this process
 _STATE = {"notebook": "notebook"}
 
 
@@ -52,7 +56,7 @@ def claim(name: str, ok, detail: str = "", *, mechanics: bool = False) -> None:
 
 
 def _append(record: dict) -> None:
-    path = os.environ.get("COURSE_METRICS_FILE")
+    path = os.environ.get(METRICS_ENV)
     if not path:
         return
     with open(path, "a", encoding="utf-8") as fh:

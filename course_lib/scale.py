@@ -27,6 +27,9 @@ import os
 
 from course_lib import config
 
+__all__ = ["POLICIES", "choose", "strategy", "use_strategy", "scope", "describe", "global_batch_size", "policy_name",
+           "use_mixed_precision", "compile_kwargs", "op_determinism", "output_layer", "build_classifier"]
+
 POLICIES = {"gpu": "mixed_float16", "tpu": "mixed_bfloat16", "cpu": "float32"}
 _STATE = {"auto": None}
 
@@ -162,7 +165,7 @@ def output_layer(num_classes: int, name: str = "predictions", **dense_kwargs):
     return keras.layers.Dense(n, activation="softmax", dtype="float32", name=name, **dense_kwargs)
 
 
-def build_classifier(backbone, num_classes: int, dropout: float = 0.2, preprocess=None,
+def build_classifier(backbone, num_classes: int, *, dropout: float = 0.2, preprocess=None,
                      augment=None, name: str = "classifier"):
     """Images -> [augment] -> [preprocess] -> frozen-BN backbone -> dropout -> float32 softmax."""
     import keras

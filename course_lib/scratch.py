@@ -13,8 +13,10 @@ import numpy as np
 
 from course_lib import config, features, finetune, scale
 
+__all__ = ["make_cnn", "epochs_for", "train"]
 
-def make_cnn(image_size: int, num_classes: int, channels: int = 3, widths=(16, 32, 64),
+
+def make_cnn(image_size: int, num_classes: int, *, channels: int = 3, widths=(16, 32, 64),
              dropout: float = 0.3, augment: bool = True, name: str = "scratch_cnn"):
     """A small CNN: [flip/shift] -> (conv-BN-ReLU-pool) x len(widths) -> GAP -> dropout -> softmax."""
     import keras
@@ -54,14 +56,14 @@ def _check_args(image_size, num_classes, channels, widths) -> tuple:
     return size, n, ch
 
 
-def epochs_for(n_train: int, batch_size: int = 32, min_steps: int = 150,
+def epochs_for(n_train: int, batch_size: int = 32, *, min_steps: int = 150,
                min_epochs: int = 10, max_epochs: int = 200) -> int:
     """Enough epochs for at least `min_steps` gradient steps (small sets need more epochs)."""
     steps_per_epoch = max(1, math.ceil(n_train / batch_size))
     return int(min(max_epochs, max(min_epochs, math.ceil(min_steps / steps_per_epoch))))
 
 
-def train(train, val=None, num_classes: int | None = None, epochs: int | None = None,
+def train(train, val=None, *, num_classes: int | None = None, epochs: int | None = None,
           batch_size: int = 32, learning_rate: float = 3e-3, seed: int = 0,
           verbose: int = 0, **model_kwargs):
     """Train `make_cnn` on uint8 images; `train`/`val` are (images, labels). Returns (model, history)."""

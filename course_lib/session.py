@@ -14,12 +14,14 @@ import pathlib
 from course_lib import config, mirror, report, scale
 from course_lib import quiet as quiet_start
 
+__all__ = ["SAME", "Settings", "setup", "set_seed"]
+
 
 SAME = object()  # a typed pick given one value: the same in every profile
 
 
 @dataclasses.dataclass
-class Config:
+class Settings:
     """What `setup()` decided for one notebook run."""
 
     notebook: str
@@ -28,7 +30,7 @@ class Config:
     mirror: pathlib.Path | None
     dataset_override: pathlib.Path | None
     device: str
-    budget: config.Budget = config.BUDGETS["none"]
+    budget: config.Caps = config.BUDGETS["none"]
 
     def pick(self, fast, full):
         """Return `fast` or `full` depending on the active profile (not capped by a budget)."""
@@ -89,9 +91,9 @@ class Config:
         return "\n".join(lines)
 
 
-def setup(notebook: str, seed: int | None = None, quiet: bool = False,
-          mixed_precision: bool | None = None) -> Config:
-    """Apply profile, seed, precision and offline mode for a notebook, print them, return a Config."""
+def setup(notebook: str, seed: int | None = None, silent: bool = False,
+          mixed_precision: bool | None = None) -> Settings:
+    """Apply profile, seed, precision and offline mode for a notebook, print them, return its Settings."""
     quiet_start.start_tensorflow()  # TF_CPP_MIN_LOG_LEVEL=2 before TF's import; start-up noise dropped
     quiet_start.filter_kernel_stderr()  # in Jupyter: TF's harmless use_unbounded_threadpool line left out of cells
     budget = config.get_budget()
@@ -101,9 +103,9 @@ def setup(notebook: str, seed: int | None = None, quiet: bool = False,
     scale.use_mixed_precision(mixed_precision)  # None: mixed on a GPU/TPU, float32 on a CPU
     mirror.activate()
     report.start(notebook)
-    cfg = Config(notebook, profile, seed, config.mirror_dir(), config.user_dataset_dir(),
+    cfg = Settings(notebook, profile, seed, config.mirror_dir(), config.user_dataset_dir(),
                  config.accelerator(), budget)
-    if not quiet:
+    if not silent:
         print(cfg.summary())
     return cfg
 

@@ -19,7 +19,11 @@ import math
 
 import numpy as np
 
-from course_lib import data, domain, plots
+from course_lib import domain, plots, splits
+
+__all__ = ["SCORES", "logme", "leep", "h_score", "knn_probe", "scores", "truncate", "learning_curve", "fit_linear_probe",
+           "linear_probe", "probe_dense_weights", "crossover", "recommend", "rank_correlations", "plot_learning_curves",
+           "plot_scores_vs_accuracy"]
 
 SCORES = ("logme", "leep", "h_score", "knn")
 
@@ -39,7 +43,7 @@ def _check_labeled(features, labels, min_classes: int = 2):
 # --------------------------------------------------------------------------------- LogME
 
 
-def _evidence(z, y_norm2, s2, n, d, max_iter=3000, tol=1e-9):
+def _evidence(z, y_norm2, *, s2, n, d, max_iter=3000, tol=1e-9):
     """Maximised log evidence / n of y = F w + noise, with z = U^T y and s2 = singular values^2."""
     alpha, beta = 1.0, 1.0
     for _ in range(max_iter):
@@ -69,7 +73,7 @@ def logme(features, labels) -> float:
     out = []
     for c in np.unique(y):
         target = (y == c).astype(np.float64)
-        out.append(_evidence(u.T @ target, float(target @ target), s2, n, d))
+        out.append(_evidence(u.T @ target, float(target @ target), s2=s2, n=n, d=d))
     return float(np.mean(out))
 
 
@@ -182,7 +186,7 @@ def learning_curve(fit_and_score, labels, sizes, seeds) -> np.ndarray:
     """Accuracies (seeds x sizes) of `fit_and_score(indices, seed)` on nested stratified subsets of `labels`."""
     out = np.zeros((len(seeds), len(sizes)))
     for i, seed in enumerate(seeds):  # the largest first: a class too small for it fails before any training
-        subsets = {n: data.per_class_indices(labels, int(n), seed=seed) for n in sorted(sizes, reverse=True)}
+        subsets = {n: splits.per_class_indices(labels, int(n), seed=seed) for n in sorted(sizes, reverse=True)}
         for j, size in enumerate(sizes):
             out[i, j] = fit_and_score(subsets[size], seed)
     return out
@@ -262,7 +266,7 @@ def crossover(sizes, transfer, scratch):
 # ------------------------------------------------------------------------- decision guide
 
 
-def recommend(per_class: float, domain_distance: float, crossover_per_class: float | None = None,
+def recommend(per_class: float, domain_distance: float, *, crossover_per_class: float | None = None,
               near: float = 1.5, few: float = 100) -> str:
     """Decision guide: 'freeze', 'fine-tune' or 'scratch' from labels per class and a proxy A-distance.
 

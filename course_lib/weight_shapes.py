@@ -3,6 +3,8 @@
 Written from Keras (`model_shapes` in `tests/test_mirror.py`, which checks them against Keras).
 """
 
+__all__ = ["SHAPES"]
+
 SHAPES = {
     "mobilenet_v2@224": (
         "[[[3,3,3,32]],[[32],[32],[32],[32]],[[3,3,32,1]],[[32],[32],[32],[32]],[[1,1,32,16]],[[16],[16],[16]"

@@ -103,7 +103,7 @@ def pytest_collection_finish(session):
 @pytest.fixture(scope="session")
 def student_build(tmp_path_factory):
     """One `course student` build per test session, shared by every test that needs one: its folder."""
-    from course_lib import notebooks, release
+    from course_lib.tools import notebooks, release
 
     out = tmp_path_factory.mktemp("student")
     release.build_student(out, notebooks.repo_root(pathlib.Path(__file__).parent))
@@ -177,7 +177,7 @@ def execute_source_notebook(name, workdir, stop_before=None, timeout=600):
     import nbformat
     from nbclient import NotebookClient
 
-    from course_lib import notebooks
+    from course_lib.tools import notebooks
 
     root = notebooks.repo_root(pathlib.Path(__file__).parent)
     nb = nbformat.read(root / "notebooks" / "source" / f"{name}.ipynb", as_version=4)

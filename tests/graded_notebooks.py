@@ -17,7 +17,7 @@ import shutil
 
 import nbformat
 
-from course_lib import notebooks, release
+from course_lib.tools import notebooks, release
 
 CHECK = re.compile(r'grader\.check\("(\w+)"\)')
 KERNEL_ENV = {"COURSE_PROFILE": "fast"}  # what a learner's CPU run gets; COURSE_DATASET: the course's data

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from course_lib import data, errors, folders
+from course_lib import data, errors, folders, splits
 
 from .conftest import write_image
 
@@ -21,7 +21,7 @@ def test_a_folder_with_val_and_test_but_no_train_is_never_trained_on_test(tmp_pa
         _classes(tmp_path / "ds" / part)
     ds = data.load_folder(tmp_path / "ds")
     with pytest.raises(errors.EmptySplitError, match=r"no train split.*Fix: add a train/ folder"):
-        data.split(ds)
+        splits.split(ds)
 
 
 @pytest.mark.parametrize("kwargs, expected", [
@@ -35,7 +35,7 @@ def test_a_folder_with_val_and_test_but_no_train_is_never_trained_on_test(tmp_pa
 def test_split_refuses_bad_arguments_before_overlapping_parts(tmp_path, isolated_cache, kwargs, expected):
     ds = data.load_folder(_classes(tmp_path / "ds", n=6))
     with pytest.raises(ValueError, match=expected):
-        data.split(ds, **kwargs)
+        splits.split(ds, **kwargs)
 
 
 @pytest.mark.parametrize("size, expected", [(0, r"image_size=0 \(int\)"), ("224", r"image_size='224' \(str\)")])

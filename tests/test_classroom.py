@@ -1,4 +1,4 @@
-"""A class's notebooks and autograder (course_lib.classroom) and an instructor's private folder (course_lib.private).
+"""A class's notebooks and autograder (course_lib.tools.classroom) and an instructor's private folder (course_lib.tools.private).
 
 A class notebook holds no questionnaire key in any form: no digest, no `quiz.correct` check, and
 nothing that depends on the keys (built from a source with other keys, it is the same file), and
@@ -16,7 +16,8 @@ import nbformat
 import pytest
 
 import course_lib as cl
-from course_lib import classroom, cli, grading, notebooks, private, quiz, release, submission
+from course_lib import quiz
+from course_lib.tools import classroom, cli, grading, notebooks, private, release, submission
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 NAMES = [p.stem for p in notebooks.source_notebooks(ROOT)]

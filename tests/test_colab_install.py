@@ -31,7 +31,7 @@ import zipfile
 import nbformat
 import pytest
 
-from course_lib import notebooks, release
+from course_lib.tools import notebooks, release
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 COLAB_VERSIONS = {"tensorflow": "2.17.99", "keras": "3.4.99"}

@@ -98,7 +98,8 @@ def tiny_grid(tmp_path_factory):
     cached = {}
     for t, ds in targets.items():
         split = comparison.fixed_split(ds, 0, val=3, test=3, train_pool=8)
-        cached[t] = comparison.prepare(t, ds, split, bottom, top, image_size=32, preprocess=NAME, copies=2)
+        cached[t] = comparison.prepare(t, ds, split=split, bottom=bottom, top=top, image_size=32,
+                                       preprocess=NAME, copies=2)
     yield cached, top, bottom
     del os.environ["COURSE_CACHE"]
 
@@ -114,7 +115,8 @@ def test_prepare_caches_plain_and_augmented_activations(tiny_grid, monkeypatch):
     assert t.arrays(idx, level="acts", augmented=True).shape[:2] == (2, 4)
     assert np.allclose(t.arrays(idx, level="feats"), top.predict(t.arrays(idx, level="acts"), verbose=0), atol=1e-5)
     monkeypatch.setattr(type(bottom), "predict", lambda *a, **k: pytest.fail("the cache was not used"))
-    again = comparison.augmented_activations(bottom, t.ds.subset(t.split["train_pool"]), 32, NAME, copies=2)
+    again = comparison.augmented_activations(bottom, t.ds.subset(t.split["train_pool"]), image_size=32,
+                                             preprocess=NAME, copies=2)
     assert np.array_equal(again, t.aug_plain)
 
 
@@ -123,7 +125,7 @@ def test_grid_rows_are_fair_and_leave_the_top_untouched(tiny_grid):
     cached, top, _ = tiny_grid
     start = [w.copy() for w in top.get_weights()]
     budget = comparison.Budget(head_epochs=1, fine_tune_epochs=1, patience=2, warmup_epochs=1, batch_size=4)
-    rows = comparison.grid(cached, top, NAME, sizes=(2, 5), seeds=(0, 1), budget=budget)
+    rows = comparison.grid(cached, top, backbone_name=NAME, sizes=(2, 5), seeds=(0, 1), budget=budget)
     assert len(rows) == 2 * 2 * 2
     assert all(np.array_equal(a, b) for a, b in zip(start, top.get_weights())), "a run changed the shared top"
     assert top.trainable_weights == []
@@ -147,15 +149,16 @@ def test_grid_rows_are_fair_and_leave_the_top_untouched(tiny_grid):
 def test_a_plain_grid_needs_no_augmented_copies_and_refuses_augmentation_without_them(tiny_grid):
     cached, top, bottom = tiny_grid
     t = cached["near"]
-    plain = comparison.prepare("near", t.ds, t.split, bottom, top, image_size=32, preprocess=NAME, copies=0)
+    plain = comparison.prepare("near", t.ds, split=t.split, bottom=bottom, top=top, image_size=32,
+                               preprocess=NAME, copies=0)
     assert plain.aug_plain.shape[:2] == (0, len(t.split["train_pool"])) and np.array_equal(plain.plain, t.plain)
     budget = comparison.Budget(head_epochs=1, fine_tune_epochs=1, patience=2, warmup_epochs=1, batch_size=4)
     idx = comparison.train_subsets(t.labels, t.split["train_pool"], 0, [3])[3]
-    row = comparison.run_cell(plain, idx, 3, top, NAME, budget, 0, variants=(False,))
+    row = comparison.run_cell(plain, idx, n=3, top=top, backbone_name=NAME, budget=budget, seed=0, variants=(False,))
     assert not row["fe_augmented"] and not row["ft_augmented"] and "ft_aug_test" not in row
     assert row["gain"] == pytest.approx(row["ft_plain_test"] - row["fe_plain_test"])
     with pytest.raises(ValueError, match="copies=0"):
-        comparison.run_cell(plain, idx, 3, top, NAME, budget, 0, variants=(False, True))
+        comparison.run_cell(plain, idx, n=3, top=top, backbone_name=NAME, budget=budget, seed=0, variants=(False, True))
 
 
 @pytest.mark.slow
@@ -165,12 +168,13 @@ def test_reused_compiled_models_give_exactly_a_fresh_run(tiny_grid):
     idx = comparison.train_subsets(t.labels, t.split["train_pool"], 3, [4])[4]
     budget = comparison.Budget(head_epochs=2, fine_tune_epochs=2, patience=3, warmup_epochs=1, batch_size=4)
     t.trainers.clear()
-    fresh = (comparison.feature_extraction(t, idx, budget, 3, True),
-             comparison.fine_tuning(t, idx, top, NAME, budget, 3, True))
+    fresh = (comparison.feature_extraction(t, idx, budget=budget, seed=3, augmented=True),
+             comparison.fine_tuning(t, idx, top=top, backbone_name=NAME, budget=budget, seed=3, augmented=True))
     assert t.trainers, "the compiled models are kept for the next run"
-    comparison.fine_tuning(t, idx, top, NAME, budget, 4, False)  # another run in between moves every state
-    reused = (comparison.feature_extraction(t, idx, budget, 3, True),
-              comparison.fine_tuning(t, idx, top, NAME, budget, 3, True))
+    comparison.fine_tuning(t, idx, top=top, backbone_name=NAME, budget=budget, seed=4,
+                           augmented=False)  # another run in between moves every state
+    reused = (comparison.feature_extraction(t, idx, budget=budget, seed=3, augmented=True),
+              comparison.fine_tuning(t, idx, top=top, backbone_name=NAME, budget=budget, seed=3, augmented=True))
     assert reused == fresh
 
 
@@ -186,7 +190,7 @@ def test_recipe_data_is_one_grid_cell_on_course_data_and_the_learners_folder_oth
     fixed = comparison.fixed_split(target, 0, val=2, test=None, train_pool=6)
     course = SimpleNamespace(dataset_override=None, profile=SimpleNamespace(name="fast"),
                              per_class=lambda fast, full: fast)
-    ds, splits = comparison.recipe_data(target, fixed, course, n=3, seed=5, val=2, test=2, default="unused")
+    ds, splits = comparison.recipe_data(target, fixed, cfg=course, n=3, seed=5, val=2, test=2, default="unused")
     cell = comparison.train_subsets(target.labels, fixed["train_pool"], 5, [3])[3]
     assert ds is target and splits["train"].items == target.subset(cell).items, "the grid's cell for that seed"
     assert splits["test"].items == target.subset(fixed["test"]).items
@@ -194,7 +198,7 @@ def test_recipe_data_is_one_grid_cell_on_course_data_and_the_learners_folder_oth
     monkeypatch.setenv("COURSE_DATASET", str(image_folder))
     mine = SimpleNamespace(dataset_override=image_folder, profile=SimpleNamespace(name="fast"),
                            per_class=lambda fast, full: fast)
-    ds, splits = comparison.recipe_data(target, fixed, mine, n=2, seed=5, val=1, test=1, default="pacs/sketch")
+    ds, splits = comparison.recipe_data(target, fixed, cfg=mine, n=2, seed=5, val=1, test=1, default="pacs/sketch")
     assert ds.class_names == ["cats", "dogs"] and {len(p) for p in splits.values()} == {2, 4}
     out = capsys.readouterr().out
     assert "Training images per class used / available: cats 2/" in out and "COURSE_PROFILE=full" in out

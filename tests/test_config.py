@@ -60,7 +60,7 @@ def test_setup_refuses_a_seed_outside_0_to_2_32(bad, isolated_cache):
         config.check_seed(bad)
     if bad is not None:  # setup(seed=None) reads COURSE_SEED instead
         with pytest.raises(ValueError, match=r"^seed must be an integer in 0\.\.4294967295"):
-            session.setup("x", seed=bad, quiet=True)
+            session.setup("x", seed=bad, silent=True)
 
 
 def test_numpy_integers_are_integers():
@@ -91,7 +91,7 @@ def test_no_budget_leaves_every_pick_as_the_profile_has_it(monkeypatch):
     assert budget.name == "none" and not budget.reduced
     full = config.PROFILES["full"]
     assert config.budgeted(full, budget) is full
-    cfg = session.Config("x", full, 0, None, None, "cpu", budget)
+    cfg = session.Settings("x", full, 0, None, None, "cpu", budget)
     assert cfg.epochs(6, 10) == 10 and cfg.per_class(30, None) is None and cfg.per_class(1, (10, 30, 60)) == (10, 30, 60)
     assert cfg.repeats(3, [0, 1, 2, 3, 4]) == [0, 1, 2, 3, 4] and cfg.sweep(1, [1, 2, 3]) == [1, 2, 3]
     assert cfg.count(32, 128) == 128
@@ -105,14 +105,14 @@ def test_the_smoke_budget_caps_the_full_profile_and_keeps_its_code_path(monkeypa
     assert profile.name == "full" and profile.pick(1, 2) == 2, "the full profile's branches still run"
     assert profile.epochs == profile.finetune_epochs == budget.epochs
     assert profile.train_per_class == profile.val_per_class == profile.test_per_class == budget.per_class
-    cfg = session.Config("x", profile, 0, None, None, "cpu", budget)
+    cfg = session.Settings("x", profile, 0, None, None, "cpu", budget)
     assert cfg.epochs(6, 10) == 2 and cfg.per_class(30, None) == budget.per_class == 8
     # a per-class sweep is scaled so that its largest point is the cap, then thinned to its two ends
     assert cfg.per_class(1, (10, 30, 60, 100)) == (1, 8)
     assert cfg.per_class(1, [1, 3, 10, 30, 100, 300, 700]) == [1, 8]
     assert cfg.per_class(1, (2, 4)) == (2, 4), "a sweep under the cap keeps its points"
     assert cfg.sweep(1, [96, 128, 160, 192, 224, 320]) == [96, 320]
-    one = config.Budget("one", per_class=8, sweep=1)
+    one = config.Caps("one", per_class=8, sweep=1)
     assert one.cap("per_class", (10, 30, 60, 100)) == (8,) and one.cap("sweep", [1, 2, 3]) == [3]
     assert cfg.repeats(3, [0, 1, 2, 3, 4]) == [0, 1] and cfg.repeats(3, 5) == 2
     assert cfg.count(32, 128) == 16 and cfg.count(32, 5) == 5
@@ -157,9 +157,9 @@ def test_setup_seed_makes_numbers_repeat(isolated_cache):
     import numpy as np
     import tensorflow as tf
 
-    session.setup("x", seed=7, quiet=True)
+    session.setup("x", seed=7, silent=True)
     a = (np.random.rand(3), tf.random.uniform((3,)).numpy())
-    session.setup("x", seed=7, quiet=True)
+    session.setup("x", seed=7, silent=True)
     b = (np.random.rand(3), tf.random.uniform((3,)).numpy())
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
@@ -173,43 +173,69 @@ def test_import_does_no_work():
     assert out.stdout.strip() == "False False"
 
 
+def _rooms():
+    """The two rooms as {room: {module stem: path}}: the learners' library and the machinery (course_lib/tools/)."""
+    import pathlib
+
+    import course_lib
+
+    root = pathlib.Path(course_lib.__file__).parent
+    return {room: {p.stem: p for p in folder.glob("*.py") if p.stem != "__init__"}
+            for room, folder in (("course_lib", root), ("course_lib.tools", root / "tools"))}
+
+
 def test_every_module_is_in_the_readme_and_in_the_lazy_loader():
     import pathlib
     import re
 
     import course_lib
 
-    root = pathlib.Path(course_lib.__file__).parent
-    modules = {p.stem for p in root.glob("*.py") if p.stem != "__init__"}
-    readme = (root.parent / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if line.startswith("| `course_lib/` |"))
-    listed = set(re.findall(r"`(\w+)`", row))
-    assert modules <= listed, f"not in the README's layout table: {sorted(modules - listed)}"
-    assert modules == set(course_lib._SUBMODULES), f"lazy loader differs: {sorted(modules ^ set(course_lib._SUBMODULES))}"
+    readme = (pathlib.Path(course_lib.__file__).parent.parent / "README.md").read_text()
+    rooms = _rooms()
+    for room, heading in (("course_lib", "| `course_lib/` |"), ("course_lib.tools", "| `course_lib/tools/` |")):
+        row = next(line for line in readme.splitlines() if line.startswith(heading))
+        listed = set(re.findall(r"`(\w+)`", row))
+        modules = set(rooms[room])
+        assert modules <= listed, f"not in the README's layout row {heading}: {sorted(modules - listed)}"
+    assert set(rooms["course_lib"]) == set(course_lib._SUBMODULES), (
+        f"lazy loader differs from course_lib/: {sorted(set(rooms['course_lib']) ^ set(course_lib._SUBMODULES))}")
+    assert not set(rooms["course_lib"]) & set(rooms["course_lib.tools"]), "a module name in both rooms"
+
+
+def test_tab_completion_offers_the_learners_modules_only():
+    import course_lib
+    import course_lib.tools.cli  # noqa: F401 - imported, the machinery still stays out of dir(cl)
+
+    names = set(dir(course_lib))
+    assert set(course_lib._SUBMODULES) | {"setup"} <= names
+    machinery = set(_rooms()["course_lib.tools"]) | {"tools"}
+    assert not names & machinery, f"dir(course_lib) offers the machinery: {sorted(names & machinery)}"
 
 
 def _course_imports(path):
-    """course_lib modules a module imports anywhere in its code (top level or inside functions)."""
+    """course_lib modules a module imports anywhere in its code, as dotted names ("data", "tools.runner")."""
     import ast
 
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module == "course_lib":
-            found |= {a.name for a in node.names}
+        if isinstance(node, ast.ImportFrom) and node.module in ("course_lib", "course_lib.tools"):
+            prefix = node.module.removeprefix("course_lib").lstrip(".")
+            found |= {f"{prefix}.{a.name}".lstrip(".") for a in node.names}
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_lib."):
-            found.add(node.module.split(".")[1])
+            found.add(node.module.removeprefix("course_lib."))
         elif isinstance(node, ast.Import):
-            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("course_lib.")}
+            found |= {a.name.removeprefix("course_lib.") for a in node.names if a.name.startswith("course_lib.")}
     return found - {"_data"}
 
 
+def _graph():
+    """Dotted module name -> the course modules it imports, over both rooms."""
+    return {(stem if room == "course_lib" else f"tools.{stem}"): _course_imports(path)
+            for room, modules in _rooms().items() for stem, path in modules.items()}
+
+
 def test_the_module_graph_has_no_cycle():
-    import pathlib
-
-    import course_lib
-
-    root = pathlib.Path(course_lib.__file__).parent
-    graph = {p.stem: _course_imports(p) for p in root.glob("*.py") if p.stem != "__init__"}
+    graph = _graph()
     done, cycles = set(), []
 
     def visit(node, path):
@@ -226,6 +252,14 @@ def test_the_module_graph_has_no_cycle():
         visit(module, [])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
     assert graph["config"] == set(), f"config must import no course module; it imports {graph['config']}"
+    assert all(name in graph for deps in graph.values() for name in deps), "an import of a module that is not there"
+
+
+def test_the_library_never_imports_the_machinery():
+    graph = _graph()
+    wrong = {m: sorted(d for d in deps if d.startswith("tools")) for m, deps in graph.items() if not m.startswith("tools")}
+    wrong = {m: deps for m, deps in wrong.items() if deps}
+    assert not wrong, f"learners' modules import course_lib.tools (arrows run from tools to the library only): {wrong}"
 
 
 def test_importing_config_loads_no_other_course_module():
@@ -237,3 +271,37 @@ def test_importing_config_loads_no_other_course_module():
     loaded = {line.rsplit("|", 1)[-1].strip() for line in out.splitlines()}
     loaded = {name for name in loaded if name.split(".")[0] == "course_lib"}
     assert loaded == {"course_lib", "course_lib.config"}, loaded
+
+
+def test_long_signatures_are_keyword_only_after_the_first_two():
+    import ast
+
+    long = []
+    for modules in _rooms().values():
+        for path in modules.values():
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.args.vararg:
+                    positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+                    if len(positional) + len(node.args.kwonlyargs) > 4 and len(positional) > 2:
+                        long.append(f"{path.parent.name}/{path.name}:{node.lineno} {node.name}({', '.join(positional)}, ...)")
+    assert not long, ("functions with more than four parameters take at most two positionally; put `*,` after "
+                      "the second: " + "; ".join(long))
+
+
+def test_every_module_lists_its_public_names_in_all():
+    import ast
+
+    wrong = {}
+    for modules in _rooms().values():
+        for path in modules.values():
+            tree = ast.parse(path.read_text())
+            public = {n.name for n in tree.body
+                      if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")}
+            public |= {t.id for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                       for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                       if isinstance(t, ast.Name) and t.id.isupper() and not t.id.startswith("_")}
+            listed = [ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                      and any(getattr(t, "id", "") == "__all__" for t in n.targets)]
+            if not listed or set(listed[0]) != public:
+                wrong[path.name] = sorted(public ^ set(listed[0])) if listed else "no __all__"
+    assert not wrong, f"__all__ differs from the public functions, classes and CONSTANTS: {wrong}"

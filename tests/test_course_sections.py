@@ -8,7 +8,7 @@ import sys
 import nbformat
 import pytest
 
-from course_lib import notebooks
+from course_lib.tools import notebooks
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

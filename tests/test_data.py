@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from course_lib import data
+from course_lib import data, splits
 
 from .conftest import toy_imageset, write_image
 
@@ -43,15 +43,15 @@ def test_split_folder_layout(tmp_path, isolated_cache):
             for i in range(n):
                 write_image(tmp_path / "ds" / split / cls / f"{i}.png", seed=i)
     ds = data.load_folder(tmp_path / "ds")
-    parts = data.split(ds, seed=0, val_fraction=0.2)
+    parts = splits.split(ds, seed=0, val_fraction=0.2)
     assert len(parts["test"]) == 4 and len(parts["val"]) == 2 and len(parts["train"]) == 8
 
 
 def test_split_is_stratified_seeded_and_disjoint(image_folder):
     ds = data.load_folder(image_folder)
-    a = data.split(ds, seed=1, train=3, val=2, test=1)
-    b = data.split(ds, seed=1, train=3, val=2, test=1)
-    c = data.split(ds, seed=2, train=3, val=2, test=1)
+    a = splits.split(ds, seed=1, train=3, val=2, test=1)
+    b = splits.split(ds, seed=1, train=3, val=2, test=1)
+    c = splits.split(ds, seed=2, train=3, val=2, test=1)
     assert a["train"].items == b["train"].items
     assert a["train"].items != c["train"].items
     assert a["train"].counts() == {"cats": 3, "dogs": 3}
@@ -62,28 +62,28 @@ def test_split_is_stratified_seeded_and_disjoint(image_folder):
 
 def test_per_class_indices_is_the_seeded_per_class_sampler():
     labels = np.repeat([2, 0, 1], [10, 3, 7])  # class 0 has only 3 items
-    small = data.per_class_indices(labels, 2, seed=1)
+    small = splits.per_class_indices(labels, 2, seed=1)
     assert np.bincount(labels[small]).tolist() == [2, 2, 2] and np.all(np.diff(small) > 0), "exact counts, sorted"
-    assert np.array_equal(small, data.per_class_indices(labels, 2, seed=1)), "seeded: repeatable"
-    assert not np.array_equal(small, data.per_class_indices(labels, 2, seed=2))
+    assert np.array_equal(small, splits.per_class_indices(labels, 2, seed=1)), "seeded: repeatable"
+    assert not np.array_equal(small, splits.per_class_indices(labels, 2, seed=2))
     rng = np.random.default_rng(1)  # the RNG use the notebooks' printed numbers rest on (and 04's exercise)
     by_hand = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:2] for c in (0, 1, 2)]))
     assert np.array_equal(small, by_hand)
     with pytest.raises(ValueError, match=r"n_per_class=5. Received: \{class: items left\} \{0: 3\}"):
-        data.per_class_indices(labels, 5, seed=1)  # a class smaller than n: an error by default ...
-    large = data.per_class_indices(labels, 5, seed=1, allow_fewer=True)  # ... or all of it
+        splits.per_class_indices(labels, 5, seed=1)  # a class smaller than n: an error by default ...
+    large = splits.per_class_indices(labels, 5, seed=1, allow_fewer=True)  # ... or all of it
     assert np.bincount(labels[large]).tolist() == [3, 5, 5] and set(small) <= set(large), "nested as n grows"
     taken = small[labels[small] != 0]
-    rest = data.per_class_indices(labels, 2, seed=1, exclude=taken)
+    rest = splits.per_class_indices(labels, 2, seed=1, exclude=taken)
     assert np.bincount(labels[rest]).tolist() == [2, 2, 2] and not set(rest) & set(taken), "never an excluded item"
     with pytest.raises(ValueError, match=r"\{0: 0\}"):
-        data.per_class_indices(labels, 1, seed=1, exclude=large)  # class 0 has nothing left
-    assert len(data.per_class_indices(labels, 0)) == 0 and len(data.per_class_indices([], 3)) == 0
+        splits.per_class_indices(labels, 1, seed=1, exclude=large)  # class 0 has nothing left
+    assert len(splits.per_class_indices(labels, 0)) == 0 and len(splits.per_class_indices([], 3)) == 0
     for bad in (-1, 2.5, None):
         with pytest.raises(ValueError, match="integer n_per_class >= 0"):
-            data.per_class_indices(labels, bad)
+            splits.per_class_indices(labels, bad)
     with pytest.raises(ValueError, match=r"1-D labels .* shape \(2, 10\)"):
-        data.per_class_indices(labels.reshape(2, 10), 1)
+        splits.per_class_indices(labels.reshape(2, 10), 1)
 
 
 def test_cache_comes_before_random_augmentation(image_folder):
@@ -155,10 +155,10 @@ def test_an_empty_split_is_a_clear_error_everywhere(image_folder):
     from course_lib import errors, features
 
     ds = data.load_folder(image_folder)
-    empty = data.split(ds, seed=0, train=0, val=2, test=2)["train"]
+    empty = splits.split(ds, seed=0, train=0, val=2, test=2)["train"]
     assert len(empty) == 0 and empty.part == "train"
     for call in (lambda: data.pipeline(empty, 16), lambda: data.to_numpy(empty, 16),
-                 lambda: features.extract(None, empty, 16)):
+                 lambda: features.extract(None, empty, image_size=16)):
         with pytest.raises(errors.EmptySplitError, match="The train split of 'my_images' has no images"):
             call()
     with pytest.raises(errors.EmptySplitError, match="training features are empty"):
@@ -170,15 +170,15 @@ _labelled = toy_imageset
 
 def test_stratified_cap_takes_classes_in_turn_and_is_seeded():
     ds = _labelled([30, 30, 30, 2])
-    capped = data.stratified_cap(ds, 20, seed=3)
+    capped = splits.stratified_cap(ds, 20, seed=3)
     counts = list(capped.counts().values())
     assert len(capped) == 20 and counts[3] == 2 and max(counts) - min(counts[:3]) <= 1
-    assert capped.items == data.stratified_cap(ds, 20, seed=3).items
-    assert data.stratified_cap(ds, None) is ds and data.stratified_cap(ds, 500) is ds
+    assert capped.items == splits.stratified_cap(ds, 20, seed=3).items
+    assert splits.stratified_cap(ds, None) is ds and splits.stratified_cap(ds, 500) is ds
 
 
 def test_stratified_cap_with_more_classes_than_the_cap_keeps_the_total():
-    capped = data.stratified_cap(_labelled([3] * 50), 20, seed=0)
+    capped = splits.stratified_cap(_labelled([3] * 50), 20, seed=0)
     assert len(capped) == 20 and max(capped.counts().values()) == 1
 
 
@@ -190,7 +190,7 @@ def test_profile_split_caps_each_split_in_total(capsys):
     ds = _labelled([10] * 12)  # 12 classes x (4 train + 2 val + 2 test) asked; totals cap them
     profile = config.Profile("fast", 32, 8, train_per_class=4, val_per_class=2, test_per_class=2, epochs=1,
                              finetune_epochs=1, train_total=20, val_total=12, test_total=30)
-    parts = data.profile_split(ds, types.SimpleNamespace(profile=profile, seed=0))
+    parts = splits.profile_split(ds, types.SimpleNamespace(profile=profile, seed=0))
     out = capsys.readouterr().out
     assert [len(parts[k]) for k in ("train", "val", "test")] == [20, 12, 24]
     assert [p.part for p in parts.values()] == ["train", "val", "test"]

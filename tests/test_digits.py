@@ -50,7 +50,7 @@ def test_mnist_geometry_centres_a_20px_box():
 def test_small_cnn_learns_an_easy_task_and_serves_as_a_backbone(isolated_cache):
     x, y = _bars(20, seed=0)
     xt, yt = _bars(20, seed=1)
-    model = digits.train_cnn(digits.small_cnn(num_classes=2, width=8), x, y, epochs=1, min_steps=40, seed=0)
+    model = digits.train_cnn(digits.small_cnn(num_classes=2, width=8), x, y=y, epochs=1, min_steps=40, seed=0)
     assert digits.accuracy(model, xt, yt) >= 0.9
     feats = digits.predict(digits.feature_model(model), xt)
     assert feats.shape == (40, 128)
@@ -60,7 +60,7 @@ def test_small_cnn_learns_an_easy_task_and_serves_as_a_backbone(isolated_cache):
 
 def test_training_is_reproducible(isolated_cache):
     x, y = _bars(10)
-    runs = [digits.train_cnn(digits.small_cnn(num_classes=2, width=4, seed=3), x, y, epochs=1,
+    runs = [digits.train_cnn(digits.small_cnn(num_classes=2, width=4, seed=3), x, y=y, epochs=1,
                               min_steps=5, seed=3)
             for _ in range(2)]
     assert np.allclose(digits.predict(runs[0], x), digits.predict(runs[1], x))

@@ -1,4 +1,4 @@
-"""Domain shift helpers: corruptions, styles, MMD, proxy A-distance, features and evaluation."""
+"""Domain shift measured (course_lib/domain.py): MMD, proxy A-distance, features, evaluation and plots."""
 
 import numpy as np
 import pytest
@@ -6,71 +6,6 @@ import pytest
 from course_lib import domain
 
 from .conftest import blocky_images, bn_model
-
-
-# ----------------------------------------------------------------------------- corruptions
-
-
-@pytest.mark.parametrize("kind", domain.CORRUPTIONS)
-def test_corruptions_keep_shape_and_dtype_and_grow_with_severity(kind):
-    x = blocky_images(size=112, block=4)
-    dists = []
-    for severity in range(domain.MAX_SEVERITY + 1):
-        y = domain.corrupt(x, kind, severity, seed=1)
-        assert y.dtype == np.uint8 and y.shape == x.shape
-        dists.append(np.abs(y.astype(float) - x).mean())
-    assert dists[0] == 0.0, "severity 0 is the clean image"
-    assert dists[1] > 0 and dists[-1] > dists[1], f"{kind}: distortion must grow, got {dists}"
-
-
-def test_corruption_inputs_are_checked():
-    x = blocky_images()
-    with pytest.raises(ValueError, match="Allowed: gaussian_noise"):
-        domain.corrupt(x, "fog", 1)
-    with pytest.raises(ValueError, match="severity=6"):
-        domain.corrupt(x, "blur", 6)
-    with pytest.raises(ValueError, match="dtype=float64"):
-        domain.corrupt(x.astype(float), "blur", 1)
-
-
-def test_noise_is_seeded_and_contrast_keeps_the_mean():
-    x = blocky_images()
-    a, b, c = (domain.corrupt(x, "gaussian_noise", 3, seed=s) for s in (7, 7, 8))
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
-    low = domain.corrupt(x, "contrast", 5)
-    assert np.allclose(low.mean(axis=(1, 2, 3)), x.mean(axis=(1, 2, 3)), atol=1.0)
-    assert np.all(low.std(axis=(1, 2, 3)) < 0.1 * x.std(axis=(1, 2, 3)))
-
-
-def test_colour_shift_rotates_hue_but_keeps_grey_and_brightness():
-    assert np.allclose(domain.hue_rotation_matrix(0.0), np.eye(3))
-    assert np.allclose(domain.hue_rotation_matrix(1.0), np.eye(3))
-    grey = np.full((1, 8, 8, 3), 128, np.uint8)
-    assert np.array_equal(domain.corrupt(grey, "colour_shift", 5), grey)
-    luma = np.array([0.299, 0.587, 0.114])
-    assert np.allclose(luma @ domain.hue_rotation_matrix(0.3), luma), "brightness (luma) is kept"
-    reddish = np.zeros((1, 8, 8, 3), np.uint8) + np.array([180, 110, 100], np.uint8)
-    shifted = domain.corrupt(reddish, "colour_shift", 5).astype(float)
-    assert shifted[0, 0, 0].argmax() != 0, "half a turn moves red away from red"
-
-
-# ---------------------------------------------------------------------------------- styles
-
-
-def test_styles_look_like_their_domains():
-    x = blocky_images(size=64)
-    sketch = domain.stylize(x, "sketch")
-    assert np.array_equal(sketch[..., 0], sketch[..., 1]) and np.array_equal(sketch[..., 1], sketch[..., 2])
-    assert set(np.unique(sketch)) <= {0, 255} and (sketch == 255).mean() > 0.5, "dark lines on white"
-    cartoon = domain.stylize(x, "cartoon")
-    assert len(np.unique(cartoon)) <= 6, "flat colours: 5 levels per channel plus the outline grey"
-    painting = domain.stylize(x, "art_painting", seed=3)
-    assert painting.shape == x.shape and not np.array_equal(painting, x)
-    assert np.array_equal(painting, domain.stylize(x, "art_painting", seed=3)), "seeded"
-    many = np.concatenate([x] * 70)  # 280 images: processed in two chunks
-    assert np.array_equal(domain.stylize(many, "sketch")[-4:], sketch)
-    with pytest.raises(ValueError, match="Allowed: sketch, cartoon, art_painting"):
-        domain.stylize(x, "photo")
 
 
 # ----------------------------------------------------------------------- distances
@@ -132,7 +67,7 @@ def test_recovered_fraction():
 def test_features_of_in_memory_images_match_a_direct_call():
     model = bn_model()
     images = blocky_images(n=5, size=16, seed=2)
-    out = domain.features(model, images, preprocess=None, batch_size=2)
+    out = domain.array_features(model, images, preprocess=None, batch_size=2)
     assert out.shape == (5, 3) and out.dtype == np.float32
     assert np.allclose(out, np.asarray(model(images.astype(np.float32), training=False)), atol=1e-5)
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from course_lib import backbones, data, features
+from course_lib import backbones, data, features, splits
 
 SIZE = 32
 
@@ -42,16 +42,16 @@ def files_in(folder):
 
 
 def test_extract_shape_and_labels(images, isolated_cache):
-    feats, labels = features.extract(tiny_backbone(), images, SIZE, scale, verbose=0)
+    feats, labels = features.extract(tiny_backbone(), images, image_size=SIZE, preprocess=scale, verbose=0)
     assert feats.shape == (len(images), 4) and feats.dtype == np.float32
     assert np.array_equal(labels, images.labels)
 
 
 def test_second_call_reads_the_cache_without_running_the_model(images, isolated_cache, monkeypatch):
     model = tiny_backbone()
-    first, _ = features.extract(model, images, SIZE, scale, verbose=0)
+    first, _ = features.extract(model, images, image_size=SIZE, preprocess=scale, verbose=0)
     monkeypatch.setattr(model, "predict", lambda *a, **k: pytest.fail("the cache was not used"))
-    second, _ = features.extract(model, images, SIZE, scale, verbose=0)
+    second, _ = features.extract(model, images, image_size=SIZE, preprocess=scale, verbose=0)
     assert np.array_equal(first, second)
     assert len(files_in(isolated_cache / "features")) == 1
 
@@ -113,7 +113,7 @@ def test_key_is_stable_across_processes(images, image_folder):
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "wrong_key", "wrong_rows"])
 def test_damaged_or_mismatched_file_is_rebuilt(images, isolated_cache, damage):
     model = tiny_backbone()
-    good, _ = features.extract(model, images, SIZE, scale, verbose=0)
+    good, _ = features.extract(model, images, image_size=SIZE, preprocess=scale, verbose=0)
     key = features.cache_key(model, images, SIZE, scale)
     path = features.cache_path(key)
     raw = path.read_bytes()
@@ -128,7 +128,7 @@ def test_damaged_or_mismatched_file_is_rebuilt(images, isolated_cache, damage):
                  key=json.dumps({**key, "image_size": 999}, sort_keys=True))
     else:
         np.savez(path, features=good[:-1], labels=images.labels[:-1], key=json.dumps(key, sort_keys=True))
-    again, _ = features.extract(model, images, SIZE, scale, verbose=0)
+    again, _ = features.extract(model, images, image_size=SIZE, preprocess=scale, verbose=0)
     assert np.allclose(again, good), "damaged cache content was returned"
     with np.load(path) as f:  # and the file was repaired
         assert np.allclose(f["features"], good)
@@ -143,21 +143,21 @@ def test_failed_write_leaves_no_temp_file_and_no_cache(images, isolated_cache, m
 
     monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
-        features.extract(tiny_backbone(), images, SIZE, scale, verbose=0)
+        features.extract(tiny_backbone(), images, image_size=SIZE, preprocess=scale, verbose=0)
     assert files_in(isolated_cache / "features") == []
 
 
 def test_cache_false_writes_nothing(images, isolated_cache):
-    features.extract(tiny_backbone(), images, SIZE, scale, cache=False, verbose=0)
+    features.extract(tiny_backbone(), images, image_size=SIZE, preprocess=scale, cache=False, verbose=0)
     assert not (isolated_cache / "features").exists() or files_in(isolated_cache / "features") == []
 
 
 def test_extract_splits_keeps_split_names(images, isolated_cache):
-    splits = data.split(images, seed=0, train=3, val=1, test=1)
-    out = features.extract_splits(tiny_backbone(), splits, SIZE, scale, verbose=0)
+    parts = splits.split(images, seed=0, train=3, val=1, test=1)
+    out = features.extract_splits(tiny_backbone(), parts, SIZE, scale, verbose=0)
     assert set(out) == {"train", "val", "test"}
     for name, (x, y) in out.items():
-        assert len(x) == len(splits[name]) and np.array_equal(y, splits[name].labels)
+        assert len(x) == len(parts[name]) and np.array_equal(y, parts[name].labels)
 
 
 def blobs(n_per_class=30, dim=8, classes=3, seed=0):
@@ -169,10 +169,10 @@ def blobs(n_per_class=30, dim=8, classes=3, seed=0):
 
 def test_train_head_learns_separable_features_and_is_reproducible():
     train, val = blobs(seed=0), blobs(seed=0, n_per_class=10)
-    head, history = features.train_head(train, val, 3, epochs=30, learning_rate=1e-2, seed=3)
+    head, history = features.train_head(train, val, num_classes=3, epochs=30, learning_rate=1e-2, seed=3)
     assert features.accuracy(head, *val) >= 0.95
     assert set(history.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
-    again, _ = features.train_head(train, val, 3, epochs=30, learning_rate=1e-2, seed=3)
+    again, _ = features.train_head(train, val, num_classes=3, epochs=30, learning_rate=1e-2, seed=3)
     for a, b in zip(head.get_weights(), again.get_weights()):
         assert np.array_equal(a, b)
 
@@ -200,11 +200,12 @@ def test_frozen_classifier_trains_only_the_head():
 def test_in_model_training_equals_training_on_cached_features(images, isolated_cache):
     """Same head init, same batches, same dropout masks: the same weights, not just similar."""
     backbone = tiny_backbone()
-    splits = data.split(images, seed=0, train=4, val=1, test=1)
-    feats = features.extract_splits(backbone, splits, SIZE, scale, verbose=0)
+    parts = splits.split(images, seed=0, train=4, val=1, test=1)
+    feats = features.extract_splits(backbone, parts, SIZE, scale, verbose=0)
     kw = dict(epochs=3, learning_rate=1e-2, batch_size=3, seed=5)
-    head, h1 = features.train_head(feats["train"], feats["val"], images.num_classes, **kw)
-    model, h2 = features.train_in_model(backbone, splits["train"], splits["val"], SIZE, scale, **kw)
+    head, h1 = features.train_head(feats["train"], feats["val"], num_classes=images.num_classes, **kw)
+    model, h2 = features.train_in_model(backbone, parts["train"], val=parts["val"], image_size=SIZE,
+                                        preprocess=scale, **kw)
     for a, b in zip(head.get_weights(), model.get_layer("head").get_weights()):
         assert np.allclose(a, b, atol=1e-5)
     assert np.allclose(h1.history["val_loss"], h2.history["val_loss"], atol=1e-5)

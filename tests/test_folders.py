@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 
-from course_lib import data, errors, folders
+from course_lib import data, errors, folders, splits
 
 from .conftest import write_image
 
@@ -27,7 +27,7 @@ def test_split_names_are_case_insensitive_with_aliases(tmp_path, isolated_cache,
     root = make(tmp_path / "ds", {"Train/a": 6, "Train/b": 6, "VALID/a": 2, "VALID/b": 2})
     ds = data.load_folder(root)
     assert sorted(set(ds.splits)) == ["train", "val"]
-    parts = data.split(ds, seed=0, test=1)
+    parts = splits.split(ds, seed=0, test=1)
     assert "no test split: 2 images were carved from train" in capsys.readouterr().out
     assert [len(parts[k]) for k in ("train", "val", "test")] == [10, 4, 2]
     assert parts["test"].part == "test" and parts["test"].counts() == {"a": 1, "b": 1}
@@ -92,7 +92,7 @@ def test_a_small_class_is_named_in_a_warning_and_still_reaches_val_and_test(tmp_
     root = make(tmp_path / "ds", {"a": 30, "b": 4})
     ds = data.load_folder(root)
     with pytest.warns(errors.SmallClassWarning, match="b: 4 images -> train 2, val 1, test 1"):
-        parts = data.split(ds, seed=0, val=5, test=5)
+        parts = splits.split(ds, seed=0, val=5, test=5)
     assert parts["val"].counts() == {"a": 5, "b": 1} and parts["test"].counts() == {"a": 5, "b": 1}
 
 
@@ -102,12 +102,12 @@ def test_asking_for_no_val_or_test_split_warns_about_nothing(tmp_path, isolated_
     ds = data.load_folder(make(tmp_path / "ds", {"a": 30, "b": 12}))
     with warnings.catch_warnings():
         warnings.simplefilter("error", errors.SmallClassWarning)
-        parts = data.split(ds, seed=0, train=5, val=0, test=3)  # 04's few-shot pool: no val on purpose
-        none = data.split(ds, seed=0, train=5, val=0, test=0)
+        parts = splits.split(ds, seed=0, train=5, val=0, test=3)  # 04's few-shot pool: no val on purpose
+        none = splits.split(ds, seed=0, train=5, val=0, test=0)
     assert sum(parts["val"].counts().values()) == 0 and parts["test"].counts() == {"a": 3, "b": 3}
     assert len(none["val"]) == len(none["test"]) == 0 and none["train"].counts() == {"a": 5, "b": 5}
     with pytest.warns(errors.SmallClassWarning, match=r"asked per class: test 6\): b: 12 images -> train 5, test 4"):
-        data.split(ds, seed=0, train=5, val=0, test=6)
+        splits.split(ds, seed=0, train=5, val=0, test=6)
 
 
 def test_validation_uses_the_pipelines_decoder(tmp_path, isolated_cache):
@@ -178,7 +178,7 @@ def test_the_fast_profile_says_how_many_images_it_uses(tmp_path, isolated_cache,
     ds = data.load_folder(root)
     profile = config.Profile("fast", 32, 8, train_per_class=5, val_per_class=2, test_per_class=3,
                              epochs=1, finetune_epochs=1)
-    parts = data.profile_split(ds, types.SimpleNamespace(profile=profile, seed=0))
+    parts = splits.profile_split(ds, types.SimpleNamespace(profile=profile, seed=0))
     out = capsys.readouterr().out
     assert [len(parts[k]) for k in ("train", "val", "test")] == [10, 4, 6]
     assert "Fast profile: 20 of your 30 images are used, at most 5/2/3 per class" in out
@@ -214,7 +214,7 @@ def test_carving_a_test_split_warns_only_about_what_was_asked(tmp_path, isolated
     root = make(tmp_path / "ds", {"train/a": 9, "train/b": 30, "val/a": 2, "val/b": 2})
     ds = data.load_folder(root)
     with pytest.warns(errors.SmallClassWarning) as record:
-        data.split(ds, seed=0, test=5)
+        splits.split(ds, seed=0, test=5)
     text = str(record[0].message)
     assert "asked per class: test 5" in text and "a: 9 images -> train 6, test 3" in text
     assert "val" not in text.split("):")[0] and "b:" not in text

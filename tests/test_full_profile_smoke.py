@@ -17,7 +17,8 @@ import shutil
 
 import pytest
 
-from course_lib import config, notebooks, runner
+from course_lib import config
+from course_lib.tools import notebooks, runner
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 SOURCES = notebooks.source_notebooks(ROOT)

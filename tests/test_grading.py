@@ -1,4 +1,4 @@
-"""course_lib.grading: score tables, the instructor commands, and real grading of 00_setup.
+"""course_lib.tools.grading: score tables, the instructor commands, and real grading of 00_setup.
 
 The real grading runs each submission in the bubblewrap sandbox (`submission`, `sandbox`):
 the solved notebook scores full marks, and so does the notebook a class gets (no questionnaire
@@ -20,7 +20,7 @@ import re
 import nbformat
 import pytest
 
-from course_lib import classroom, cli, grading, notebooks, release, submission
+from course_lib.tools import classroom, cli, grading, notebooks, release, submission
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 v4 = nbformat.v4
@@ -137,7 +137,7 @@ def test_the_preflight_refuses_a_machine_that_would_grade_wrong(setting, expecte
 
 def test_the_preflight_refuses_when_there_is_no_sandbox(autograder, untouched_folder, tmp_path, monkeypatch,
                                                         capsys):
-    from course_lib import sandbox
+    from course_lib.tools import sandbox
 
     if not os.environ.get("COURSE_MIRROR"):
         pytest.skip("needs COURSE_MIRROR (the README's offline route)")
@@ -221,7 +221,7 @@ def _other_letter(match) -> str:
 
 
 def _needs_sandbox():
-    from course_lib import sandbox
+    from course_lib.tools import sandbox
 
     if not os.environ.get("COURSE_MIRROR"):
         pytest.skip("needs COURSE_MIRROR (the README's offline route)")
@@ -248,7 +248,7 @@ def graded(tmp_path_factory, autograder):
     private_tmp.mkdir()
     saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
     try:
-        rows = grading.grade_folder(tmp / "submissions", tmp / "grades", autograder, root=ROOT, jobs=2,
+        rows = grading.grade_folder(tmp / "submissions", tmp / "grades", autograder=autograder, root=ROOT, jobs=2,
                                     timeout=900, cell_timeout=20)
     finally:
         tempfile.tempdir = saved
@@ -303,7 +303,7 @@ def test_wrong_questionnaire_answers_lose_their_points_and_a_class_notebook_scor
 @pytest.mark.slow
 def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_full_marks(tmp_path):
     """`course autograder --private`: the zip's keys are the private ones; `--reference` answers with them."""
-    from course_lib import classroom, preflight
+    from course_lib.tools import classroom, preflight
 
     _needs_sandbox()
     keys = classroom.source_keys(nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4),
@@ -314,7 +314,7 @@ def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_ful
     grading.build_autograder(tmp_path / "zips", ROOT, only=["00_setup"], private=tmp_path / "private")
     tests = submission.load_tests(tmp_path / "zips" / "00_setup-autograder.zip")
     assert classroom.zip_keys(tests) == {**keys, **mine}
-    assert preflight.assignment("00_setup", tmp_path / "zips", ROOT, reference=True) == []
+    assert preflight.assignment("00_setup", tmp_path / "zips", root=ROOT, reference=True) == []
 
 
 @pytest.mark.slow
@@ -392,10 +392,10 @@ def test_an_assignment_name_is_never_a_path_the_student_chose(tmp_path, autograd
         zf.writestr("tests/q1.py", f"open({str(marker)!r}, 'w').write('x')\ntest = {{}}\n")
     nb = nbformat.v4.new_notebook(metadata={"otter": {"assignment_name": str(subs / "evil")}})
     nbformat.write(nb, subs / "evil.ipynb")
-    from course_lib import preflight
+    from course_lib.tools import preflight
 
     monkeypatch.setattr(preflight, "run", lambda *a, **k: [])  # this machine's preflight is tested above
-    rows = grading.grade_folder(subs, tmp_path / "g", autograder, root=ROOT)
+    rows = grading.grade_folder(subs, tmp_path / "g", autograder=autograder, root=ROOT)
     row = next(r for r in rows if r["submission"] == "evil.ipynb")
     assert row["status"].startswith("skipped: unknown assignment") and not marker.exists()
 
@@ -434,7 +434,7 @@ def test_a_broken_grading_machine_gives_an_error_not_a_score(tmp_path, autograde
 
 
 def test_a_kernel_that_cannot_start_is_an_error_not_a_score(tmp_path, monkeypatch):
-    from course_lib import sandbox
+    from course_lib.tools import sandbox
 
     monkeypatch.setattr(sandbox, "bwrap", lambda: None)
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")]), tmp_path / "a.ipynb")

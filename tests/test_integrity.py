@@ -1,11 +1,12 @@
-"""course_lib.integrity and the test-format reader of course_lib.submission, in-process (no kernel)."""
+"""course_lib.tools.integrity and the test-format reader of course_lib.tools.submission, in-process (no kernel)."""
 
 import builtins
 
 import numpy as np
 import pytest
 
-from course_lib import integrity, quiz, submission
+from course_lib import quiz
+from course_lib.tools import integrity, submission
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from course_lib import cli, downloads, errors, mirror, mirror_build, mirror_weights
+from course_lib import downloads, errors, mirror, mirror_weights
+from course_lib.tools import cli, mirror_build
 
 
 def test_check_real_mirror(mirror_root):

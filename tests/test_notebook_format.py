@@ -12,7 +12,8 @@ import re
 import nbformat
 import pytest
 
-from course_lib import notebooks, quiz, release
+from course_lib import quiz
+from course_lib.tools import notebooks, release
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 SOURCES = notebooks.source_notebooks(ROOT)

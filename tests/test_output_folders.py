@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from course_lib import cli, outdir, release
+from course_lib.tools import cli, outdir, release
 
 
 def _course(tmp_path, names=("00_setup", "01_pretrained_backbones")):

@@ -34,11 +34,11 @@ def test_confusion_matrix_counts():
 
 
 def test_plot_confusion_matrix_writes_counts_and_fractions():
-    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], ["cat", "dog"])
+    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], class_names=["cat", "dog"])
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["0", "1", "1", "2"]
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["cat", "dog"]
-    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], ["cat", "dog"], normalize=True)
+    fig = plots.plot_confusion_matrix([0, 0, 1, 1], [0, 1, 1, 1], class_names=["cat", "dog"], normalize=True)
     assert sorted(t.get_text() for t in fig.axes[0].texts) == ["0.00", "0.50", "0.50", "1.00"]
 
 
@@ -46,15 +46,15 @@ def test_misclassified_grid_titles_show_prediction_and_truth():
     y_true, y_pred = np.array([0, 1, 2, 1]), np.array([0, 2, 2, 0])
     probs = np.eye(3)[y_pred] * 0.9
     probs[3, 0] = 0.95  # the more confident mistake comes first
-    fig = plots.misclassified_grid(rgb(4), y_true, y_pred, ["a", "b", "c"], probs=probs)
+    fig = plots.misclassified_grid(rgb(4), y_true, y_pred=y_pred, class_names=["a", "b", "c"], probs=probs)
     assert titles_of(fig) == ["pred: a (0.95)\ntrue: b", "pred: c (0.90)\ntrue: b"]
     assert "2 of 2 misclassified" in fig._suptitle.get_text()
-    limited = plots.misclassified_grid(rgb(4), y_true, y_pred, ["a", "b", "c"], max_images=1)
+    limited = plots.misclassified_grid(rgb(4), y_true, y_pred=y_pred, class_names=["a", "b", "c"], max_images=1)
     assert titles_of(limited) == ["pred: c\ntrue: b"] and "1 of 2" in limited._suptitle.get_text()
 
 
 def test_misclassified_grid_with_no_mistakes_says_so():
-    fig = plots.misclassified_grid(rgb(2), [0, 1], [0, 1], ["a", "b"])
+    fig = plots.misclassified_grid(rgb(2), [0, 1], y_pred=[0, 1], class_names=["a", "b"])
     assert fig.axes[0].texts[0].get_text() == "No misclassified images."
 
 
@@ -69,17 +69,12 @@ def test_image_grid_layout_and_checks():
         plots.image_grid([])
 
 
-def test_learning_curves_two_stages_with_marker():
-    first = {"accuracy": [0.5, 0.6, 0.7], "val_accuracy": [0.4, 0.5, 0.6]}
-    second = {"accuracy": [0.8, 0.9], "val_accuracy": [0.65, 0.7]}
-    fig = plots.learning_curves(first, second)
-    ax = fig.axes[0]
+def test_learning_curves_plot_one_run_train_and_val():
+    run = {"accuracy": [0.5, 0.6, 0.7], "val_accuracy": [0.4, 0.5, 0.6]}
+    ax = plots.learning_curves(run, title="head").axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert list(lines["accuracy"].get_ydata()) == [0.5, 0.6, 0.7, 0.8, 0.9]
-    assert list(lines["val_accuracy"].get_xdata()) == [1, 2, 3, 4, 5]
-    markers = [line for line in ax.get_lines() if line.get_label().startswith("_")]
-    assert len(markers) == 1 and list(markers[0].get_xdata()) == [3.5, 3.5]
-    assert any("fine-tune starts" in t.get_text() for t in ax.texts)
+    assert list(lines["accuracy"].get_ydata()) == [0.5, 0.6, 0.7] and list(lines["val_accuracy"].get_xdata()) == [1, 2, 3]
+    assert ax.get_title() == "head" and not ax.texts, "one run: no stage marker (two stages: finetune.plot_two_stage)"
 
 
 def test_learning_curves_one_stage_and_history_objects():
@@ -123,3 +118,12 @@ def test_block_parameters_bars_match_counts():
     heights = [p.get_height() for p in ax.patches]
     assert heights == [backbones.param_count(layers) for _, layers in blocks]
     assert [t.get_text() for t in ax.get_xticklabels()] == [name for name, _ in blocks]
+
+
+def test_block_sweep_plot_draws_accuracy_and_seconds_against_blocks():
+    results = [{"n_blocks": n, "val_accuracy": 0.5 + n / 10, "seconds_per_epoch": 1 + n, "trainable_params": 1000 * n}
+               for n in range(3)]
+    fig = plots.block_sweep_plot(results, baseline=0.5)
+    left, right = fig.axes
+    assert list(left.get_xticks()) == [0, 1, 2] and len(right.patches) == 3
+    assert any(list(line.get_ydata()) == [0.5, 0.5] for line in left.get_lines()), "the baseline is drawn"

@@ -5,7 +5,8 @@ import os
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from course_lib import quiet, runner
+from course_lib import quiet
+from course_lib.tools import runner
 
 # Lines TensorFlow 2.21 printed on the course's 2-core CPU machine, verbatim (before this change).
 NOISE = [
@@ -98,7 +99,7 @@ def test_the_unbounded_threadpool_line_is_raised_by_predict_and_kept_at_log_leve
     kernel_env = quiet.kernel_env
     monkeypatch.setattr(quiet, "kernel_env", lambda: {k: v for k, v in kernel_env().items()
                                                       if k != "PYTEST_CURRENT_TEST"})
-    nb = new_notebook(cells=[new_code_cell("import course_lib as cl\ncfg = cl.setup('99_loud', quiet=True)"),
+    nb = new_notebook(cells=[new_code_cell("import course_lib as cl\ncfg = cl.setup('99_loud', silent=True)"),
                              new_code_cell(PREDICT)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "course" / "notebooks" / "source" / "99_loud.ipynb"

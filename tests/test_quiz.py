@@ -13,7 +13,8 @@ import nbformat
 import pytest
 
 import course_lib as cl
-from course_lib import classroom, notebooks, quiz
+from course_lib import quiz
+from course_lib.tools import classroom, notebooks
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 SOURCES = notebooks.source_notebooks(ROOT)
@@ -101,7 +102,7 @@ def test_every_notebook_ends_with_a_questionnaire_its_answers_pass(path):
     prompt = next(c.source for c in nb.cells if c.cell_type == "markdown" and c.source.startswith("## Questionnaire"))
     numbered = re.findall(r"^(\d+)\. ", prompt, re.M)
     assert numbered == [str(k) for k in range(1, n + 1)], f"{path.stem}: the prompt numbers its {n} questions"
-    # a class's build (course_lib.classroom) reads each question's letters and the keys, and rewrites one sentence
+    # a class's build (course_lib.tools.classroom) reads each question's letters and the keys, and rewrites one sentence
     letters = quiz.choices(prompt)
     keys = classroom.source_keys(nb, path.stem)
     assert all(len(letters[k]) >= 2 and keys[k] in letters[k] for k in keys), (path.stem, letters, keys)

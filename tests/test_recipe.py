@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from course_lib import backbones, data, finetune, recipe
+from course_lib import backbones, data, features, finetune, recipe, splits
 
 from .conftest import write_image
 
@@ -78,12 +78,12 @@ def test_find_backbone_fails_clearly_without_one():
 @pytest.mark.parametrize("bad", [0, -1e-4, float("nan"), float("inf"), "1e-4", True, None])
 def test_a_learning_rate_must_be_a_positive_number(bad):
     with pytest.raises(ValueError, match=r"learning rate must be a positive number. Received: learning_rate="):
-        recipe.check_learning_rate(bad)
+        features.check_learning_rate(bad)
 
 
 def test_warmup_cosine_warms_up_then_decays():
     schedule = recipe.warmup_cosine(1e-4, total_steps=100, warmup_steps=10)
-    recipe.check_learning_rate(schedule)  # schedules are accepted
+    features.check_learning_rate(schedule)  # schedules are accepted
     assert float(schedule(0)) == pytest.approx(1e-6)
     assert float(schedule(10)) == pytest.approx(1e-4)
     assert float(schedule(55)) == pytest.approx(0.5e-4, rel=1e-3)
@@ -109,11 +109,11 @@ def test_unfreeze_by_block_name_and_clear_errors(tiny_backbone):
 @pytest.mark.slow
 def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache):
     ds = data.load_folder(_folder(tmp_path / "imgs"))
-    parts = data.split(ds, 0, train=4, val=1, test=1)
+    parts = splits.split(ds, 0, train=4, val=1, test=1)
     net = backbones.load(NAME, 32, weights=None)
     model = recipe.build(net, 2, preprocess=NAME, augment=recipe.augmentation(0))
     before = recipe.snapshot(net)
-    record = recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+    record = recipe.fit_two_stages(model, parts["train"], val=parts["val"], backbone_name=NAME, image_size=32,
                                    first_block="block_16", head_epochs=2, fine_tune_epochs=2, warmup_epochs=1,
                                    patience=5, batch_size=4)
     assert record.stage_starts == [1, 3] and record.num_epochs == 4
@@ -125,25 +125,25 @@ def test_fit_two_stages_moves_only_the_unfrozen_blocks(tmp_path, isolated_cache)
     assert not any("moving_" in p for p in moved)
     x_val, y_val = data.to_numpy(parts["val"], 32)
     whole = float(np.mean(model.predict(x_val.astype("float32"), verbose=0).argmax(1) == y_val))
-    assert recipe.evaluate(model, parts["val"], 32, batch_size=3) == pytest.approx(whole), \
+    assert recipe.accuracy(model, parts["val"], 32, batch_size=3) == pytest.approx(whole), \
         "batch by batch, the same accuracy as on the whole array"
     with pytest.raises(ValueError, match="learning rate must be a positive number"):
-        recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+        recipe.fit_two_stages(model, parts["train"], val=parts["val"], backbone_name=NAME, image_size=32,
                               first_block=1, head_epochs=1, fine_tune_epochs=1, fine_tune_lr=0)
     with pytest.raises(ValueError, match=r"empty split .*0 images"):
-        recipe.evaluate(model, parts["val"].subset([]), 32)
+        recipe.accuracy(model, parts["val"].subset([]), 32)
 
 
 @pytest.mark.slow
 def test_fit_two_stages_weights_the_loss_by_class(tmp_path, isolated_cache):
     """06's class-weight decision reaches both stages: a zero weight for every class leaves no loss to learn from."""
     ds = data.load_folder(_folder(tmp_path / "imgs"))
-    parts = data.split(ds, 0, train=4, val=1, test=1)
+    parts = splits.split(ds, 0, train=4, val=1, test=1)
 
     def losses(class_weight):
         net = backbones.load(NAME, 32, weights=None)
         model = recipe.build(net, 2, preprocess=NAME, seed=0)
-        record = recipe.fit_two_stages(model, parts["train"], parts["val"], backbone_name=NAME, image_size=32,
+        record = recipe.fit_two_stages(model, parts["train"], val=parts["val"], backbone_name=NAME, image_size=32,
                                        first_block="block_16", head_epochs=1, fine_tune_epochs=1, patience=5,
                                        batch_size=4, class_weight=class_weight)
         return record.history["loss"]
@@ -153,9 +153,9 @@ def test_fit_two_stages_weights_the_loss_by_class(tmp_path, isolated_cache):
 
 def test_learning_rate_now_reads_a_schedule(tiny_backbone):
     model = recipe.build(tiny_backbone, 2, preprocess=NAME)
-    recipe.compile_stage(model, recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5))
+    features.compile_classifier(model, recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5))
     assert recipe.learning_rate_now(model) == pytest.approx(1e-6)
-    recipe.compile_stage(model, 3e-4)
+    features.compile_classifier(model, 3e-4)
     assert recipe.learning_rate_now(model) == pytest.approx(3e-4)
     assert math.isclose(recipe.learning_rate_now(model), 3e-4, rel_tol=1e-6)
 
@@ -167,10 +167,10 @@ def test_labels_beyond_the_heads_outputs_fail_before_any_epoch(tiny_backbone, mo
                          list("abcde"), "test")  # never read: the check needs only the labels
     kwargs = dict(backbone_name=NAME, image_size=32, first_block=1, head_epochs=1, fine_tune_epochs=1)
     with pytest.raises(ValueError) as info:
-        recipe.fit_two_stages(model, five, five.subset([0, 1]), **kwargs)
+        recipe.fit_two_stages(model, five, val=five.subset([0, 1]), **kwargs)
     text = str(info.value)
     assert text.startswith("The training labels do not fit model 'recipe': it has 3 outputs")
     assert "Received: labels from 0 (smallest) to 4 (largest)" in text
     assert "Fix: build the head with num_classes=5 (the dataset's number of classes), or check the labels" in text
     with pytest.raises(ValueError, match=r"The validation labels .* to 3 \(largest\)\. Fix: .*num_classes=5"):
-        recipe.fit_two_stages(model, five.subset([0, 1, 2]), five.subset([3]), **kwargs)
+        recipe.fit_two_stages(model, five.subset([0, 1, 2]), val=five.subset([3]), **kwargs)

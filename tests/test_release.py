@@ -1,4 +1,4 @@
-"""course_lib.release: setup-cell normalisation, source guards, solution and secret lines, `course student`.
+"""course_lib.tools.release: setup-cell normalisation, source guards, solution and secret lines, `course student`.
 
 The builds of the real notebooks (byte-stable, up to date, no leaks, the round trip) are in
 tests/test_notebook_format.py.
@@ -7,7 +7,7 @@ tests/test_notebook_format.py.
 import nbformat
 import pytest
 
-from course_lib import cli, release
+from course_lib.tools import cli, release
 
 v4 = nbformat.v4
 

@@ -13,9 +13,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def feature_path(splits, backbone_name, image_size, weights, seed):
     """setup -> backbone -> extract (no cache) -> train a head; everything a rerun must repeat."""
-    cl.setup("repro_test", seed=seed, quiet=True)
+    cl.setup("repro_test", seed=seed, silent=True)
     backbone = cl.backbones.load(backbone_name, image_size, weights=weights)
-    feats = {name: cl.features.extract(backbone, ds, image_size, cache=False, verbose=0)
+    feats = {name: cl.features.extract(backbone, ds, image_size=image_size, cache=False, verbose=0)
              for name, ds in splits.items()}
     head, history = cl.features.train_head(feats["train"], feats["val"], num_classes=splits["train"].num_classes,
                                            epochs=4, batch_size=8, seed=seed)
@@ -43,7 +43,7 @@ def assert_identical(a, b):
 def test_feature_path_repeats_exactly_and_depends_on_the_seed(image_folder):
     """Random-init backbone: the seed alone decides the weights, so reruns must match bit for bit."""
     ds = cl.data.load(str(image_folder), allow_override=False, verbose=False)
-    splits = train_val(cl.data.split(ds, seed=0, train=4, val=2, test=1))
+    splits = train_val(cl.splits.split(ds, seed=0, train=4, val=2, test=1))
     first = feature_path(splits, "mobilenet", 32, None, seed=5)
     second = feature_path(splits, "mobilenet", 32, None, seed=5)
     assert_identical(first, second)
@@ -56,7 +56,7 @@ def test_feature_path_repeats_exactly_and_depends_on_the_seed(image_folder):
 def test_imagenet_feature_path_repeats_exactly(mirror_root, isolated_cache):
     """The notebooks' real path: ImageNet MobileNetV2 on flowers, extracted twice without cache."""
     ds = cl.data.load("flowers", allow_override=False, verbose=False)
-    splits = train_val(cl.data.split(ds, seed=0, train=8, val=4, test=1))
+    splits = train_val(cl.splits.split(ds, seed=0, train=8, val=4, test=1))
     first = feature_path(splits, "mobilenet_v2", 112, "imagenet", seed=11)
     second = feature_path(splits, "mobilenet_v2", 112, "imagenet", seed=11)
     assert_identical(first, second)

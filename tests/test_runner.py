@@ -6,13 +6,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_raw_cell
 
-from course_lib import cli, runner
+from course_lib.tools import cli, runner
 
 
 def _tiny_notebook(path, good=True):
     nb = new_notebook(cells=[
         new_markdown_cell("# Tiny"),
-        new_code_cell("import course_lib as cl\ncfg = cl.setup('99_tiny', quiet=True)"),
+        new_code_cell("import course_lib as cl\ncfg = cl.setup('99_tiny', silent=True)"),
         new_raw_cell("# BEGIN QUESTION\nname: q1\npoints: 1"),
         new_code_cell("x = 2 * 21  # SOLUTION" if good else "x = 41"),
         new_raw_cell("# BEGIN TESTS"),

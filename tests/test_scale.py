@@ -260,13 +260,14 @@ HELPERS_SCRIPT = textwrap.dedent("""
     with cl.scale.scope():  # as cl.backbones.load does
         backbone = tiny_backbone()
     model = cl.finetune.classifier(backbone, cl.features.make_head(6, 3))
-    cl.finetune.compile_model(model, 1e-2)
+    cl.features.compile_classifier(model, 1e-2)
     images = rng.normal(size=(32, 16, 16, 3)).astype("float32")
-    ft_hist, _ = cl.finetune._fit(model, (images, labels[:32]), None, 2, 0, 8, 0, 0)
+    ft_hist, _ = cl.finetune._fit(model, (images, labels[:32]), val=None, epochs=2, initial_epoch=0,
+                                  batch_size=8, seed=0, verbose=0)
     cnn, cnn_hist = cl.scratch.train((rng.integers(0, 255, (32, 16, 16, 3)), labels[:32]), epochs=1,
                                      batch_size=8, widths=(4, 8))
     digits_cnn = cl.digits.train_cnn(cl.digits.small_cnn(3, width=4), rng.integers(0, 255, (32, 28, 28)),
-                                     labels[:32], epochs=1, min_steps=1, batch_size=8)
+                                     y=labels[:32], epochs=1, min_steps=1, batch_size=8)
     print("RESULT " + json.dumps({
         "describe": cl.scale.describe(), "global_batch": cl.scale.global_batch_size(8),
         "head": kinds(head), "finetune": kinds(model), "scratch": kinds(cnn), "digits": kinds(digits_cnn),

@@ -68,18 +68,18 @@ def test_epochs_for_gives_small_sets_more_epochs():
 def test_learns_an_easy_task_and_is_reproducible():
     x, y = stripes()
     xv, yv = stripes(n_per_class=10, seed=1)
-    model, history = scratch.train((x, y), (xv, yv), 2, epochs=15, widths=(8, 16), seed=1)
+    model, history = scratch.train((x, y), (xv, yv), num_classes=2, epochs=15, widths=(8, 16), seed=1)
     pred = model.predict(xv.astype("float32"), verbose=0).argmax(-1)
     assert (pred == yv).mean() >= 0.9
     assert "val_accuracy" in history.history and len(history.history["loss"]) == 15
-    again, _ = scratch.train((x, y), (xv, yv), 2, epochs=15, widths=(8, 16), seed=1)
+    again, _ = scratch.train((x, y), (xv, yv), num_classes=2, epochs=15, widths=(8, 16), seed=1)
     for a, b in zip(model.get_weights(), again.get_weights()):
         assert np.array_equal(a, b)
 
 
 def test_grayscale_arrays_without_channel_axis():
     x, y = stripes(n_per_class=6)
-    model, _ = scratch.train((x[..., 0], y), None, 3, epochs=1, widths=(4, 8))
+    model, _ = scratch.train((x[..., 0], y), None, num_classes=3, epochs=1, widths=(4, 8))
     assert model.input_shape == (None, 16, 16, 1) and model.output_shape == (None, 3)
 
 

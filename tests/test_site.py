@@ -1,4 +1,4 @@
-"""`course site` (course_lib/website.py): the course as a website, built from a run, checked in Chromium.
+"""`course site` (course_lib/tools/website.py): the course as a website, built from a run, checked in Chromium.
 
 The executed run is made here without a kernel: every real source notebook gets made-up text
 outputs and a matplotlib plot, written with nbformat, and a report made with the runner's own
@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 
-from course_lib import browser, cli, notebooks, release, runner, website
+from course_lib.tools import browser, cli, notebooks, release, runner, website
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 NAMES = [p.stem for p in notebooks.source_notebooks(ROOT)]
@@ -246,7 +246,7 @@ def test_a_run_of_other_sources_and_a_foreign_out_folder_are_refused(tmp_path, c
 
 
 def test_without_sphinx_the_previous_site_stays_and_the_message_names_the_extra(tmp_path, capsys, monkeypatch):
-    from course_lib import outdir
+    from course_lib.tools import outdir
 
     run = make_run(tmp_path / "run", ["00_setup"])
     site = tmp_path / "site"

@@ -25,7 +25,7 @@ import sys
 import nbformat
 import pytest
 
-from course_lib import notebooks
+from course_lib.tools import notebooks
 from tests.graded_notebooks import CHECK, first_answer_cell, graded_copy, write_graded_copies
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)

@@ -27,6 +27,9 @@ import tempfile
 import time
 import zipfile
 
+__all__ = ["CHECK_CELL", "ENVIRONMENT_ERRORS", "KERNEL_START_TIMEOUT", "load_tests", "doctest_to_python",
+           "question_of_cells", "cell_check", "Kernel", "grade"]
+
 CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["']([\w-]+)["']\s*\)\s*$""")
 ENVIRONMENT_ERRORS = ("MissingResourceError", "CorruptResourceError")
 KERNEL_START_TIMEOUT = 120
@@ -86,13 +89,13 @@ def _source(cell) -> str:
     return source if isinstance(source, str) else ""
 
 
-class Session:
+class Kernel:
     """A kernel for one submission, in a sandbox (or not), with per-call time limits."""
 
     def __init__(self, workdir: pathlib.Path, *, sandboxed: bool = True, mirror=None, cpu_seconds: int = 7200):
         from jupyter_client import KernelManager
 
-        from course_lib import sandbox
+        from course_lib.tools import sandbox
 
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
         wrap = ((lambda a: sandbox.command(workdir, a, mirror=mirror, cpu_seconds=cpu_seconds))
@@ -158,13 +161,14 @@ def grade(notebook, tests: dict, *, template=None, cell_timeout: float = 600, to
     try:
         (workdir / "work").mkdir()
         shutil.copyfile(notebook, workdir / "work" / pathlib.Path(notebook).name)
-        return _Run(nb, tests, template, workdir / "work", cell_timeout, total_timeout,
-                    sandboxed, mirror).go(stop_after_setup)
+        return _Run(nb, tests, template=template, workdir=workdir / "work", cell_timeout=cell_timeout,
+                    total_timeout=total_timeout,
+                    sandboxed=sandboxed, mirror=mirror).go(stop_after_setup)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _result(status, tests, scores=None, notes=None, feedback=None) -> dict:
+def _result(status, tests, *, scores=None, notes=None, feedback=None) -> dict:
     return {"status": status, "possible": {q: t["points"] for q, t in tests.items()},
             "scores": scores or {}, "notes": notes or {}, "feedback": feedback or {}}
 
@@ -172,7 +176,7 @@ def _result(status, tests, scores=None, notes=None, feedback=None) -> dict:
 class _Run:
     """The state of one grading run (see `grade`)."""
 
-    def __init__(self, nb, tests, template, workdir, cell_timeout, total_timeout, sandboxed, mirror):
+    def __init__(self, nb, tests, *, template, workdir, cell_timeout, total_timeout, sandboxed, mirror):
         self.nb, self.tests, self.workdir = nb, tests, workdir
         self.cell_timeout, self.total_timeout = cell_timeout, total_timeout
         self.deadline = time.monotonic() + total_timeout
@@ -188,21 +192,22 @@ class _Run:
         try:
             # CPU time: every core busy for the whole time limit, and a minute to start
             cpu = int((self.deadline - time.monotonic()) * (os.cpu_count() or 1)) + 60
-            self.session = Session(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror, cpu_seconds=cpu)
+            self.kernel = Kernel(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror, cpu_seconds=cpu)
         except Exception as exc:  # noqa: BLE001 - the grading machine's fault, not the student's
             return _result(f"error: the kernel did not start ({type(exc).__name__}: {str(exc)[:200]})", self.tests)
         try:
             return self._cells(stop_after_setup)
         except _Stopped as stop:
-            return self._stopped(*stop.args)
+            where_, question, why, timeout = stop.args
+            return self._stopped(where_, question, why=why, timeout=timeout)
         except _MachineError as exc:
             return _result(f"error: {exc}. Check the grading machine (`course grade` runs a preflight first).",
                            self.tests)
         finally:
-            self.session.close()
+            self.kernel.close()
 
     def _cells(self, stop_after_setup: bool) -> dict:
-        start = self.session.run(f"import course_lib.integrity as {self.alias}\n{self.alias}.take()",
+        start = self.kernel.run(f"import course_lib.tools.integrity as {self.alias}\n{self.alias}.take()",
                                  KERNEL_START_TIMEOUT)
         if start["status"] != "ok":
             return _result(f"error: the course library does not load in the grading kernel "
@@ -220,11 +225,11 @@ class _Run:
             template_cell = source.strip() in self.unedited
             left = self.deadline - time.monotonic()
             if left <= 0:
-                return self._stopped(f"cell {i}", owner[i], "timeout", self.total_timeout, whole=True)
+                return self._stopped(f"cell {i}", owner[i], why="timeout", timeout=self.total_timeout, whole=True)
             timeout = min(self.cell_timeout, left)
-            out = self.session.run(source, timeout)
+            out = self.kernel.run(source, timeout)
             if out["status"] in ("timeout", "dead"):
-                return self._stopped(f"cell {i}", owner[i], out["status"], timeout)
+                return self._stopped(f"cell {i}", owner[i], why=out["status"], timeout=timeout)
             if out["status"] == "error":
                 if (template_cell and not self.answered) or out["ename"] in ENVIRONMENT_ERRORS:
                     whose = " (course code, not the student's)" if template_cell else ""
@@ -239,7 +244,7 @@ class _Run:
         for question in self.tests:  # exercises whose check cell was deleted: tested at the end
             if question not in self.scores:
                 self._test(question, len(self.nb.cells))
-        return _result("graded", self.tests, self.scores, self.notes, self.feedback)
+        return _result("graded", self.tests, scores=self.scores, notes=self.notes, feedback=self.feedback)
 
     def _test(self, question: str, index: int) -> None:
         """Run one exercise's tests (raises _Stopped when a test hangs or kills the kernel).
@@ -257,7 +262,7 @@ class _Run:
                 break
             guard = f"{self.alias}.require_pristine()"  # raises TamperingError, after restoring
             code = f"{guard}\n{case['code']}{guard}\n"
-            out = self.session.run(code, min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
+            out = self.kernel.run(code, min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
             if out["status"] in ("timeout", "dead"):
                 raise _Stopped(where_, question, out["status"], self.cell_timeout)
             if out["ename"] in ENVIRONMENT_ERRORS:
@@ -282,12 +287,12 @@ class _Run:
 
     def _replaced(self, where_: str, question: str) -> list[str]:
         """What the submission replaced since the last check (the originals are back after it)."""
-        check = self.session.run("", 60, expression=f"{self.alias}.check_and_restore()")
+        check = self.kernel.run("", 60, expression=f"{self.alias}.check_and_restore()")
         if check["status"] in ("timeout", "dead"):
             raise _Stopped(where_, question, check["status"], 60)
         return _literal(check.get("value"))
 
-    def _stopped(self, where_: str, question: str | None, why: str, timeout: float, whole: bool = False) -> dict:
+    def _stopped(self, where_: str, question: str | None, *, why: str, timeout: float, whole: bool = False) -> dict:
         what = ("the notebook's time limit ran out" if whole else f"timed out after {timeout:.0f} s"
                 if why == "timeout" else "killed the kernel (crash or out of memory)")
         where = f"exercise {question}" if question else "after the last exercise"
@@ -298,8 +303,8 @@ class _Run:
         if question in self.tests:
             self.notes[question] = f"{where_} {what}"
             self.feedback[question].append(self.notes[question])
-        return _result(f"graded; stopped at {where_} ({where}): {what}", self.tests, self.scores,
-                       self.notes, self.feedback)
+        return _result(f"graded; stopped at {where_} ({where}): {what}", self.tests, scores=self.scores,
+                       notes=self.notes, feedback=self.feedback)
 
 
 class _MachineError(Exception):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 
+__all__ = ["GRADER_CELL_TAG", "grader_cell_source", "embedded_tests", "render"]
+
 GRADER_CELL_TAG = "course_grader_setup"
 
 

@@ -19,10 +19,14 @@ import sys
 import threading
 import time
 
-from course_lib import config, notebooks, outdir, quiet, report, stops
+from course_lib import config, quiet, report
+from course_lib.tools import notebooks, outdir, stops
+
+__all__ = ["run_course", "NoNotebookError", "select", "run_notebook", "first_error", "code_cells", "format_elapsed",
+           "progress_line", "format_table", "Progress", "render_markdown"]
 
 
-def run_course(out="runs/latest", profile: str | None = None, only=None,
+def run_course(out="runs/latest", profile: str | None = None, *, only=None,
                timeout: int = 1800, root=None, budget: str | None = None) -> dict:
     """Execute the source notebooks and write the report; returns the report dict.
 
@@ -127,13 +131,9 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int, *, stop=No
         (out / folder).mkdir(parents=True, exist_ok=True)
     metrics_file = out / "metrics" / f"{path.stem}.jsonl"
     metrics_file.unlink(missing_ok=True)
-    os.environ["COURSE_METRICS_FILE"] = str(metrics_file)
     start = time.perf_counter()
     shown = Progress(path.stem, code_cells(nb))
-    try:
-        crashed = _execute(nb, path, timeout, shown, stop or stops.Stop())
-    finally:
-        os.environ.pop("COURSE_METRICS_FILE", None)
+    crashed = _execute(nb, path, timeout=timeout, shown=shown, stop=stop or stops.Stop(), metrics_file=metrics_file)
     seconds = time.perf_counter() - start
     nbformat.write(nb, out / "executed" / path.name)
     records = report.read(metrics_file)
@@ -154,8 +154,8 @@ def run_notebook(path: pathlib.Path, out: pathlib.Path, timeout: int, *, stop=No
             "metrics": {r["name"]: r["value"] for r in records if r["type"] == "metric"}}
 
 
-def _execute(nb, path: pathlib.Path, timeout: int, shown, stop) -> str | None:
-    """Run the notebook's kernel; None, or why it stopped early (crash, timeout or a signal)."""
+def _execute(nb, path: pathlib.Path, *, timeout: int, shown, stop, metrics_file: pathlib.Path) -> str | None:
+    """Run the notebook's kernel, its metrics to `metrics_file`; None, or why it stopped early (crash, timeout or a signal)."""
     from nbclient import NotebookClient
 
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
@@ -165,7 +165,7 @@ def _execute(nb, path: pathlib.Path, timeout: int, shown, stop) -> str | None:
     crashed = None
     try:
         with shown.running() as kernel_stderr:
-            client.execute(env=quiet.kernel_env(), stderr=kernel_stderr)
+            client.execute(env={**quiet.kernel_env(), report.METRICS_ENV: str(metrics_file)}, stderr=kernel_stderr)
     except Exception as exc:  # noqa: BLE001 - a dead kernel or timeout is a failed notebook
         crashed = f"{type(exc).__name__}: {str(exc)[:300]}"
     finally:
@@ -246,7 +246,7 @@ class Progress:
     log (not a terminal) a line is printed at most every `every` seconds, so CI logs stay short.
     """
 
-    def __init__(self, name: str, total: int, out=None, err=None, every: float = 30.0,
+    def __init__(self, name: str, total: int, *, out=None, err=None, every: float = 30.0,
                  clock=time.monotonic):
         self.name, self.total, self.done, self.every, self.clock = name, total, 0, every, clock
         self.out = sys.stdout if out is None else out

@@ -11,13 +11,16 @@ from __future__ import annotations
 import pathlib
 import re
 
+__all__ = ["ORDER_RE", "repo_root", "source_notebooks", "student_notebook", "graded_structure", "is_hidden_test",
+           "cell_failed", "REPO_SLUG", "COLAB_URL", "colab_url", "colab_badge"]
+
 ORDER_RE = re.compile(r"^\d\d[a-z]?_.*\.ipynb$")  # 03_..., then its companion 03b_...
 
 
 def repo_root(start=None) -> pathlib.Path:
     """The course checkout: the nearest folder upward that has notebooks/source."""
     here = pathlib.Path(start or pathlib.Path.cwd()).resolve()
-    for folder in [here, *here.parents, pathlib.Path(__file__).resolve().parents[1]]:
+    for folder in [here, *here.parents, pathlib.Path(__file__).resolve().parents[2]]:
         if (folder / "notebooks" / "source").is_dir():
             return folder
     raise FileNotFoundError(

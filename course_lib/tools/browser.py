@@ -12,6 +12,8 @@ import re
 import shutil
 import tempfile
 
+__all__ = ["CHROMIUM_FLAGS", "PAGE_PROBE", "find_chromium", "browser_check"]
+
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGE_PROBE = """() => ({

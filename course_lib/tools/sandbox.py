@@ -19,6 +19,10 @@ import pathlib
 import shutil
 import sys
 
+from course_lib import report
+
+__all__ = ["HOME", "SYSTEM_DIRS", "SANDBOX_UID", "SandboxUnavailable", "bwrap", "readonly_paths", "command"]
+
 HOME = "/home/student"
 SYSTEM_DIRS = ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/libx32", "/sbin", "/etc")
 SANDBOX_UID = 65534  # nobody
@@ -85,7 +89,7 @@ def _base_env(mirror) -> dict:
         if key.startswith("COURSE_") or key in ("TF_CPP_MIN_LOG_LEVEL", "OMP_NUM_THREADS"):
             env[key] = value
     env.pop("COURSE_CACHE", None)  # the default, in the private home: nothing shared between submissions
-    env.pop("COURSE_METRICS_FILE", None)
+    env.pop(report.METRICS_ENV, None)
     if mirror:
         env["COURSE_MIRROR"] = str(pathlib.Path(mirror).resolve())
     return env

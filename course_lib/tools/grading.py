@@ -1,8 +1,8 @@
 """Instructor tools, grading side: autograder zips (otter-grader) and grading a folder of submissions.
 
 Taught in `00_setup`, whose exercises are the first graded ones. Builds on `release`: each
-autograder zip is `otter assign`'s output for a source (`release.assign`). Commands (see
-`register_cli`):
+autograder zip is `otter assign`'s output for a source (`release.assign`). Commands (declared
+in `cli`):
 
 - `course autograder`: one `NN_name-autograder.zip` per notebook (hidden tests included; the
   questionnaire's keys only in hidden tests, `classroom`; `--private DIR` merges an instructor's
@@ -21,10 +21,13 @@ import io
 import json
 import pathlib
 import shutil
-import sys
 import tempfile
 
-from course_lib import notebooks, release
+from course_lib.tools import notebooks, release
+
+__all__ = ["AUTOGRADER_DIR", "build_autograder", "assignment_name", "unreadable", "other_assignment", "GradingError",
+           "grade_one", "submissions_in", "grade_folder", "write_tables", "render_markdown", "feedback_markdown",
+           "write_feedback"]
 
 AUTOGRADER_DIR = "build/autograder"
 
@@ -34,12 +37,12 @@ AUTOGRADER_DIR = "build/autograder"
 def build_autograder(out=None, root=None, only=None, private=None) -> list[pathlib.Path]:
     """Write `<out>/NN_name-autograder.zip` (default: build/autograder) for every source notebook.
 
-    `private`: a folder of NN_name.yaml files (`course_lib.private`), checked before anything is built.
+    `private`: a folder of NN_name.yaml files (`course_lib.tools.private`), checked before anything is built.
     """
     import nbformat
 
-    from course_lib import classroom
-    from course_lib import private as private_folder
+    from course_lib.tools import classroom
+    from course_lib.tools import private as private_folder
 
     root = notebooks.repo_root(root)
     extra = private_folder.load(private, root) if private is not None else {}
@@ -114,7 +117,7 @@ class GradingError(RuntimeError):
 def grade_one(notebook, autograder_zip, *, template=None, timeout: float = 3600, cell_timeout: float = 600,
               sandboxed: bool = True) -> dict:
     """Grade one submission with `submission.grade` (sandboxed kernel, time limits); returns its result."""
-    from course_lib import submission
+    from course_lib.tools import submission
 
     return submission.grade(notebook, submission.load_tests(autograder_zip), template=template,
                             cell_timeout=cell_timeout, total_timeout=timeout, sandboxed=sandboxed)
@@ -135,13 +138,13 @@ def submissions_in(folder) -> list[pathlib.Path]:
     return paths
 
 
-def grade_folder(submissions, out="build/grades", autograder=None, timeout: float = 3600, root=None,
-                 jobs: int = 1, *, cell_timeout: float = 600, sandboxed: bool = True,
+def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: float = 3600, root=None,
+                 jobs: int = 1, cell_timeout: float = 600, sandboxed: bool = True,
                  reference: bool = False) -> list[dict]:
     """Preflight, then grade every notebook under `submissions`; writes the gradebook and feedback."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from course_lib import preflight
+    from course_lib.tools import preflight
 
     root = notebooks.repo_root(root)
     submissions, out = pathlib.Path(submissions), pathlib.Path(out)
@@ -151,7 +154,7 @@ def grade_folder(submissions, out="build/grades", autograder=None, timeout: floa
               "status": "skipped: not a notebook"} for p in sorted(submissions.rglob("*"))
              if p.is_file() and p.suffix != ".ipynb" and ".ipynb_checkpoints" not in p.parts]
     names = sorted({r["assignment"] for r in rows if r.get("zip")})
-    problems = preflight.run(names, autograder, root, sandboxed=sandboxed, reference=reference)
+    problems = preflight.run(names, autograder, root=root, sandboxed=sandboxed, reference=reference)
     if problems:
         raise GradingError("Preflight failed: this machine cannot grade these submissions, so nothing was "
                            "graded.\n" + "\n".join(f"- {p}" for p in problems))
@@ -181,7 +184,7 @@ def _template(root, name: str):
     """The student notebook a submission of `name` started from, self-paced or class (None when the checkout lacks it)."""
     import nbformat
 
-    from course_lib import classroom
+    from course_lib.tools import classroom
 
     path = notebooks.student_notebook(root, name)
     return classroom.template(nbformat.read(path, as_version=4), name) if path.is_file() else None
@@ -288,57 +291,3 @@ def write_feedback(rows: list[dict], folder: pathlib.Path) -> None:
     for row in rows:
         name = row["submission"].replace("/", "__").removesuffix(".ipynb") + ".md"
         (folder / name).write_text(feedback_markdown(row), encoding="utf-8")
-
-
-# ---------------------------------------------------------------- command line
-
-def register_cli(sub, commands: dict) -> None:
-    """Add `course autograder` and `course grade` to the `course` command."""
-    a = sub.add_parser("autograder", help="build one otter autograder zip per notebook")
-    a.add_argument("--out", default=None, help=f"folder (default: {AUTOGRADER_DIR} in the checkout)")
-    a.add_argument("--private", default=None, metavar="DIR",
-                   help="folder of NN_name.yaml files: your own questionnaire keys and hidden tests (README)")
-    g = sub.add_parser("grade", help="grade a folder of submitted notebooks, each in a sandbox")
-    g.add_argument("submissions", help="folder with the submitted .ipynb files (searched recursively)")
-    g.add_argument("--out", default="build/grades", help="where grades.csv, grades.md and feedback/ go")
-    g.add_argument("--autograder", default=None,
-                   help=f"folder of NN_name-autograder.zip (default: {AUTOGRADER_DIR}; missing zips are built)")
-    g.add_argument("--timeout", type=float, default=3600, help="seconds per submission, all cells together")
-    g.add_argument("--cell-timeout", type=float, default=600, help="seconds per cell or test")
-    g.add_argument("--jobs", type=int, default=1, help="submissions graded at the same time")
-    g.add_argument("--reference", action="store_true",
-                   help="preflight also grades each assignment's solutions, which must score full marks")
-    g.add_argument("--no-sandbox", action="store_true",
-                   help="run submissions with your own rights, network included (only for code you trust)")
-    commands.update(autograder=_cli_autograder, grade=_cli_grade)
-
-
-def _cli_autograder(args) -> int:
-    from course_lib import private
-
-    try:
-        written = build_autograder(args.out, private=args.private)
-    except private.PrivateFolderError as exc:
-        print(f"course autograder: {exc}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"written   {path}")
-    return 0
-
-
-def _cli_grade(args) -> int:
-    try:
-        rows = grade_folder(args.submissions, args.out, args.autograder, args.timeout, jobs=args.jobs,
-                            cell_timeout=args.cell_timeout, sandboxed=not args.no_sandbox,
-                            reference=args.reference)
-    except GradingError as exc:
-        print(f"[course] {exc}", file=sys.stderr)
-        return 2
-    print(render_markdown(rows))
-    out = pathlib.Path(args.out)
-    print(f"[course] wrote {out / 'grades.csv'}, {out / 'grades.md'} and {out / 'feedback'}/")
-    errors = [r for r in rows if r["status"].startswith("error")]
-    if errors:
-        print(f"[course] {len(errors)} submission(s) could not be graded (status 'error'): see the table",
-              file=sys.stderr)
-    return 1 if errors else 0

@@ -23,7 +23,10 @@ import ast
 import numbers
 import pathlib
 
-from course_lib import notebooks, quiz
+from course_lib import quiz
+from course_lib.tools import notebooks
+
+__all__ = ["SUFFIX", "TOP_KEYS", "TEST_KEYS", "PrivateFolderError", "load"]
 
 SUFFIX = ".yaml"
 TOP_KEYS = ("questionnaire", "hidden")
@@ -38,7 +41,7 @@ def load(folder, root=None) -> dict[str, dict]:
     """{notebook: {"questionnaire": {k: letter}, "hidden": {question: [{"code", "points"}]}}} from `folder`."""
     import nbformat
 
-    from course_lib import classroom
+    from course_lib.tools import classroom
 
     folder = pathlib.Path(folder)
     if not folder.is_dir():

@@ -13,6 +13,8 @@ import contextlib
 import signal
 import threading
 
+__all__ = ["SIGNALS", "Stop", "on_signals"]
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 

@@ -23,7 +23,12 @@ import pprint
 import re
 import zipfile
 
-from course_lib import grader_cell, notebooks, quiz
+from course_lib import quiz
+from course_lib.tools import grader_cell, notebooks
+
+__all__ = ["CLASS_DIR", "SELF_PACED_NOTE", "CLASS_NOTE", "TEST_FILE", "prompt", "source_keys", "form_case", "key_case",
+           "test_text", "read_test", "form_test", "class_notebook", "class_text", "key_leaks", "template", "class_zip",
+           "zip_keys", "answer_with"]
 
 CLASS_DIR = "build/class"
 SELF_PACED_NOTE = ("The check cell tells you which answers are not right yet and which part of the notebook "

@@ -15,10 +15,13 @@ import subprocess
 import sys
 import tempfile
 
-from course_lib import config, errors, notebooks
+from course_lib import config, errors
+from course_lib.tools import notebooks
+
+__all__ = ["run", "settings", "resources", "sandbox", "assignment"]
 
 
-def run(assignments, autograder, root=None, *, sandboxed: bool = True, reference: bool = False) -> list[str]:
+def run(assignments, autograder, *, root=None, sandboxed: bool = True, reference: bool = False) -> list[str]:
     """The problems that stop grading of `assignments` here (empty when it can go ahead)."""
     problems = settings() + resources(assignments, sandboxed)
     if sandboxed and not problems:
@@ -26,7 +29,7 @@ def run(assignments, autograder, root=None, *, sandboxed: bool = True, reference
     if problems:
         return problems
     for name in assignments:
-        problems += assignment(name, pathlib.Path(autograder), root, sandboxed=sandboxed, reference=reference)
+        problems += assignment(name, pathlib.Path(autograder), root=root, sandboxed=sandboxed, reference=reference)
     return problems
 
 
@@ -66,7 +69,7 @@ def resources(assignments, sandboxed: bool) -> list[str]:
 
 def sandbox() -> list[str]:
     """The sandbox starts and the course imports inside it."""
-    from course_lib import sandbox as sb
+    from course_lib.tools import sandbox as sb
 
     with tempfile.TemporaryDirectory(prefix="course_preflight_") as tmp:
         try:
@@ -82,12 +85,12 @@ def sandbox() -> list[str]:
     return []
 
 
-def assignment(name: str, autograder: pathlib.Path, root=None, *, sandboxed: bool = True,
+def assignment(name: str, autograder: pathlib.Path, *, root=None, sandboxed: bool = True,
                reference: bool = False) -> list[str]:
     """An untouched notebook of `name` gets through its set-up cell; with `reference`, the solutions score full marks."""
     import nbformat
 
-    from course_lib import classroom, release, submission
+    from course_lib.tools import classroom, release, submission
 
     root = notebooks.repo_root(root)
     student_path = notebooks.student_notebook(root, name)

@@ -23,7 +23,11 @@ import tempfile
 import time
 import warnings as _warnings
 
-from course_lib import notebooks, outdir, release, runner
+from course_lib.tools import notebooks, outdir, release, runner
+
+__all__ = ["COLAB_BADGE_URL", "BADGE_FILE", "BADGE_SVG", "README_PAGES", "CHECK_CELL", "CONF", "SiteError", "read_run",
+           "lesson_notebook", "lesson_title", "readme_section", "course_map", "landing_page", "write_sources",
+           "build_site", "SITE_MODULES", "require_sphinx"]
 
 COLAB_BADGE_URL = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_FILE = "colab-badge.svg"  # a local copy of the badge: the site loads nothing from elsewhere
@@ -108,7 +112,7 @@ def lesson_notebook(executed, student, result: dict):
             cell.source = cell.source.replace(COLAB_BADGE_URL, f"../{BADGE_FILE}")
         place.update({i: len(page.cells) for i in mine})
         page.cells.append(cell)
-    _mark_failures(page, executed, result, place, answers)
+    _mark_failures(page, executed, result=result, place=place, answers=answers)
     page.metadata = {k: v for k, v in executed.metadata.items() if k in ("kernelspec", "language_info")}
     return page
 
@@ -128,7 +132,7 @@ def _error_text(cell) -> str:
     return "`" + f"{err.get('ename', 'an error')}{': ' + value if value else ''}".replace("`", "'") + "`"
 
 
-def _mark_failures(page, executed, result: dict, place: dict, answers: set) -> None:
+def _mark_failures(page, executed, *, result: dict, place: dict, answers: set) -> None:
     """Insert the page's run banner, and an error box before each cell that failed."""
     import nbformat
 
@@ -298,47 +302,3 @@ def _sphinx(src: pathlib.Path, out: pathlib.Path, doctrees: pathlib.Path) -> lis
                      warning=warnings, freshenv=True)
         app.build(force_all=True)
     return [w.replace(str(src) + "/", "") for w in warnings.getvalue().splitlines() if w.strip()]
-
-
-# ---------------------------------------------------------------- command line
-
-def register_cli(sub, commands: dict) -> None:
-    """Add `course site` to the `course` command."""
-    s = sub.add_parser("site", help="build a static website from an executed run")
-    s.add_argument("--run", default="runs/latest", help="a folder `course run` wrote (default: runs/latest)")
-    s.add_argument("--out", default="build/site", help="the site's folder (default: build/site)")
-    s.add_argument("--check", action="store_true",
-                   help="then open the landing page and one lesson in headless Chromium; "
-                        "screenshots in RUN/site-screenshots/")
-    commands.update(site=_cli_site)
-
-
-def _cli_site(args) -> int:
-    from course_lib import browser
-
-    try:
-        built = build_site(args.run, args.out)
-    except (SiteError, outdir.OutputFolderError) as exc:
-        print(f"course site: {exc}", file=sys.stderr)
-        return 2
-    for warning in built["warnings"]:
-        print(f"course site: Sphinx: {warning}", file=sys.stderr)
-    print(f"course site: built {built['index']} in {built['seconds']:.0f} s from {args.run}; open it in a "
-          "browser, or publish the folder (README: \"The course as a website\").")
-    for r in built["failed"]:
-        print(f"course site: {r['notebook']} FAILED in this run (errors in executed cells "
-              f"{r['error_cells'] or 'none'}{'; crashed: ' + r['crash'] if r.get('crash') else ''}); "
-              f"its page says where: {pathlib.Path(args.out) / 'lessons' / (r['notebook'] + '.html')}",
-              file=sys.stderr)
-    status = 1 if built["failed"] else 0
-    if args.check:
-        lessons = sorted(p.relative_to(args.out).as_posix() for p in pathlib.Path(args.out).glob("lessons/*.html"))
-        shots = pathlib.Path(args.run) / "site-screenshots"
-        maths = [p for p in lessons if 'class="math' in (pathlib.Path(args.out) / p).read_text(encoding="utf-8")]
-        pages = list(dict.fromkeys(["index.html", *lessons[:1], *maths[:1]]))  # a page with formulas too
-        for page, problems in browser.browser_check(args.out, shots, pages=pages).items():
-            print(f"course site --check: {page}: " + ("ok" if not problems else "; ".join(problems)))
-            status = status or (1 if problems else 0)
-        outdir.adopt(args.run, "run", shots.name)  # the next `course run` there may replace them
-        print(f"course site --check: screenshots in {shots}")
-    return status

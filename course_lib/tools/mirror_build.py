@@ -12,6 +12,8 @@ import tempfile
 
 from course_lib import backbones, data_sources, downloads, mirror
 
+__all__ = ["KERAS_BASE", "WEIGHT_URL_BASE", "CLASS_INDEX_URL", "WEIGHTS", "DATASETS", "build", "build_weights"]
+
 KERAS_BASE = "https://storage.googleapis.com/tensorflow/keras-applications/"
 WEIGHT_URL_BASE = {
     "mobilenet_v2": KERAS_BASE + "mobilenet_v2/",
@@ -37,9 +39,10 @@ def build(dest, parts=None, fetch=downloads.fetch) -> pathlib.Path:
                          f"Allowed: weights, {', '.join(DATASETS)}.")
     if "weights" in parts:
         build_weights(dest, fetch)
-    for name in DATASETS:
+    builders = {"flowers": _build_flowers, "pacs": _build_pacs, "mnist": _build_mnist, "usps": _build_usps}
+    for name in DATASETS:  # in the course's order, each from its own builder
         if name in parts:
-            globals()[f"_build_{name}"](dest, fetch)
+            builders[name](dest, fetch)
     return dest
 
 

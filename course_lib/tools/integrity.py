@@ -23,6 +23,9 @@ import pkgutil
 import sys
 import types
 
+__all__ = ["PROTECTED", "CALLABLES_ONLY", "snapshot", "replaced", "restore", "take", "check_and_restore",
+           "TamperingError", "require_pristine"]
+
 PROTECTED = ("builtins", "math", "hashlib", "numpy", "numpy.random", "numpy.linalg", "numpy.testing",
              "keras", "keras.layers", "keras.optimizers", "keras.ops", "tensorflow")
 CALLABLES_ONLY = ("numpy.",)  # every loaded NumPy submodule: its functions and classes (np.allclose calls them)

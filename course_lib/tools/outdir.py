@@ -14,6 +14,8 @@ import os
 import pathlib
 import shutil
 
+__all__ = ["MARKER", "OutputFolderError", "read_marker", "check", "staged", "commit", "adopt"]
+
 MARKER = ".course-output.json"
 
 

@@ -2,7 +2,7 @@
 
 Taught in `00_setup`, whose exercises are the first graded ones (the source format is in
 `notebooks/AUTHORING.md`). Used by `grading`, whose autograder zips come from `assign`.
-Command (see `register_cli`):
+Command (declared in `cli`):
 
 - `course student`: `notebooks/source/NN_name.ipynb` -> `notebooks/student/NN_name.ipynb`,
   byte-stable, with solutions and hidden tests removed and the public tests embedded in a
@@ -22,8 +22,14 @@ import re
 import sys
 import tempfile
 
-from course_lib import notebooks, outdir
-from course_lib.grader_cell import GRADER_CELL_TAG, embedded_tests, grader_cell_source, render  # noqa: F401 (used here and re-exported)
+from course_lib.tools import notebooks, outdir
+from course_lib.tools.grader_cell import GRADER_CELL_TAG, embedded_tests, grader_cell_source, render  # noqa: F401 (used here and re-exported)
+
+__all__ = ["PINS_FILE", "PINNED", "ASSIGN_SETTINGS", "SOLUTION_MARK", "install_spec", "colab_install_block",
+           "normalise_setup", "setup_cell_index", "config_cell_index", "assignment_config", "solution_regions",
+           "source_problems", "test_config_problems", "assign", "finish_student", "student_text", "solution_lines",
+           "strip_test_config", "secrets", "leaks", "solved_source", "fill_solutions", "build_student",
+           "is_student_notebook", "stale_student_notebooks"]
 
 PINS_FILE = "/tmp/course_pins.txt"
 PINNED = ("tensorflow", "keras", "numpy")  # Colab's own versions; the install never changes them
@@ -291,7 +297,7 @@ def build_student(out=None, root=None, only=None, klass: bool = False) -> dict:
     Nothing is written until every notebook has been built. `klass`: a class's notebooks
     (`classroom.class_notebook`), by default into build/class, never into notebooks/student.
     """
-    from course_lib import classroom
+    from course_lib.tools import classroom
 
     root = notebooks.repo_root(root)
     default = root / "notebooks" / "student"
@@ -366,34 +372,3 @@ def stale_student_notebooks(root=None, built=None) -> list[str]:
         fresh = {p.name: p.read_bytes() for p in pathlib.Path(built or tmp).glob("*.ipynb")}
     have = {p.name: p.read_bytes() for p in current.glob("*.ipynb")}
     return sorted(n for n in set(fresh) | set(have) if fresh.get(n) != have.get(n))
-
-
-# ---------------------------------------------------------------- command line
-
-def register_cli(sub, commands: dict) -> None:
-    """Add `course student` to the `course` command."""
-    s = sub.add_parser("student", help="build notebooks/student/ from notebooks/source/")
-    s.add_argument("--out", default=None, help="folder (default: notebooks/student)")
-    mode = s.add_mutually_exclusive_group()
-    mode.add_argument("--check", action="store_true", help="write nothing; exit 1 if files are stale")
-    mode.add_argument("--class", dest="klass", action="store_true",
-                   help="the notebooks a class gets: questionnaires checked for form only (default --out build/class)")
-    commands.update(student=_cli_student)
-
-
-def _cli_student(args) -> int:
-    if args.check:
-        stale = stale_student_notebooks()
-        for name in stale:
-            print(f"stale: notebooks/student/{name}")
-        print("Fix: run `course student` and commit notebooks/student/." if stale
-              else "notebooks/student/ is up to date.")
-        return 1 if stale else 0
-    try:
-        built = build_student(args.out, klass=args.klass)
-    except (outdir.OutputFolderError, ValueError) as exc:
-        print(f"course student: {exc}", file=sys.stderr)
-        return 2
-    for path, state in built.items():
-        print(f"{state:9s} {path}")
-    return 0
