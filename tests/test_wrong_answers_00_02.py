@@ -11,18 +11,13 @@ from tests.wrong_answers import check
 # ------------------------------------------------------------------ 00_setup
 
 
-class _Counted:
+def _counted(n):
     """A model stand-in with a parameter count."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def count_params(self):
-        return self.n
+    return types.SimpleNamespace(count_params=lambda: n)
 
 
 def test_00_q1_rejects_the_biggest_head_and_raw_counts():
-    candidates = {"pooled_linear": _Counted(6405), "pooled_mlp": _Counted(329_221), "flat_linear": _Counted(313_605)}
+    candidates = {"pooled_linear": _counted(6405), "pooled_mlp": _counted(329_221), "flat_linear": _counted(313_605)}
     per_image = {k: m.count_params() / 50 for k, m in candidates.items()}
     right = {"candidates": candidates, "N_LABELLED": 50, "per_image": per_image, "first_head": "pooled_linear",
              "why": "pooled_linear fits 128 parameters per labelled image, the fewest"}
@@ -82,20 +77,12 @@ def test_00_q3_rejects_raw_pixels_and_random_weights():
 # ------------------------------------------------------------------ 01_pretrained_backbones
 
 
-class _Out:
-    def __init__(self, value):
-        self.value = value
-
-    def numpy(self):
-        return self.value
-
-
 def test_01_q1_rejects_the_largest_and_a_too_small_size():
     fitting = {96: 1, 128: 1, 160: 2, 224: 2}  # FITTING photos that keep a fitting class at each size
     size_preds = {s: np.array([n]) for s, n in fitting.items()}
     ns = {"np": np, "CLASSIFIER_SIZES": list(fitting), "FITTING": ["a", "b"], "size_preds": size_preds,
           "size_table": {s: {"pixels": (s / 224) ** 2, "fitting": n} for s, n in fitting.items()},
-          "fitting_top1": lambda p: int(p[0]), "classifier_at": lambda s: lambda x, training: _Out(size_preds[s]),
+          "fitting_top1": lambda p: int(p[0]), "classifier_at": lambda s: lambda x, training: types.SimpleNamespace(numpy=lambda: size_preds[s]),
           "preprocess": lambda x: x, "resized": lambda s: s}
     right = dict(ns, classifier_size=160, size_why="160 px keeps both fitting photos with 51% of the pixels")
     check("01_pretrained_backbones", "q1", right, dict(right, classifier_size=224, size_why="224 px, the most detail"))
