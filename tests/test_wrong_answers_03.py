@@ -8,29 +8,15 @@ import types
 import numpy as np
 import pytest
 
-from tests.wrong_answers import check
+from tests.wrong_answers import check, failures
+from tests.wrong_answers import test_cells as question_tests  # not collected as a test
 
 ROOT = pathlib.Path(__file__).parents[1]
 
 
-def _tests(notebook: str, question: str) -> list[str]:
-    """The test cells (public, then hidden) of one question of a source notebook."""
-    cells = json.loads((ROOT / "notebooks/source" / f"{notebook}.ipynb").read_text())["cells"]
-    text = ["".join(c["source"]) for c in cells]
-    start = next(i for i, t in enumerate(text) if t.startswith("# BEGIN QUESTION") and f"name: {question}\n" in t)
-    end = next(i for i in range(start, len(text)) if text[i].startswith("# END TESTS"))
-    return [t for c, t in zip(cells[start:end], text[start:end]) if c["cell_type"] == "code" and "TEST CONFIG" in t]
-
-
 def _failures(notebook: str, question: str, ns: dict) -> int:
     """How many of the question's test cells fail on the answers in `ns`."""
-    failed = 0
-    for code in _tests(notebook, question):
-        try:
-            exec(code, dict(ns))
-        except AssertionError:
-            failed += 1
-    return failed
+    return sum(len(cells) for cells in failures(notebook, question, ns).values())
 
 
 def _right_verdict(low, high):
@@ -113,7 +99,7 @@ def test_03_q1b_rejects_answering_from_the_trainable_flag():
         return bool(trainable and training)
 
     ns["uses_batch_statistics"] = uses_batch_statistics
-    tests = _tests("03_fine_tuning", "q1")
+    tests = [code for _, code in question_tests("03_fine_tuning", "q1")]
     hidden = [t for t in tests if "hidden: true" in t]
     exec(hidden[0], dict(ns))  # the notebook's measuring solution passes
     with pytest.raises(AssertionError):
