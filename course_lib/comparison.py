@@ -2,11 +2,11 @@
 
 Taught in `03_fine_tuning` (its grid, on plain images) and `03b_fine_tuning_explorations` (with
 augmented copies). This is the course's CPU shortcut for a grid of many runs: the frozen bottom
-of the backbone runs once per image (and once per augmented copy), its activations are
-cached on disk, and every run trains only the top blocks and the head on them. Without augmentation this is exact. With augmentation it trains on a fixed number of
-cached augmented copies instead of fresh random views every epoch, which is why the recipe
-people use (`cl.recipe`, augmentation inside the model) stays the reference, and 03b checks
-one cell against it.
+of the backbone runs once per image (and once per augmented copy), its activations are cached on
+disk, and every run trains only the top blocks and the head on them. Without augmentation this
+is exact. With augmentation it trains on a fixed number of cached augmented copies instead of
+fresh random views every epoch, which is why the recipe people use (`cl.recipe`, augmentation
+inside the model) stays the reference, and 03b checks one cell against it.
 
 Fair means: both arms get the same epochs, the same early stopping on the validation split
 and the same training images (plain, or with augmentation variants, each arm keeping the one
