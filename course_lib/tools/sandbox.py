@@ -92,4 +92,6 @@ def _base_env(mirror) -> dict:
     env.pop(report.METRICS_ENV, None)
     if mirror:
         env["COURSE_MIRROR"] = str(pathlib.Path(mirror).resolve())
+    # the kernel imports the grader's own course_lib (bound read-only above), wherever it comes from
+    env["PYTHONPATH"] = str(pathlib.Path(importlib.util.find_spec("course_lib").origin).resolve().parent.parent)
     return env
