@@ -11,8 +11,13 @@ the image size, so a model can be used without the notebook that trained it. Lit
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pathlib
+import re
+import sys
+import tempfile
 import time
 import warnings
 
@@ -21,8 +26,8 @@ import numpy as np
 from course_lib import data, errors, folders
 
 __all__ = ["FORMATS", "CLASS_FILE", "format_of", "class_file", "save_class_names", "read_class_names",
-           "to_litert", "interpreter_name", "LiteRTModel", "load", "size_bytes", "latency_ms", "load_images",
-           "top_classes", "predict_files"]
+           "to_litert", "ConversionError", "interpreter_name", "LiteRTModel", "load", "size_bytes", "latency_ms", "load_images",
+           "top_classes", "predict_files", "layer_kinds"]
 
 FORMATS = ("keras", "savedmodel", "litert_float32", "litert_int8")
 CLASS_FILE = "class_names.json"
@@ -101,8 +106,46 @@ def to_litert(saved_model_dir, path, *, representative=None) -> pathlib.Path:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
     path = pathlib.Path(path)
-    path.write_bytes(converter.convert())
+    with _converter_log() as log:  # the converter's C++ log (and, on a failure, its whole graph) goes to fd 2
+        try:
+            flat = converter.convert()
+        except Exception as exc:
+            needs = sorted(set(re.findall(r"'(tf\.\w+)' op is neither a custom op nor a flex op", log.text() + str(exc))))
+            if needs:
+                raise ConversionError(f"LiteRT's built-in ops cannot run this model. Received: a model using "
+                                      f"{', '.join(needs)}. Fix: export the model without its augmentation layers "
+                                      "(random ops and image warps), or convert with TF Select ops.") from exc
+            raise
+    path.write_bytes(flat)
     return path
+
+
+class ConversionError(RuntimeError):
+    """The LiteRT converter refused a model: the message names the ops it lacks."""
+
+
+class _Log:
+    def __init__(self, file):
+        self.file = file
+
+    def text(self) -> str:
+        self.file.seek(0)
+        return self.file.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _converter_log():
+    """Send file descriptor 2 to a temporary file for the block (the converter's C++ code writes there)."""
+    with tempfile.TemporaryFile() as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield _Log(tmp)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _interpreter_class():
@@ -126,10 +169,10 @@ class LiteRTModel:
 
     def __init__(self, path):
         """Load the file into the interpreter (one thread, as on a phone's single big core)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice: the fallback is deliberate
+        with warnings.catch_warnings(), _converter_log():  # no deprecation notice (the fallback is deliberate), no
+            warnings.simplefilter("ignore")  # "Created TensorFlow Lite XNNPACK delegate" line on fd 2
             self.interpreter = _interpreter_class()(model_path=str(path), num_threads=1)
-        self.interpreter.allocate_tensors()
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.image_size = int(self.input["shape"][1])
@@ -234,3 +277,12 @@ def predict_files(model_path, image_paths, k: int = 3) -> list:
     predict, _ = load(model_path)
     images = load_images(image_paths, image_size)
     return [top_classes(p, class_names, k) for p in predict(images)]
+
+
+def layer_kinds(model) -> list:
+    """Class names of every layer of a Keras model, nested models' layers included, in order."""
+    kinds = []
+    for layer in getattr(model, "layers", []):
+        kinds.append(type(layer).__name__)
+        kinds.extend(layer_kinds(layer))
+    return kinds

@@ -1,6 +1,5 @@
 """cl.export and `course predict` on a tiny generated model and tiny generated images (no fixtures on disk)."""
 
-
 import numpy as np
 import pytest
 
@@ -155,3 +154,16 @@ def test_load_images_raises_the_course_error(tmp_path):
     bad.write_bytes(b"\x89PNG broken")
     with pytest.raises(errors.BadImageError, match="a.png"):
         export.load_images([bad], SIZE)
+
+
+def test_a_model_with_augmentation_does_not_convert_and_the_error_says_why(tmp_path):
+    import keras
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.RandomFlip("horizontal")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(x))
+    model.export(str(tmp_path / "sm"), verbose=False)
+    with pytest.raises(export.ConversionError, match="augmentation") as info:
+        export.to_litert(tmp_path / "sm", tmp_path / "m.tflite")
+    assert "Received" in str(info.value) and "tf.Stateless" in str(info.value), info.value
