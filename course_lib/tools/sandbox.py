@@ -54,6 +54,7 @@ class Limits:
     """What one submission may use (MiB, processes, seconds); see the README's grading section."""
 
     memory_mb: int = 8192  # all its processes together, its in-memory folders included
+    address_mb: int = 12000  # address space per process (TensorFlow reserves more than it uses)
     processes: int = 4096  # processes and threads, all together
     disk_mb: int = 2048  # its folder
     tmp_mb: int = 2048  # its private /tmp, and again its home (both in memory)
@@ -104,6 +105,7 @@ def unreadable(paths, *, limit: int = 3) -> list[str]:
                         return found
                     if path == dirpath:  # what is below is out of reach anyway
                         dirnames.clear()
+                        break
     return found
 
 
@@ -178,7 +180,7 @@ class Sandbox:
             cmd += ["--setenv", key, value]
         cmd.append("--")
         nproc = lim.processes if self.as_root else max(lim.processes, 4096)  # not root: counts all the user's
-        limits = [shutil.which("prlimit") or "prlimit", f"--as={lim.memory_mb * 2**20}", f"--cpu={lim.cpu_seconds}",
+        limits = [shutil.which("prlimit") or "prlimit", f"--as={lim.address_mb * 2**20}", f"--cpu={lim.cpu_seconds}",
                   f"--nproc={nproc}", f"--fsize={lim.file_mb * 2**20}", "--"]
         if self.as_root:
             uid = str(self.uid)
@@ -244,13 +246,18 @@ def _check_root_can_drop() -> None:
         raise SandboxUnavailable(f"Grading as root runs each submission as an unprivileged user, which needs "
                                  f"{', '.join(missing)} (not found). Fix: install util-linux and mount, "
                                  "or grade as an ordinary user.")
-    caps = next((line.split()[1] for line in pathlib.Path("/proc/self/status").read_text().splitlines()
-                 if line.startswith("CapEff:")), "0")
-    if not int(caps, 16) >> _CAP_SYS_ADMIN & 1:
+    if not _may_mount():
         raise SandboxUnavailable("Grading as root without the right to mount (CAP_SYS_ADMIN, as in a default "
                                  "Docker container) cannot run a submission as an unprivileged user. Fix: grade "
                                  "as an ordinary user who can read the course environment, or give the "
                                  "container CAP_SYS_ADMIN (`docker run --cap-add SYS_ADMIN ...`).")
+
+
+def _may_mount() -> bool:
+    """Whether this process holds CAP_SYS_ADMIN (bubblewrap as root without a user namespace needs it)."""
+    caps = next((line.split()[1] for line in pathlib.Path("/proc/self/status").read_text().splitlines()
+                 if line.startswith("CapEff:")), "0")
+    return bool(int(caps, 16) >> _CAP_SYS_ADMIN & 1)
 
 
 def _new_uid() -> int:
