@@ -378,6 +378,7 @@ def write_feedback(rows: list[dict], folder: pathlib.Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     names = feedback_names(rows)
     for row in rows:
+        row["feedback_file"] = f"{folder.name}/{names[row['submission']]}"
         try:
             (folder / names[row["submission"]]).write_text(feedback_markdown(row), encoding="utf-8")
         except (OSError, ValueError) as exc:
