@@ -47,7 +47,7 @@ def test_write_tables(tmp_path):
     assert lines[0] == "submission,assignment,status,score,possible,q1,q2,q10,feedback"
     assert lines[1] == "a/00.ipynb,00_setup,graded,3.5,7,2,0,1.5,feedback/a__00.md"
     assert lines[2].startswith("b.ipynb,00_setup,graded; stopped at cell 9 (exercise q2): timed out after 5 s,2,7,2,0,0")
-    assert lines[3] == "d.ipynb,00_setup,error: cell 2 (course code) raised X,,7,,,,feedback/d.md"  # an error is no score
+    assert lines[3] == "d.ipynb,00_setup,error: cell 2 (course code) raised X,,7,,,,feedback/d.md"  # no score
     md = (tmp_path / "grades.md").read_text()
     assert "| submission | q1 (/2) | q2 (/2) | q10 (/3) | total | status | feedback |" in md
     assert "| a/00.ipynb | 2 | 0 | 1.5 | 3.5/7 | graded | feedback/a__00.md |" in md

@@ -238,20 +238,28 @@ def _uid_of(pid: str) -> int | None:
 # ------------------------------------------------------------------ a limit hit is the submission's result
 
 @pytest.mark.slow
-def test_a_limit_hit_is_the_submissions_result_with_a_note(tmp_path, monkeypatch):
-    """The grader still reaches the kernel's sockets in the sized folder; going over the memory limit is noted."""
+@pytest.mark.parametrize("hog", ["children", "kernel"])
+def test_a_limit_hit_is_the_submissions_result_with_a_note(hog, tmp_path, monkeypatch):
+    """The grader reaches the kernel's sockets in its sized folder; going over the memory limit is noted.
+
+    Three children of 700 MiB: the OOM killer ends one, the kernel lives on, and the feedback
+    says why. The kernel itself holding 1600 MiB: the run stops there, and its status says why.
+    """
     if not os.environ.get("COURSE_MIRROR"):
         pytest.skip("needs COURSE_MIRROR (the README's offline route)")
     monkeypatch.setattr(sandbox, "LIMITS", sandbox.Limits(memory_mb=1536, disk_mb=64))
-    hog = textwrap.dedent(MEMORY_HOG).replace("100 * 2**20", "700 * 2**20")
+    code = (textwrap.dedent(MEMORY_HOG).replace("100 * 2**20", "700 * 2**20") if hog == "children"
+            else "held = bytearray(1600 * 2**20)")
     cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell('grader.check("q1")'),
-             nbformat.v4.new_code_cell(hog), nbformat.v4.new_code_cell('grader.check("q2")')]
+             nbformat.v4.new_code_cell(code), nbformat.v4.new_code_cell('grader.check("q2")')]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "hog.ipynb")
     case = {"hidden": False, "points": 1.0, "message": ""}
-    tests = {"q1": {"points": 1.0, "cases": [{**case, "code": "assert x == 1\n"}]},
-             "q2": {"points": 1.0, "cases": [{**case, "code": "assert x == 1\n"}]}}
-    result = submission.grade(tmp_path / "hog.ipynb", tests, cell_timeout=120, total_timeout=600)
+    tests = {q: {"points": 1.0, "cases": [{**case, "code": "assert x == 1\n"}]} for q in ("q1", "q2")}
+    result = submission.grade(tmp_path / "hog.ipynb", tests, cell_timeout=20, total_timeout=600)  # a dead kernel: 20 s
     note = "the submission went over its memory limit (1536 MiB for all its processes together)"
-    assert result["status"].startswith("graded"), result["status"]  # not an error of the machine
-    assert result["scores"]["q1"] == (1.0, 1.0)
-    assert note in result["status"] or note in result["feedback"].get("other cells", []), result
+    if hog == "children":
+        assert result["status"] == "graded" and result["feedback"]["other cells"] == [note], result
+        assert result["scores"] == {"q1": (1.0, 1.0), "q2": (1.0, 1.0)}
+    else:  # the submission's result, not an error of the machine
+        assert result["status"] == f"graded; stopped at cell 2 (exercise q2): killed the kernel: {note}", result
+        assert result["scores"] == {"q1": (1.0, 1.0), "q2": (0.0, 1.0)}

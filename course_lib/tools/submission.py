@@ -312,7 +312,8 @@ class _Run:
     def _stopped(self, where_: str, question: str | None, *, why: str, timeout: float, whole: bool = False) -> dict:
         limits = self.kernel.limits_hit()  # a limit reached: the submission's result, said as such
         what = ("the notebook's time limit ran out" if whole else f"timed out after {timeout:.0f} s"
-                if why == "timeout" else "; ".join(limits) if limits else "killed the kernel (crash or out of memory)")
+                if why == "timeout" else "killed the kernel: " + "; ".join(limits) if limits
+                else "killed the kernel (crash or out of memory)")
         if limits and (whole or why == "timeout"):
             self.feedback.setdefault("other cells", []).extend(limits)
         where = f"exercise {question}" if question else "after the last exercise"
