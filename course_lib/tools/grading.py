@@ -10,8 +10,11 @@ in `cli`):
 - `course grade SUBMISSIONS`: a `preflight` first (grades nothing and exits 2 when this
   machine cannot grade), then each submission through `submission.grade` (a sandboxed
   kernel, per-cell time limits, tests run by the grader), into `grades.csv`, `grades.md`
-  and `feedback/<submission>.md`. A submission the grader could not judge is an "error",
-  never a score, and the command then exits 1.
+  and `feedback/<submission>.md` (`feedback_names`: unique and short; the tables say whose).
+  A submission the grader could not judge is an "error", never a score, and the command
+  then exits 1. One file never stops the class: only regular files are read (`files_in`:
+  links, FIFOs and devices are skipped with the reason), and any error reading or grading a
+  file is that file's row.
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ import tempfile
 
 from course_lib.tools import notebooks, release
 
-__all__ = ["AUTOGRADER_DIR", "build_autograder", "assignment_name", "unreadable", "other_assignment", "GradingError",
-           "grade_one", "submissions_in", "grade_folder", "write_tables", "render_markdown", "feedback_markdown",
-           "write_feedback"]
+__all__ = ["AUTOGRADER_DIR", "build_autograder", "read_submission", "assignment_name", "unreadable", "other_assignment",
+           "GradingError", "grade_one", "files_in", "submissions_in", "grade_folder", "write_tables", "render_markdown",
+           "feedback_markdown", "feedback_names", "write_feedback"]
 
 AUTOGRADER_DIR = "build/autograder"
 
