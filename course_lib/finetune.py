@@ -2,9 +2,10 @@
 
 Taught in `03_fine_tuning`. `unfreeze_top()` makes the top N blocks trainable (keeping every
 BatchNormalization layer frozen, so it runs in inference mode) and reports what changed;
-`train_two_stage()` trains the head with the backbone frozen, then fine-tunes with a lower
-learning rate, and joins both histories into one `TrainingRecord`; `split_at_block()` cuts a
+`fine_tune()` trains them at a lower learning rate (stage 2 alone; `sweep_blocks()` compares
+N), `join_histories()` joins the stages into one `TrainingRecord`; `split_at_block()` cuts a
 backbone below its top blocks so the frozen bottom can run once and its activations be cached.
+The whole two-stage loop is `cl.recipe.fit_two_stages`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from course_lib import backbones, features, plots, scale
 
 __all__ = ["STAGE_NAMES", "top_blocks", "UnfreezeReport", "unfreeze_top", "freeze", "expected_trainable",
            "split_at_block", "classifier", "TrainingRecord", "join_histories", "check_labels", "epoch_timer",
-           "as_dataset", "fine_tune", "train_two_stage", "sweep_blocks", "plot_two_stage"]
+           "as_dataset", "fine_tune", "sweep_blocks", "plot_two_stage"]
 
 STAGE_NAMES = ("train head", "fine-tune")
 
@@ -288,34 +289,6 @@ def fine_tune(model, backbone, *, name: str, n_blocks: int, train, val, epochs: 
     history, seconds = _fit(model, train, val=val, epochs=epochs, initial_epoch=initial_epoch,
                             batch_size=batch_size, seed=seed, verbose=verbose)
     return history, seconds, report
-
-
-def train_two_stage(model, backbone, *, name: str, n_blocks: int, train, val, head_epochs: int,
-                    fine_tune_epochs: int, learning_rate: float = 1e-3, fine_tune_lr: float | None = None,
-                    batch_size: int = 32, keep_batchnorm_frozen: bool = True, seed: int = 0,
-                    verbose: int = 0, head_history=None) -> TrainingRecord:
-    """Train the head with `backbone` frozen, then fine-tune its top blocks at a ~10x lower rate.
-
-    `train`/`val` are (x, y) arrays or tf.data datasets fed to `model`. With `head_history`
-    (the history of a head already trained on cached features), stage one is not rerun.
-    """
-    fine_tune_lr = learning_rate / 10 if fine_tune_lr is None else fine_tune_lr
-    check_labels(model, train), check_labels(model, val, "validation")
-    if head_history is None:
-        freeze(backbone)
-        features.compile_classifier(model, learning_rate)
-        head_history, head_seconds = _fit(model, train, val=val, epochs=head_epochs, initial_epoch=0,
-                                          batch_size=batch_size, seed=seed, verbose=verbose)
-    else:
-        head_seconds = [None] * len(next(iter(plots.history_dict(head_history).values())))
-    first = len(head_seconds)
-    history, seconds, report = fine_tune(model, backbone, name=name, n_blocks=n_blocks, train=train, val=val,
-                                         epochs=fine_tune_epochs,
-                                         learning_rate=fine_tune_lr, initial_epoch=first,
-                                         batch_size=batch_size, keep_batchnorm_frozen=keep_batchnorm_frozen,
-                                         seed=seed + 1, verbose=verbose)
-    return join_histories(head_history, history, seconds=list(head_seconds) + list(seconds),
-                          unfreeze=report)
 
 
 def sweep_blocks(model, backbone, *, name: str, n_values, train, val, epochs: int,

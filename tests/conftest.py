@@ -194,6 +194,22 @@ def execute_source_notebook(name, workdir, stop_before=None, timeout=600):
     return nb, errors, text
 
 
+def tiny_top_problem(backbone, seed=0):
+    """The top 3 blocks of a 32px random-weight MobileNetV2 (input 1x1x160) and a head, with 16 inputs and labels."""
+    import keras
+
+    from course_lib import features, finetune
+
+    finetune.freeze(backbone)
+    _, top = finetune.split_at_block(backbone, "mobilenet_v2", 3)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (16, 1, 1, 160)).astype("float32")
+    y = np.arange(16) % 2
+    keras.utils.set_random_seed(seed)
+    model = finetune.classifier(top, features.make_head(1280, 2))
+    return model, (x, y)
+
+
 def toy_imageset(counts, name="toy"):
     """An ImageSet of fake file names with `counts[k]` images of class k (nothing is read)."""
     from course_lib import data
