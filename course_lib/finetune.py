@@ -19,7 +19,7 @@ from course_lib import backbones, features, plots, scale
 
 __all__ = ["STAGE_NAMES", "top_blocks", "UnfreezeReport", "unfreeze_top", "freeze", "expected_trainable",
            "split_at_block", "classifier", "TrainingRecord", "join_histories", "check_labels", "epoch_timer",
-           "as_dataset", "fine_tune", "sweep_blocks", "plot_two_stage"]
+           "as_dataset", "fine_tune", "sweep_blocks"]
 
 STAGE_NAMES = ("train head", "fine-tune")
 
@@ -309,35 +309,3 @@ def sweep_blocks(model, backbone, *, name: str, n_values, train, val, epochs: in
     model.set_weights(start)
     freeze(backbone)
     return results
-
-
-# ------------------------------------------------------------------ plots
-
-def plot_two_stage(records, metric: str = "accuracy", ax=None, title: str | None = None):
-    """Learning curves of two-stage runs on one figure, with a marker where fine-tuning starts.
-
-    `records` is a TrainingRecord or a dict {label: TrainingRecord} (validation curves only).
-    """
-    if ax is None:
-        _, ax = plots.pyplot().subplots(figsize=(7, 3.8))
-    if isinstance(records, TrainingRecord):
-        rec = records
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            if key in rec.history:
-                ax.plot(rec.epochs, rec.history[key], style, marker="o", label=key)
-        boundaries = {rec.boundary}
-    else:
-        for label, rec in records.items():
-            ax.plot(rec.epochs, rec.history[f"val_{metric}"], marker="o", label=label)
-        boundaries = {rec.boundary for rec in records.values()}
-    for b in sorted(boundaries):
-        ax.axvline(b + 0.5, color="gray", linestyle=":")
-        ax.text(b + 0.6, 0.02, "fine-tuning starts", transform=ax.get_xaxis_transform(),
-                rotation=90, va="bottom", fontsize=8, color="gray")
-    ax.set_xlabel("epoch (both stages, numbered continuously)")
-    ax.set_ylabel(metric if isinstance(records, TrainingRecord) else f"val_{metric}")
-    ax.set_title(title or "Stage 1: train the head (backbone frozen), stage 2: fine-tune")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.figure.tight_layout()
-    return ax.figure

@@ -167,18 +167,6 @@ def test_sweep_blocks_starts_each_n_from_the_same_weights(mnv2):
     assert history.history["val_accuracy"] != history.history["accuracy"]
 
 
-def test_plots_return_figures():
-    import matplotlib.pyplot as plt
-
-    record = finetune.join_histories({"accuracy": [0.5, 0.6], "val_accuracy": [0.4, 0.5]},
-                                     {"accuracy": [0.7], "val_accuracy": [0.6]})
-    fig = finetune.plot_two_stage(record)
-    assert fig.axes[0].get_lines() and any(line.get_xdata()[0] == 2.5 for line in fig.axes[0].get_lines())
-    fig2 = finetune.plot_two_stage({"a": record, "b": record}, title="compare")
-    for f in (fig, fig2):
-        plt.close(f)
-
-
 def test_labels_that_are_not_whole_numbers_fail_before_any_epoch(mnv2, monkeypatch):
     model, (x, _) = tiny_top_problem(mnv2)
     model = finetune.classifier(model.layers[1], features.make_head(1280, 3))  # 3 outputs
