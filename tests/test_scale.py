@@ -252,7 +252,8 @@ HELPERS_SCRIPT = textwrap.dedent("""
     import course_lib as cl
     from tests.test_scale import tiny_backbone
 
-    cl.scale.use_strategy(cl.scale.strategy(devices=["/cpu:0", "/cpu:1"]))
+    tf.distribute.experimental_set_strategy(cl.scale.strategy(devices=["/cpu:0", "/cpu:1"]))  # what the auto
+    assert cl.scale.strategy() is tf.distribute.get_strategy()  # choice (no GPU here: the current one) picks up
     rng = np.random.default_rng(0)
     kinds = lambda m: sorted({type(w.value).__name__ for w in m.weights})
     feats, labels = rng.normal(size=(48, 8)).astype("float32"), np.arange(48) % 3
