@@ -77,7 +77,7 @@ def pytest_collection_modifyitems(items):
             return LONG_FIRST.index(name)
         if "test_full_profile_smoke.py::test_full_profile_runs" in item.nodeid and name:
             return LONG_FIRST.index(name) + 0.5  # right after the same notebook's nbval cells
-        if "own_folder" in item.nodeid or "test_capstone.py" in item.nodeid:
+        if "test_notebooks_on_your_folder.py" in item.nodeid:  # one notebook each, spread over the workers
             return len(LONG_FIRST)
         file = _file(item)
         return len(LONG_FIRST) + 1 + (LONG_FILES.index(file) if file in LONG_FILES else len(LONG_FILES))
