@@ -219,12 +219,14 @@ def test_the_cached_head_shortcut_is_the_same_training_as_the_frozen_model(tiny_
                               fine_tune_epochs=1, head=(features.make_head(1280, 3), arrays, arrays))
 
 
-def test_reused_compiles_start_from_a_fresh_optimizer_and_recompile_when_training_changes(tiny_backbone):
-    model, arrays = tiny_top_problem(tiny_backbone)
+def test_reused_compiles_start_from_a_fresh_optimizer_and_recompile_when_training_changes():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, activation="softmax", name="out")])
+    x, y = np.random.default_rng(0).normal(size=(16, 4)).astype("float32"), np.arange(16) % 2
     kept = {}
     features.compile_classifier(model, 1e-3, reuse=kept)
     optimizer = model.optimizer
-    model.fit(*arrays, epochs=1, verbose=0)
+    model.fit(x, y, epochs=1, verbose=0)
     assert int(optimizer.iterations.numpy()) > 0
     features.compile_classifier(model, 1e-3, reuse=kept)
     assert model.optimizer is optimizer and int(optimizer.iterations.numpy()) == 0, "reused, its state reset"
@@ -232,10 +234,16 @@ def test_reused_compiles_start_from_a_fresh_optimizer_and_recompile_when_trainin
     features.compile_classifier(model, 1e-4, reuse=kept)
     assert model.optimizer is not optimizer, "another learning rate: compiled again"
     optimizer = model.optimizer
-    finetune.unfreeze_top(tiny_backbone, NAME, 1)
+    model.get_layer("hidden").trainable = False
     features.compile_classifier(model, 1e-4, reuse=kept)
     assert model.optimizer is not optimizer, "other trainable weights: compiled again"
-    finetune.freeze(tiny_backbone)
+    schedule = recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5)
+    features.compile_classifier(model, schedule, reuse=kept)
+    optimizer = model.optimizer
+    features.compile_classifier(model, recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5), reuse=kept)
+    assert model.optimizer is optimizer, "the same schedule, made again: reused"
+    features.compile_classifier(model, recipe.warmup_cosine(1e-4, total_steps=40, warmup_steps=5), reuse=kept)
+    assert model.optimizer is not optimizer, "another schedule: compiled again"
 
 
 def test_arrays_need_no_image_size_but_image_sets_do(tiny_backbone):
