@@ -258,7 +258,8 @@ def fine_tuning(t: Target, idx, *, top, backbone_name: str, budget: Budget, seed
         _dataset(acts, t.labels[idx], batch, seed + 1)
     model = _stage_two(t, top, steps=math.ceil(len(idx) / batch), budget=budget)
     record = recipe.fit_two_stages(
-        model, train, val=val["acts"], backbone_name=backbone_name, first_block=len(backbones.blocks(top, backbone_name)),
+        model, train, val=val["acts"], backbone_name=backbone_name,
+        first_block=len(backbones.blocks(top, backbone_name)),  # every block of `top`
         head_epochs=budget.head_epochs, fine_tune_epochs=budget.fine_tune_epochs, head_lr=budget.head_lr,
         fine_tune_lr=budget.fine_tune_lr, warmup_epochs=budget.warmup_epochs, patience=budget.patience,
         batch_size=budget.batch_size, keep_batchnorm_frozen=budget.keep_batchnorm_frozen, backbone=top,

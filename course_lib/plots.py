@@ -132,7 +132,8 @@ def learning_curves(runs, *, metric: str = "accuracy", title: str | None = None,
     A run is a Keras History, its dict, or a two-stage record (`cl.finetune.join_histories`,
     `cl.recipe.fit_two_stages`: epochs numbered on over both stages).
     """
-    many = isinstance(runs, dict) and bool(runs) and not any(isinstance(v, (list, tuple, np.ndarray)) for v in runs.values())
+    many = isinstance(runs, dict) and bool(runs) and not any(isinstance(v, (list, tuple, np.ndarray))
+                                                             for v in runs.values())  # {label: run}
     named = runs if many else {None: runs}
     boundaries = {r.boundary for r in named.values() if len(getattr(r, "stage_starts", ())) > 1}
     if ax is None:

@@ -20,7 +20,7 @@ __all__ = ["make_cnn", "epochs_for", "train"]
 def make_cnn(image_size: int, num_classes: int, *, channels: int = 3, widths=(16, 32, 64),
              features: int | None = None, batchnorm: bool = True, dropout: float = 0.3, augment: bool = True,
              seed: int | None = None, name: str = "scratch_cnn"):
-    """A small CNN: [flip/shift] -> (conv-[BN]-ReLU-pool) per width -> GAP, or `features` dense units -> dropout -> softmax.
+    """A small CNN: [flip/shift] -> (conv-[BN]-ReLU-pool) per width -> GAP or `features` units -> dropout -> softmax.
 
     With `seed`, each layer's initial weights depend on the seed only (not on the global RNG).
     `cl.digits.CNN` holds 05's settings for 28x28 digits (no BatchNormalization, 128 features).
@@ -40,8 +40,9 @@ def make_cnn(image_size: int, num_classes: int, *, channels: int = 3, widths=(16
             x = layers.RandomFlip("horizontal", seed=seed)(x)
             x = layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed)(x)
         for i, width in enumerate(widths):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=not batchnorm, activation=None if batchnorm else "relu",
-                              kernel_initializer=init(i + 1), name=f"conv{i + 1}")(x)
+            x = layers.Conv2D(width, 3, padding="same", use_bias=not batchnorm,
+                              activation=None if batchnorm else "relu", kernel_initializer=init(i + 1),
+                              name=f"conv{i + 1}")(x)
             if batchnorm:
                 x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
                 x = layers.ReLU()(x)

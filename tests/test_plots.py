@@ -84,7 +84,8 @@ def test_learning_curves_mark_where_fine_tuning_starts():
                                      {"accuracy": [0.7], "val_accuracy": [0.6]})
     ax = plots.learning_curves(record).axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert list(lines["val_accuracy"].get_xdata()) == [1, 2, 3] and list(lines["accuracy"].get_ydata()) == [0.5, 0.6, 0.7]
+    assert list(lines["val_accuracy"].get_xdata()) == [1, 2, 3]
+    assert list(lines["accuracy"].get_ydata()) == [0.5, 0.6, 0.7]
     assert any(list(line.get_xdata()) == [2.5, 2.5] for line in ax.get_lines()), "a marker between the stages"
     assert [t.get_text() for t in ax.texts] == ["fine-tuning starts"]
     later = finetune.join_histories({"val_accuracy": [0.4, 0.5, 0.55]}, {"val_accuracy": [0.6]})
