@@ -48,7 +48,7 @@ class GradedNotebooks(pytest.File):
 
 # Tests that execute a whole notebook, longest first (README's course map has each one's minutes).
 LONG_FIRST = ("03_fine_tuning", "03b_fine_tuning_explorations", "05_negative_transfer", "04_domain_mismatch", "06_capstone",
-              "02_feature_extraction", "01_pretrained_backbones", "00_setup")
+              "07_export", "02_feature_extraction", "01_pretrained_backbones", "00_setup")
 # Test files that take longest (whole, on one worker), longest first: 1.6, 1.1, 0.7, 0.5, 0.5, 0.4, 0.4,
 # 0.3 min of worker time in a fresh-clone .ci/run (2026-12-02); every other file takes less.
 LONG_FILES = ("test_grading.py", "test_reproducibility.py", "test_comparison.py", "test_scale.py",
