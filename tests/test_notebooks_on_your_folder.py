@@ -83,28 +83,27 @@ def shipped_formats(text, cache):
 
 # notebook: (folder maker, folder name, stop before this heading, lines it prints, before the run, checks after)
 RUNS = {
-    "02_feature_extraction": (train_val_folder, "insects", None, [
-        "insects: 39 images, 3 classes (Ants=13, Bees=13, Wasps=13)",
-        "Splits in the folder: train=30, val=9",
-        "Your folder has no test split:",
-        "Note: the claims about flowers are skipped",
-        "[claim] PASS: in-model and cached-feature heads reach the same accuracy"], None, None),
-    "03_fine_tuning": (flat_folder, "pets", "## A shortcut for exploring", [
-        "pets: 27 images, 3 classes (Cats=9, Dogs=9, Owls=9)",  # Dogs/day2/ counted
-        "Training images per class used / available: Cats ",
-        "[claim] PASS: stage 2 moves only the unfrozen blocks, never BatchNormalization statistics",
-        "stage 2: epochs"], None, None),
-    "06_capstone": (folder_with_bad_files, "my_fruit", None, [
-        "my_fruit: 28 images, 3 classes (apples=12, pears=12, plums=4)",
-        "2 unreadable file(s) skipped",
-        "WARNING: the largest class has 3.0x the images of the smallest",
-        "On your data, LogME picks",
-        "[claim] PASS: the reloaded .keras model predicts exactly like the trained one"], None, capstone_results),
-    "07_export": (train_val_folder, "insects", None, [
-        "model: the capstone's winner, tiny_capstone.keras; 32 px",
-        "[claim] PASS: the reloaded SavedModel predicts exactly what the Keras model does",
-        "[claim] PASS: course predict's top classes are this notebook's, for every format",
-        "this model has no augmentation layers"], plant_capstone_winner, shipped_formats),
+    "02_feature_extraction": (
+        train_val_folder, "insects", None,
+        ["insects: 39 images, 3 classes (Ants=13, Bees=13, Wasps=13)", "Splits in the folder: train=30, val=9",
+         "Your folder has no test split:", "Note: the claims about flowers are skipped",
+         "[claim] PASS: in-model and cached-feature heads reach the same accuracy"], None, None),
+    "03_fine_tuning": (
+        flat_folder, "pets", "## A shortcut for exploring",
+        ["pets: 27 images, 3 classes (Cats=9, Dogs=9, Owls=9)",  # Dogs/day2/ counted
+         "Training images per class used / available: Cats ", "stage 2: epochs",
+         "[claim] PASS: stage 2 moves only the unfrozen blocks, never BatchNormalization statistics"], None, None),
+    "06_capstone": (
+        folder_with_bad_files, "my_fruit", None,
+        ["my_fruit: 28 images, 3 classes (apples=12, pears=12, plums=4)", "2 unreadable file(s) skipped",
+         "WARNING: the largest class has 3.0x the images of the smallest", "On your data, LogME picks",
+         "[claim] PASS: the reloaded .keras model predicts exactly like the trained one"], None, capstone_results),
+    "07_export": (
+        train_val_folder, "insects", None,
+        ["model: the capstone's winner, tiny_capstone.keras; 32 px", "this model has no augmentation layers",
+         "[claim] PASS: the reloaded SavedModel predicts exactly what the Keras model does",
+         "[claim] PASS: course predict's top classes are this notebook's, for every format"],
+        plant_capstone_winner, shipped_formats),
 }
 
 
