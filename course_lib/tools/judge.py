@@ -1,0 +1,305 @@
+"""The judge: runs an exercise's tests in a process that never runs student code, on the answers as data.
+
+Started by `submission` for each graded notebook (`course grade`, in the README's instructor
+section), as `python -m course_lib.tools.judge`; the grader and the judge talk in JSON lines
+over the judge's stdin and stdout. The grader sends the tests once; at each `grader.check("qN")`
+cell, it asks for qN's verdicts. To run a test case the judge needs the answers the test reads
+(its free names: `x`, `backbone`; not `np`, `cl`, `keras`, `tf`, which are the judge's own):
+it asks the grader for each, and the grader has the kernel write it as data (`answers`, `wire`).
+A test may also call `answer("splits.class_names")` for one attribute of an answer. A submitted
+function comes as a `Remote`: calling it sends the judge's arguments to the kernel, which calls
+the student's function and sends back its result as data.
+
+So nothing in the student's kernel (callbacks, AST transformers, rebound names, patched
+modules) runs a test or changes a verdict, and the tests' text never enters the kernel: only
+answer names and the arguments of calls do. A test fails when it raises; a test that cannot
+read an answer (not defined, raises, not data) fails too. Only the judge's own failures (it
+cannot start, a course resource is missing here) are the grading machine's.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+
+from course_lib.tools import wire
+
+__all__ = ["START_TIMEOUT", "MACHINE_ERRORS", "StudentError", "Remote", "free_names", "Judge", "main"]
+
+START_TIMEOUT = 300  # importing TensorFlow on a busy machine
+MACHINE_ERRORS = ("MissingResourceError", "CorruptResourceError")  # course_lib.errors, raised in the judge
+
+
+class StudentError(Exception):
+    """Reading an answer or calling a submitted function failed in the kernel (the student's failure)."""
+
+
+class Remote:
+    """A function of the submission: calling it runs it in the kernel on arguments sent as data."""
+
+    def __init__(self, server, ref: str, name: str):
+        self._server, self._ref, self.__name__ = server, ref, name
+
+    def __call__(self, *args, **kwargs):
+        return self._server.call(self, args, kwargs)
+
+    def __repr__(self):
+        return f"<the submission's function {self.__name__}>"
+
+
+_BASE_NAMES = ("np", "cl", "keras", "tf", "math", "answer")
+
+
+def free_names(code: str) -> list[str]:
+    """The names a test reads and does not set itself, builtins and the judge's modules aside."""
+    tree = ast.parse(code)
+    loaded, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return sorted(loaded - bound - set(dir(builtins)) - set(_BASE_NAMES))
+
+
+# ---------------------------------------------------------------- the judge process
+
+class _Server:
+    """The judge process's state: the tests, the channel to the grader, the answers read so far."""
+
+    def __init__(self, channel_in, channel_out, setup: dict):
+        self.inp, self.out = channel_in, channel_out
+        self.tests, self.workdir = setup["tests"], setup["workdir"]
+        self.count, self.cache = 0, {}
+        self.private = os.getcwd()  # the grader made it for this judge, and removes it
+
+    def send(self, message: dict) -> None:
+        self.out.write(json.dumps(message) + "\n")
+        self.out.flush()
+
+    def receive(self) -> dict:
+        line = self.inp.readline()
+        if not line:
+            raise SystemExit(0)  # the grader is gone
+        return json.loads(line)
+
+    def _ask(self, message: dict):
+        """Ask the grader for an answer file; the decoded tree (StudentError when the kernel failed)."""
+        self.send(message)
+        reply = self.receive()
+        if "error" in reply:
+            raise StudentError(str(reply["error"])[:300])
+        files = wire.Files(self.workdir, "")
+        try:
+            return wire.loads(files.read(str(reply.get("file"))).decode("utf-8"))
+        except (wire.WireError, UnicodeDecodeError, ValueError) as exc:
+            raise StudentError(f"the answer could not be read: {exc}") from None
+
+    def _decode(self, tree):
+        try:
+            return wire.decode(tree, wire.Files(self.workdir, ""), load_model=self._load_model,
+                               functions=lambda t: Remote(self, str(t.get("ref")), str(t.get("name"))[:80]))
+        except wire.WireError as exc:
+            raise StudentError(f"the answer could not be read: {exc}") from None
+
+    def _load_model(self, data: bytes):
+        import keras
+
+        self.count += 1
+        path = os.path.join(self.private, f"model-{self.count}.keras")
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except Exception as exc:  # noqa: BLE001 - a model the judge cannot load is the answer's problem
+            raise StudentError(f"the model could not be loaded safely ({type(exc).__name__}: {str(exc)[:200]})")
+        finally:
+            os.unlink(path)
+
+    def fetch(self, path: str):
+        """The answer `path` (a name or `name.attribute`), read once per question."""
+        if path not in self.cache:
+            try:
+                self.cache[path] = (True, self._decode(self._ask({"fetch": path})))
+            except StudentError as exc:
+                self.cache[path] = (False, StudentError(f"reading `{path}`: {exc}"))
+        ok, value = self.cache[path]
+        if not ok:
+            raise value
+        return value
+
+    def call(self, function: Remote, args, kwargs):
+        """Call a submitted function in the kernel on these arguments; its result as data."""
+        self.count += 1
+        files = wire.Files(self.workdir, f"judge-{self.count}")
+
+        def reference(value):
+            if isinstance(value, Remote):
+                return {"t": "function", "ref": value._ref}
+            raise wire.WireError(f"a test passed a {type(value).__name__} to a submitted function")
+
+        tree = {"args": [wire.encode(a, files, functions=reference) for a in args],
+                "kwargs": {str(k): wire.encode(v, files, functions=reference) for k, v in kwargs.items()}}
+        request = f"judge-{self.count}.json"
+        with open(os.path.join(self.workdir, request), "w", encoding="utf-8") as f:
+            f.write(wire.dumps(tree))
+        reply = self._ask({"call": function._ref, "request": request, "name": function.__name__})
+        if not isinstance(reply, dict) or "result" not in reply:
+            raise StudentError("the call's result could not be read")
+        import keras
+
+        for arg, after in zip(args, reply.get("after") or []):
+            if after is not None and isinstance(arg, keras.Model):
+                _copy_model_state(self._decode(after), arg)
+        return self._decode(reply["result"])
+
+    def question(self, name: str) -> list[dict]:
+        """Run every case of one exercise; [{"passed", "message", "machine"}]."""
+        import keras
+        import numpy as np
+        import tensorflow as tf
+
+        import course_lib as cl
+        import math
+
+        self.cache = {}
+        results = []
+        for case in self.tests[name]["cases"]:
+            space = {"np": np, "cl": cl, "keras": keras, "tf": tf, "math": math, "answer": self.fetch,
+                     "__name__": "__judge__"}
+            result = {"passed": False, "message": "", "machine": ""}
+            try:
+                for free in free_names(case["code"]):
+                    space[free] = self.fetch(free)
+                exec(compile(case["code"], f"<test of {name}>", "exec"), space)  # the course's own tests
+                result["passed"] = True
+            except StudentError as exc:
+                result["message"] = f"the submission's code failed: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a failing test is a verdict
+                if type(exc).__name__ in MACHINE_ERRORS and type(exc).__module__.startswith("course_lib"):
+                    result["machine"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                result["message"] = f"{type(exc).__name__}: {str(exc)[:300]}" if str(exc) else type(exc).__name__
+            results.append(result)
+        return results
+
+
+def _copy_model_state(source, target) -> None:
+    """Give `target` the layers' trainable flags and weights of `source` (a model changed in place)."""
+    target.trainable = source.trainable
+    for mine, theirs in zip(target.layers, source.layers):
+        mine.trainable = theirs.trainable
+    if len(target.weights) == len(source.weights):
+        target.set_weights(source.get_weights())
+
+
+def main() -> int:
+    """The judge process: read the tests, import the libraries, then answer the grader's questions."""
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # what tests or libraries print goes to stderr, never into the channel
+    sys.stdout = sys.stderr
+    setup = json.loads(sys.stdin.readline())
+    server = _Server(sys.stdin, out, setup)
+    try:
+        import keras  # noqa: F401 - the judge's own libraries, loaded before the first question
+        import numpy  # noqa: F401
+        import tensorflow  # noqa: F401
+
+        import course_lib  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - reported to the grader: the machine's fault
+        server.send({"machine_error": f"the judge cannot import its libraries ({type(exc).__name__}: {exc})"})
+        return 1
+    server.send({"ready": True})
+    while True:
+        message = server.receive()
+        if "question" in message:
+            server.send({"results": server.question(message["question"])})
+
+
+# ---------------------------------------------------------------- the grader's side
+
+class JudgeError(RuntimeError):
+    """The judge process failed (did not start, died, answered out of protocol): the machine's fault."""
+
+
+class Judge:
+    """The grader's handle on a judge process for one submission."""
+
+    def __init__(self, tests: dict, workdir):
+        env = {**os.environ, "PYTHONPATH": _course_lib_parent(), "TF_CPP_MIN_LOG_LEVEL": "2", "COURSE_QUIET": "1"}
+        self.cwd = tempfile.mkdtemp(prefix="course_judge_cwd_")
+        self.proc = subprocess.Popen([sys.executable, "-m", "course_lib.tools.judge"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                                     cwd=self.cwd)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._send({"tests": tests, "workdir": str(workdir)})
+        self.ready = False
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise JudgeError(f"the judge process is gone ({type(exc).__name__})") from None
+
+    def _receive(self, timeout: float) -> dict:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+        if line is None:
+            raise JudgeError(f"the judge process ended (exit code {self.proc.poll()})")
+        return json.loads(line)
+
+    def question(self, name: str, serve, timeout: float) -> list[dict]:
+        """The verdicts of `name`'s cases; `serve(request) -> reply` answers the judge's fetches and calls."""
+        if not self.ready:
+            message = self._receive(START_TIMEOUT)
+            if "ready" not in message:
+                raise JudgeError(str(message.get("machine_error", "the judge did not start"))[:300])
+            self.ready = True
+        self._send({"question": name})
+        while True:
+            message = self._receive(timeout)
+            if "results" in message:
+                return message["results"]
+            self._send(serve(message))
+
+    def close(self) -> None:
+        """Stop the judge process."""
+        import shutil
+
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+        shutil.rmtree(self.cwd, ignore_errors=True)
+
+
+def _course_lib_parent() -> str:
+    import importlib.util
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(importlib.util.find_spec("course_lib").origin)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
