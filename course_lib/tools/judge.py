@@ -4,7 +4,8 @@ Started by `submission` for each graded notebook (`course grade`, in the README'
 section), as `python -m course_lib.tools.judge`; the grader and the judge talk in JSON lines
 over the judge's stdin and stdout. The grader sends the tests once; at each `grader.check("qN")`
 cell, it asks for qN's verdicts. To run a test case the judge needs the answers the test reads
-(its free names: `x`, `backbone`; not `np`, `cl`, `keras`, `tf`, which are the judge's own):
+(its free names: `x`, `backbone`; not `np`, `cl`, `keras`, `tf`, `math`, which are the judge's own,
+nor `cfg`, the judge's own settings of this profile, as `cl.setup` makes them, without printing):
 it asks the grader for each, and the grader has the kernel write it as data (`answers`, `wire`).
 A test may also call `answer("splits.class_names")` for one attribute of an answer. A submitted
 function comes as a `Remote`: calling it sends the judge's arguments to the kernel, which calls
@@ -54,7 +55,7 @@ class Remote:
         return f"<the submission's function {self.__name__}>"
 
 
-_BASE_NAMES = ("np", "cl", "keras", "tf", "math", "answer")
+_BASE_NAMES = ("np", "cl", "keras", "tf", "math", "answer", "cfg")
 
 
 def free_names(code: str) -> list[str]:
@@ -177,8 +178,10 @@ class _Server:
 
         self.cache = {}
         results = []
+        cfg = self.cfg
         for case in self.tests[name]["cases"]:
-            space = {"np": np, "cl": cl, "keras": keras, "tf": tf, "math": math, "answer": self.fetch,
+            cl.session.set_seed(cfg.seed)
+            space = {"np": np, "cl": cl, "keras": keras, "tf": tf, "math": math, "answer": self.fetch, "cfg": cfg,
                      "__name__": "__judge__"}
             result = {"passed": False, "message": "", "machine": ""}
             try:
@@ -194,6 +197,16 @@ class _Server:
                 result["message"] = f"{type(exc).__name__}: {str(exc)[:300]}" if str(exc) else type(exc).__name__
             results.append(result)
         return results
+
+
+def _settings():
+    """The judge's `cfg`: what `cl.setup` decides on this machine (profile, budget, seed, mirror), silently."""
+    from course_lib import config, mirror, session
+
+    budget = config.get_budget()
+    mirror.activate()
+    return session.Settings("judge", config.budgeted(config.get_profile(), budget), config.seed_value(),
+                            config.mirror_dir(), config.user_dataset_dir(), config.accelerator(), budget)
 
 
 def _copy_model_state(source, target) -> None:
@@ -213,6 +226,7 @@ def main() -> int:
     setup = json.loads(sys.stdin.readline())
     server = _Server(sys.stdin, out, setup)
     try:
+        server.cfg = _settings()  # the mirror is active before Keras is imported
         import keras  # noqa: F401 - the judge's own libraries, loaded before the first question
         import numpy  # noqa: F401
         import tensorflow  # noqa: F401
