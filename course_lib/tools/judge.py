@@ -32,7 +32,8 @@ import threading
 
 from course_lib.tools import wire
 
-__all__ = ["START_TIMEOUT", "MACHINE_ERRORS", "StudentError", "Remote", "free_names", "Judge", "main"]
+__all__ = ["START_TIMEOUT", "MACHINE_ERRORS", "StudentError", "Remote", "free_names", "JudgeError", "Judge",
+           "InKernel", "main"]
 
 START_TIMEOUT = 300  # importing TensorFlow on a busy machine
 MACHINE_ERRORS = ("MissingResourceError", "CorruptResourceError")  # course_lib.errors, raised in the judge
@@ -307,6 +308,46 @@ class Judge:
         except Exception:  # noqa: BLE001 - closing is best effort
             pass
         shutil.rmtree(self.cwd, ignore_errors=True)
+
+
+class InKernel:
+    """A judge for a notebook's own kernel, which serves the answers itself (CI's graded copies of the notebooks).
+
+    `InKernel(tests)` starts the judge; `check("q1")` has it run q1's tests, public and hidden, on this
+    kernel's answers, the way `course grade` does, and raises AssertionError naming each failed test.
+    """
+
+    def __init__(self, tests: dict):
+        self.folder = tempfile.mkdtemp(prefix="course_judge_answers_")
+        self.judge, self.count = Judge(tests, self.folder), 0
+
+    def _serve(self, request: dict) -> dict:
+        from course_lib.tools import answers
+
+        self.count += 1
+        prefix = f"answer-{self.count}"
+        try:
+            if "fetch" in request:
+                answers.export(str(request["fetch"]), self.folder, prefix)
+            else:
+                answers.call(str(request["call"]), str(request["request"]), self.folder, prefix)
+        except Exception as exc:  # noqa: BLE001 - the notebook's failure, reported by the test that asked
+            return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        return {"file": f"{prefix}.json"}
+
+    def check(self, question: str, timeout: float = 1800) -> None:
+        """Run `question`'s tests in the judge; AssertionError listing the failed ones."""
+        import shutil
+
+        try:
+            results = self.judge.question(question, self._serve, timeout)
+        finally:
+            for name in os.listdir(self.folder):
+                path = os.path.join(self.folder, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+        failed = [f"test {k}: {r.get('machine') or r.get('message')}" for k, r in enumerate(results, 1)
+                  if not r.get("passed")]
+        assert not failed, f"the judge failed {question}:\n" + "\n".join(failed)
 
 
 def _course_lib_parent() -> str:
