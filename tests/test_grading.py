@@ -362,8 +362,8 @@ def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, wh
 @pytest.mark.slow
 @pytest.mark.parametrize("name, expected", [
     # q1: per_image all zeros passes the public test only; q2: x divided by 255; the questionnaire all wrong;
-    # q3 answered honestly (features of its own x)
-    ("cheats.ipynb", {"q1": 1, "q2": 0, "q3": POINTS["q3"], "questionnaire": 0}),
+    # q3: the replaced builtin `all` breaks the submission's own backbone cell (Keras uses it), so no answer
+    ("cheats.ipynb", {"q1": 1, "q2": 0, "q3": 0, "questionnaire": 0}),
     ("cheat_kernel.ipynb", {**POINTS, "q2": 0})])
 def test_replacing_what_the_tests_use_changes_no_verdict(graded, name, expected):
     row = graded[0][name]

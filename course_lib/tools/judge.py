@@ -155,9 +155,7 @@ class _Server:
 
         tree = {"args": [wire.encode(a, files, functions=reference) for a in args],
                 "kwargs": {str(k): wire.encode(v, files, functions=reference) for k, v in kwargs.items()}}
-        request = f"judge-{self.count}.json"
-        with open(os.path.join(self.workdir, request), "w", encoding="utf-8") as f:
-            f.write(wire.dumps(tree))
+        request = files.write(".json", wire.dumps(tree).encode("utf-8"))  # no link followed, nothing overwritten
         reply = self._ask({"call": function._ref, "request": request, "name": function.__name__})
         if not isinstance(reply, dict) or "result" not in reply:
             raise StudentError("the call's result could not be read")

@@ -29,11 +29,12 @@ import tempfile
 import time
 import zipfile
 
-__all__ = ["CHECK_CELL", "KERNEL_START_TIMEOUT", "load_tests", "doctest_to_python",
+__all__ = ["CHECK_CELL", "KERNEL_START_TIMEOUT", "JUDGE_TIMEOUT", "load_tests", "doctest_to_python",
            "question_of_cells", "cell_check", "Kernel", "grade"]
 
 CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["']([\w-]+)["']\s*\)\s*$""")
 KERNEL_START_TIMEOUT = 120
+JUDGE_TIMEOUT = 900  # the longest the judge may work between two messages
 
 
 def load_tests(autograder_zip) -> dict[str, dict]:
@@ -258,7 +259,9 @@ class _Run:
     def _test(self, question: str, index: int) -> None:
         """Have the judge run one exercise's tests (raises _Stopped when the kernel hangs or dies meanwhile)."""
         where_ = f"the tests of {question} (cell {index})"
-        limit = min(self.cell_timeout, max(self.deadline - time.monotonic(), 1))
+        # the judge's own work (loading a model, a reference backbone) is not the submission's time: its
+        # own limit; the kernel's work for it (answers, calls) has the cell limit (`_serve`)
+        limit = min(JUDGE_TIMEOUT, max(self.deadline - time.monotonic(), 60))
         try:
             results = self.judge.question(question, lambda request: self._serve(request, where_, question), limit)
         except TimeoutError:

@@ -28,7 +28,7 @@ import os
 import re
 import stat
 
-__all__ = ["MAX_FILE_BYTES", "MAX_ELEMENTS", "MAX_DEPTH", "MAX_ITEMS", "WireError", "Opaque", "Files",
+__all__ = ["MAX_FILE_BYTES", "MAX_ELEMENTS", "MAX_DEPTH", "MAX_ITEMS", "MAX_TEXT", "WireError", "Opaque", "Files",
            "encode", "decode", "dumps", "loads"]
 
 MAX_FILE_BYTES = 1 << 30  # one answer file (an array, a model)
@@ -63,11 +63,20 @@ class Files:
     def __init__(self, folder, prefix: str):
         self.folder, self.prefix, self.count = str(folder), prefix, 0
 
-    def new(self, suffix: str) -> tuple[str, str]:
-        """(file name, path) for a new file of this message."""
+    def write(self, suffix: str, data: bytes) -> str:
+        """Write a new file of this message; its name. Never through a link, never over a file that exists."""
+        import secrets
+
         self.count += 1
-        name = f"{self.prefix}-{self.count}{suffix}"
-        return name, os.path.join(self.folder, name)
+        name = f"{self.prefix}-{self.count}-{secrets.token_hex(4)}{suffix}"
+        folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
+        finally:
+            os.close(folder)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return name
 
     def read(self, name: str) -> bytes:
         """A file's bytes: a regular file in the folder (no link followed), at most MAX_FILE_BYTES."""
@@ -93,13 +102,6 @@ class Files:
         if len(data) > MAX_FILE_BYTES:
             raise WireError(f"the answer file {name} grew past {MAX_FILE_BYTES:,} bytes")
         return data
-
-    def remove(self, name: str) -> None:
-        """Delete a file of this folder (never through a link)."""
-        try:
-            os.unlink(os.path.join(self.folder, os.path.basename(name)))
-        except OSError:
-            pass
 
 
 def _module(name: str):
@@ -127,9 +129,13 @@ def encode(value, files: Files, *, functions, depth: int = 0, budget=None) -> di
     if tf is not None and isinstance(value, (tf.Tensor, tf.Variable)) and not isinstance(value, type):
         return _array(np.asarray(value.numpy()), files, {"tensor": True})
     if keras is not None and isinstance(value, keras.Model):
-        name, path = files.new(".keras")
-        value.save(path)
-        return {"t": "model", "file": name}
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="course_wire_") as tmp:  # a private folder, then copied
+            path = os.path.join(tmp, "model.keras")
+            value.save(path)
+            with open(path, "rb") as f:
+                return {"t": "model", "file": files.write(".keras", f.read())}
     if keras is not None and isinstance(value, keras.callbacks.History):
         return {"t": "history", "history": sub(dict(value.history)), "params": sub(dict(value.params or {})),
                 "epoch": sub(list(value.epoch))}
@@ -148,11 +154,11 @@ def encode(value, files: Files, *, functions, depth: int = 0, budget=None) -> di
 def _array(array, files: Files, extra: dict) -> dict:
     if array.dtype.hasobject:
         raise WireError("the answer is an array of Python objects: give an array of numbers (or strings)")
-    name, path = files.new(".npy")
     import numpy as np
 
-    np.save(path, array, allow_pickle=False)
-    return {"t": "array", "file": name, **extra}
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return {"t": "array", "file": files.write(".npy", buffer.getvalue()), **extra}
 
 
 def decode(tree, files: Files, *, functions, load_model=None, depth: int = 0):
