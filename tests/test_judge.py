@@ -1,5 +1,6 @@
 """course_lib.tools.wire and judge without a kernel: answers travel as data, files are read safely, and the judge
-runs tests on answers served from a namespace (as `judge.InKernel` does in CI's graded copies)."""
+runs tests on answers served from a namespace (as `judge.InKernel` does in CI's graded copies), and an answer
+passed back to a submitted function arrives as the kernel's own object."""
 
 import os
 import types
@@ -75,9 +76,11 @@ def test_the_judge_runs_tests_on_served_answers_and_calls_functions_in_the_servi
     from course_lib.tools import answers
 
     space = {"x": np.arange(3.0), "double": lambda v: v * 2, "boom": lambda: (_ for _ in ()).throw(
-        type("MissingResourceError", (Exception,), {})("mine"))}
-    tests = {"q1": {"points": 4, "cases": [
+        type("MissingResourceError", (Exception,), {})("mine")), "layer": types.SimpleNamespace(kind="layer")}
+    space["is_layer"] = lambda v, w: v is space["layer"] and w is space["x"]
+    tests = {"q1": {"points": 5, "cases": [
         {"code": "assert np.allclose(double(x), [0, 2, 4])\n", "hidden": False, "points": 1, "message": ""},
+        {"code": "assert is_layer(layer, x) is True\n", "hidden": False, "points": 1, "message": ""},
         {"code": "assert np.allclose(x, 1)\n", "hidden": True, "points": 1, "message": ""},
         {"code": "assert missing == 1\n", "hidden": True, "points": 1, "message": ""},
         {"code": "boom()\n", "hidden": True, "points": 1, "message": ""}]}}
@@ -91,9 +94,8 @@ def test_the_judge_runs_tests_on_served_answers_and_calls_functions_in_the_servi
                 name = request["fetch"]
                 if name not in space:
                     raise NameError(name)
-                wire.Files(tmp_path, prefix)
-                answers._write(wire.encode(space[name], wire.Files(tmp_path, prefix), functions=answers._function),
-                               str(tmp_path), prefix)
+                answers._write(wire.encode(space[name], wire.Files(tmp_path, prefix), functions=answers._function,
+                                           refs=answers._ref), str(tmp_path), prefix)
             else:
                 answers.call(request["call"], request["request"], str(tmp_path), prefix)
         except Exception as exc:  # noqa: BLE001 - as the grader reports a kernel's error
@@ -105,6 +107,7 @@ def test_the_judge_runs_tests_on_served_answers_and_calls_functions_in_the_servi
         results = j.question("q1", serve, timeout=300)
     finally:
         j.close()
-    assert [r["passed"] for r in results] == [True, False, False, False]
-    assert "NameError" in results[2]["message"]
-    assert "MissingResourceError" in results[3]["message"] and not results[3]["machine"]  # the student's, not ours
+    # an answer passed back to a submitted function is the kernel's own object (test 2)
+    assert [r["passed"] for r in results] == [True, True, False, False, False], results
+    assert "NameError" in results[3]["message"]
+    assert "MissingResourceError" in results[4]["message"] and not results[4]["machine"]  # the student's, not ours

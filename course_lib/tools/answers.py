@@ -30,9 +30,14 @@ def _namespace() -> dict:
 
 def _function(value) -> dict:
     """A reference to a callable, kept here so that the judge can call it later."""
-    ref = f"f{len(_REFS) + 1}"
+    return {"t": "function", "ref": _ref(value), "name": str(getattr(value, "__name__", type(value).__name__))[:80]}
+
+
+def _ref(value) -> str:
+    """A name for a kernel object the judge may pass back to a submitted function."""
+    ref = f"o{len(_REFS) + 1}"
     _REFS[ref] = value
-    return {"t": "function", "ref": ref, "name": str(getattr(value, "__name__", type(value).__name__))[:80]}
+    return ref
 
 
 def _write(tree, folder: str, prefix: str) -> None:
@@ -51,7 +56,7 @@ def export(path: str, folder: str, prefix: str) -> None:
     value = space[name]
     for attribute in attributes:
         value = getattr(value, attribute)
-    _write(wire.encode(value, wire.Files(folder, prefix), functions=_function), folder, prefix)
+    _write(wire.encode(value, wire.Files(folder, prefix), functions=_function, refs=_ref), folder, prefix)
 
 
 def _load_model(data: bytes):
@@ -79,5 +84,6 @@ def call(ref: str, request: str, folder: str, prefix: str) -> None:
     result = _REFS[ref](*args, **kwargs)
     import keras
 
-    after = [wire.encode(a, files, functions=_function) if isinstance(a, keras.Model) else None for a in args]
-    _write({"result": wire.encode(result, files, functions=_function), "after": after}, folder, prefix)
+    after = [wire.encode(a, files, functions=_function, refs=_ref) if isinstance(a, keras.Model) else None
+             for a in args]
+    _write({"result": wire.encode(result, files, functions=_function, refs=_ref), "after": after}, folder, prefix)

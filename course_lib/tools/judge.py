@@ -85,7 +85,7 @@ class _Server:
     def __init__(self, channel_in, channel_out, setup: dict):
         self.inp, self.out = channel_in, channel_out
         self.tests, self.workdir = setup["tests"], setup["workdir"]
-        self.count, self.cache = 0, {}
+        self.count, self.cache, self.origins = 0, {}, {}
         self.private = os.getcwd()  # the grader made it for this judge, and removes it
 
     def send(self, message: dict) -> None:
@@ -112,10 +112,14 @@ class _Server:
 
     def _decode(self, tree):
         try:
-            return wire.decode(tree, wire.Files(self.workdir, ""), load_model=self._load_model,
+            return wire.decode(tree, wire.Files(self.workdir, ""), load_model=self._load_model, on_ref=self._origin,
                                functions=lambda t: Remote(self, str(t.get("ref")), str(t.get("name"))[:80]))
         except wire.WireError as exc:
             raise StudentError(f"the answer could not be read: {exc}") from None
+
+    def _origin(self, ref: str, value) -> None:
+        """Remember the kernel object an answer came from (it goes back as that object, `call`)."""
+        self.origins[id(value)] = (ref, value)  # the value kept alive: its id stays its own
 
     def _load_model(self, data: bytes):
         import keras
@@ -150,11 +154,14 @@ class _Server:
 
         def reference(value):
             if isinstance(value, Remote):
-                return {"t": "function", "ref": value._ref}
+                return {"t": "kref", "ref": value._ref}
             raise wire.WireError(f"a test passed a {type(value).__name__} to a submitted function")
 
-        tree = {"args": [wire.encode(a, files, functions=reference) for a in args],
-                "kwargs": {str(k): wire.encode(v, files, functions=reference) for k, v in kwargs.items()}}
+        def known(value):  # an answer from the kernel goes back as the kernel's own object
+            return self.origins.get(id(value), (None,))[0]
+
+        encode = lambda v: wire.encode(v, files, functions=reference, known=known)  # noqa: E731
+        tree = {"args": [encode(a) for a in args], "kwargs": {str(k): encode(v) for k, v in kwargs.items()}}
         request = files.write(".json", wire.dumps(tree).encode("utf-8"))  # no link followed, nothing overwritten
         reply = self._ask({"call": function._ref, "request": request, "name": function.__name__})
         if not isinstance(reply, dict) or "result" not in reply:
@@ -175,7 +182,7 @@ class _Server:
         import course_lib as cl
         import math
 
-        self.cache = {}
+        self.cache, self.origins = {}, {}
         results = []
         cfg = self.cfg
         for case in self.tests[name]["cases"]:

@@ -14,6 +14,10 @@ Used by `answers` (in the student's kernel) and `judge` (the process that runs t
 - a function (any other callable): a reference the judge calls through the kernel (`judge.Remote`);
 - anything else: an `Opaque` placeholder that says what it was and fails when a test uses it.
 
+Every answer that is not a plain value or a container also carries a reference to the kernel's
+object: passed back to a submitted function, it arrives there as that very object (a layer, a
+dataset, the model itself), not as a copy.
+
 Nothing a kernel sends is code the judge runs: files are read as regular files only (never
 through a link), with a size cap, and never unpickled.
 """
@@ -109,14 +113,30 @@ def _module(name: str):
     return sys.modules.get(name)
 
 
-def encode(value, files: Files, *, functions, depth: int = 0, budget=None) -> dict:
-    """The tree of `value` (see the module doc); `functions(callable) -> dict` encodes a callable."""
+def encode(value, files: Files, *, functions, refs=None, known=None, depth: int = 0, budget=None) -> dict:
+    """The tree of `value` (see the module doc); `functions(callable) -> dict` encodes a callable.
+
+    `refs(value) -> str` names the kernel's object for an answer that is not a plain value; `known(value)`
+    gives the reference of an object that came from the kernel (it goes back as that reference).
+    """
+    ref = known(value) if known is not None and value is not None and type(value) not in (bool, int, float, str) \
+        else None
+    if ref is not None:
+        return {"t": "kref", "ref": ref}
+    tree = _encode(value, files, functions=functions, refs=refs, known=known, depth=depth, budget=budget)
+    if refs is not None and tree["t"] not in ("value", "list", "tuple", "dict", "function"):
+        tree["ref"] = refs(value)
+    return tree
+
+
+def _encode(value, files: Files, *, functions, refs, known, depth: int, budget) -> dict:
     budget = budget if budget is not None else [MAX_ITEMS]
     budget[0] -= 1
     if budget[0] < 0 or depth > MAX_DEPTH:
         raise WireError(f"the answer is too large or too deeply nested (over {MAX_ITEMS:,} items or "
                         f"{MAX_DEPTH} levels)")
-    sub = lambda v: encode(v, files, functions=functions, depth=depth + 1, budget=budget)  # noqa: E731
+    sub = lambda v: encode(v, files, functions=functions, refs=refs, known=known,  # noqa: E731
+                           depth=depth + 1, budget=budget)
     if value is None or type(value) in (bool, int, float, str):
         return {"t": "value", "v": value}
     if type(value) in (list, tuple):
@@ -161,11 +181,20 @@ def _array(array, files: Files, extra: dict) -> dict:
     return {"t": "array", "file": files.write(".npy", buffer.getvalue()), **extra}
 
 
-def decode(tree, files: Files, *, functions, load_model=None, depth: int = 0):
-    """The value a tree stands for; `functions(tree)` decodes a function, `load_model(bytes)` a model."""
+def decode(tree, files: Files, *, functions, load_model=None, on_ref=None, depth: int = 0):
+    """The value a tree stands for; `functions(tree)` decodes a function or a reference (`kref`),
+    `load_model(bytes)` a model; `on_ref(ref, value)` hears of every value that names its kernel object."""
+    value = _decode(tree, files, functions=functions, load_model=load_model, on_ref=on_ref, depth=depth)
+    if on_ref is not None and isinstance(tree.get("ref"), str):
+        on_ref(tree["ref"], value)
+    return value
+
+
+def _decode(tree, files: Files, *, functions, load_model, on_ref, depth: int):
     if depth > MAX_DEPTH or not isinstance(tree, dict):
         raise WireError("a message does not follow the answer format")
-    sub = lambda t: decode(t, files, functions=functions, load_model=load_model, depth=depth + 1)  # noqa: E731
+    sub = lambda t: decode(t, files, functions=functions, load_model=load_model, on_ref=on_ref,  # noqa: E731
+                           depth=depth + 1)
     kind = tree.get("t")
     if kind == "value":
         value = tree.get("v")
@@ -204,7 +233,7 @@ def decode(tree, files: Files, *, functions, load_model=None, depth: int = 0):
         return _dataset([sub(t) for t in _list(tree.get("items"))])
     if kind == "object":
         return _course_object(str(tree.get("class")), {str(k): sub(v) for k, v in dict(tree.get("fields")).items()})
-    if kind == "function":
+    if kind in ("function", "kref"):
         return functions(tree)
     if kind == "opaque":
         return Opaque(str(tree.get("type")))
