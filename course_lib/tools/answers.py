@@ -69,9 +69,24 @@ def _load_model(data: bytes):
         return keras.saving.load_model(path, compile=False)
 
 
+def _library(ref: str):
+    """A function of the learners' library named `lib:module:qualname` (what a test builds in the kernel)."""
+    import importlib
+
+    _, module, qualname = ref.split(":")
+    if not module.startswith("course_lib") or module.startswith("course_lib.tools"):
+        raise ValueError(f"not a function of course_lib: {ref[:80]}")
+    value = importlib.import_module(module)
+    for part in qualname.split("."):
+        value = getattr(value, part)
+    return value
+
+
 def call(ref: str, request: str, folder: str, prefix: str) -> None:
     """Call the function `ref` with the judge's arguments (`<folder>/<request>`); write its result like `export`.
 
+    `ref` names a submitted function, or (`lib:module:qualname`) a course_lib function a test has the
+    kernel run on its own objects (`judge`'s `in_kernel`).
     The result file also holds, for each positional argument that is a Keras model, the model as the
     call left it (a function may change a model in place, e.g. unfreeze layers).
     """
@@ -81,7 +96,7 @@ def call(ref: str, request: str, folder: str, prefix: str) -> None:
                                    load_model=_load_model)
     args = [decode(t) for t in tree["args"]]
     kwargs = {k: decode(t) for k, t in tree["kwargs"].items()}
-    result = _REFS[ref](*args, **kwargs)
+    result = _library(ref)(*args, **kwargs) if ref.startswith("lib:") else _REFS[ref](*args, **kwargs)
     import keras
 
     after = [wire.encode(a, files, functions=_function, refs=_ref) if isinstance(a, keras.Model) else None

@@ -7,7 +7,9 @@ cell, it asks for qN's verdicts. To run a test case the judge needs the answers 
 (its free names: `x`, `backbone`; not `np`, `cl`, `keras`, `tf`, `math`, which are the judge's own,
 nor `cfg`, the judge's own settings of this profile, as `cl.setup` makes them, without printing):
 it asks the grader for each, and the grader has the kernel write it as data (`answers`, `wire`).
-A test may also call `answer("splits.class_names")` for one attribute of an answer. A submitted
+A test may also call `answer("splits.class_names")` for one attribute of an answer, and
+`in_kernel(cl.data.pipeline, few, 32)` to have the kernel run a course_lib function on its own
+objects (a dataset that only lives there). A submitted
 function comes as a `Remote`: calling it sends the judge's arguments to the kernel, which calls
 the student's function and sends back its result as data.
 
@@ -56,7 +58,7 @@ class Remote:
         return f"<the submission's function {self.__name__}>"
 
 
-_BASE_NAMES = ("np", "cl", "keras", "tf", "math", "answer", "cfg")
+_BASE_NAMES = ("np", "cl", "keras", "tf", "math", "answer", "cfg", "in_kernel")
 
 
 def free_names(code: str) -> list[str]:
@@ -173,6 +175,13 @@ class _Server:
                 _copy_model_state(self._decode(after), arg)
         return self._decode(reply["result"])
 
+    def in_kernel(self, function, *args, **kwargs):
+        """Run a course_lib function in the kernel, on these arguments; its result (kept there as well)."""
+        module = getattr(function, "__module__", "") or ""
+        if not module.startswith("course_lib") or module.startswith("course_lib.tools"):
+            raise TypeError(f"in_kernel runs course_lib's own functions only; got {function!r}")
+        return self.call(Remote(self, f"lib:{module}:{function.__qualname__}", function.__name__), args, kwargs)
+
     def question(self, name: str) -> list[dict]:
         """Run every case of one exercise; [{"passed", "message", "machine"}]."""
         import keras
@@ -188,7 +197,7 @@ class _Server:
         for case in self.tests[name]["cases"]:
             cl.session.set_seed(cfg.seed)
             space = {"np": np, "cl": cl, "keras": keras, "tf": tf, "math": math, "answer": self.fetch, "cfg": cfg,
-                     "__name__": "__judge__"}
+                     "in_kernel": self.in_kernel, "__name__": "__judge__"}
             result = {"passed": False, "message": "", "machine": ""}
             try:
                 for free in free_names(case["code"]):

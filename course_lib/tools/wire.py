@@ -8,10 +8,13 @@ Used by `answers` (in the student's kernel) and `judge` (the process that runs t
 - a NumPy array or scalar, a TensorFlow tensor or variable: an `.npy` file, read back with
   `allow_pickle=False` (a tensor comes back as a tensor, a scalar as a NumPy scalar);
 - a Keras model: a `.keras` file, loaded by the judge with `safe_mode=True`;
-- a Keras History: an object with its `history`, `params` and `epoch` as data;
+- another Keras layer: its config and weights, rebuilt with `safe_mode=True`;
+- a Keras History: an object with its `history`, `params` and `epoch` as data; an EarlyStopping
+  callback: one with the same settings and `best` (without its model);
 - a `tf.data.Dataset`: its first `MAX_ELEMENTS` elements, as a dataset again;
 - a course_lib dataclass (a profile, a split...): rebuilt from its fields (course_lib classes only);
 - a function (any other callable): a reference the judge calls through the kernel (`judge.Remote`);
+- a class of course_lib (`course_lib.tools.probes`): its name, imported where it arrives;
 - anything else: an `Opaque` placeholder that says what it was and fails when a test uses it.
 
 Every answer that is not a plain value or a container also carries a reference to the kernel's
@@ -40,6 +43,8 @@ MAX_ELEMENTS = 4096  # elements of a dataset
 MAX_DEPTH = 32
 MAX_ITEMS = 200_000  # items of all containers of one answer, together
 MAX_TEXT = 64 << 20  # the JSON text of one answer
+_EARLY_STOPPING = ("monitor", "patience", "restore_best_weights", "min_delta", "best", "stopped_epoch", "best_epoch",
+                   "wait")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 
 
@@ -156,6 +161,11 @@ def _encode(value, files: Files, *, functions, refs, known, depth: int, budget) 
             value.save(path)
             with open(path, "rb") as f:
                 return {"t": "model", "file": files.write(".keras", f.read())}
+    if keras is not None and isinstance(value, keras.layers.Layer):
+        return {"t": "layer", "config": json.loads(json.dumps(keras.saving.serialize_keras_object(value))),
+                "weights": [sub(np.asarray(w)) for w in value.get_weights()]}
+    if keras is not None and type(value) is keras.callbacks.EarlyStopping:
+        return {"t": "early_stopping", "fields": {k: sub(getattr(value, k, None)) for k in _EARLY_STOPPING}}
     if keras is not None and isinstance(value, keras.callbacks.History):
         return {"t": "history", "history": sub(dict(value.history)), "params": sub(dict(value.params or {})),
                 "epoch": sub(list(value.epoch))}
@@ -166,6 +176,8 @@ def _encode(value, files: Files, *, functions, refs, known, depth: int, budget) 
             and type(value).__module__.startswith("course_lib."):
         return {"t": "object", "class": f"{type(value).__module__}:{type(value).__qualname__}",
                 "fields": {f.name: sub(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, type) and value.__module__.startswith("course_lib."):
+        return {"t": "class", "class": f"{value.__module__}:{value.__qualname__}"}
     if callable(value) and not isinstance(value, type):
         return functions(value)
     return {"t": "opaque", "type": f"{type(value).__module__}.{type(value).__qualname__}"}
@@ -225,12 +237,25 @@ def _decode(tree, files: Files, *, functions, load_model, on_ref, depth: int):
         if load_model is None:
             raise WireError("a model where none was expected")
         return load_model(files.read(tree.get("file")))
+    if kind == "layer":
+        return _layer(tree.get("config"), [sub(t) for t in _list(tree.get("weights"))])
+    if kind == "early_stopping":
+        import keras
+
+        fields = {str(k): sub(v) for k, v in dict(tree.get("fields")).items() if k in _EARLY_STOPPING}
+        stop = keras.callbacks.EarlyStopping(**{k: fields[k] for k in ("monitor", "patience", "restore_best_weights",
+                                                                         "min_delta") if k in fields})
+        for key in ("best", "stopped_epoch", "best_epoch", "wait"):
+            setattr(stop, key, fields.get(key))
+        return stop
     if kind == "history":
         import types
         return types.SimpleNamespace(history=sub(tree.get("history")), params=sub(tree.get("params")),
                                      epoch=sub(tree.get("epoch")))
     if kind == "dataset":
         return _dataset([sub(t) for t in _list(tree.get("items"))])
+    if kind == "class":
+        return _course_class(str(tree.get("class")))
     if kind == "object":
         return _course_object(str(tree.get("class")), {str(k): sub(v) for k, v in dict(tree.get("fields")).items()})
     if kind in ("function", "kref"):
@@ -238,6 +263,19 @@ def _decode(tree, files: Files, *, functions, load_model, on_ref, depth: int):
     if kind == "opaque":
         return Opaque(str(tree.get("type")))
     raise WireError(f"a message does not follow the answer format (kind {str(kind)[:40]!r})")
+
+
+def _layer(config, weights: list):
+    """A Keras layer rebuilt from its config (`safe_mode`: no code in it runs), with its weights."""
+    import keras
+
+    try:
+        layer = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        if weights:
+            layer.set_weights(weights)
+    except Exception as exc:  # noqa: BLE001 - a layer the judge cannot rebuild is the answer's problem
+        raise WireError(f"a Keras layer could not be rebuilt safely ({type(exc).__name__}: {str(exc)[:200]})") from None
+    return layer
 
 
 def _list(value) -> list:
@@ -258,15 +296,23 @@ def _dataset(elements: list):
     return out
 
 
-def _course_object(qualified: str, fields: dict):
-    """A course_lib dataclass instance rebuilt from its fields (no other class is ever instantiated)."""
+def _course_class(qualified: str) -> type:
+    """A class of course_lib named `module:qualname` (no other class is ever imported)."""
     module_name, _, qualname = qualified.partition(":")
     if not module_name.startswith("course_lib.") or not re.fullmatch(r"[\w.]+", module_name + qualname):
-        raise WireError(f"an object of class {qualified[:80]!r}: only course_lib's own classes travel")
+        raise WireError(f"the class {qualified[:80]!r}: only course_lib's own classes travel")
     cls = importlib.import_module(module_name)
     for part in qualname.split("."):
         cls = getattr(cls, part)
-    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+    if not isinstance(cls, type):
+        raise WireError(f"{qualified[:80]} is not a class")
+    return cls
+
+
+def _course_object(qualified: str, fields: dict):
+    """A course_lib dataclass instance rebuilt from its fields (no other class is ever instantiated)."""
+    cls = _course_class(qualified)
+    if not dataclasses.is_dataclass(cls):
         raise WireError(f"{qualified[:80]} is not one of course_lib's data classes")
     obj = object.__new__(cls)
     known = {f.name for f in dataclasses.fields(cls)}
