@@ -108,7 +108,7 @@ class _Server:
             raise StudentError(str(reply["error"])[:300])
         files = wire.Files(self.workdir, "")
         try:
-            return wire.loads(files.read(str(reply.get("file"))).decode("utf-8"))
+            return wire.loads(files.read(str(reply.get("file")), wire.MAX_TEXT).decode("utf-8"))
         except (wire.WireError, UnicodeDecodeError, ValueError) as exc:
             raise StudentError(f"the answer could not be read: {exc}") from None
 

@@ -87,8 +87,8 @@ class Files:
             f.write(data)
         return name
 
-    def read(self, name: str) -> bytes:
-        """A file's bytes: a regular file in the folder (no link followed), at most MAX_FILE_BYTES."""
+    def read(self, name: str, limit: int = MAX_FILE_BYTES) -> bytes:
+        """A file's bytes: a regular file in the folder (no link followed), at most `limit` bytes."""
         if not isinstance(name, str) or not _NAME.match(name) or name.startswith("."):
             raise WireError(f"an answer names the file {str(name)[:80]!r}: expected a plain file name")
         folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -102,14 +102,14 @@ class Files:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise WireError(f"the answer file {name} is not a regular file")
-            if info.st_size > MAX_FILE_BYTES:
-                raise WireError(f"the answer file {name} holds {info.st_size:,} bytes; at most {MAX_FILE_BYTES:,}")
+            if info.st_size > limit:
+                raise WireError(f"the answer file {name} holds {info.st_size:,} bytes; at most {limit:,}")
             with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read(MAX_FILE_BYTES + 1)
+                data = f.read(limit + 1)
         finally:
             os.close(fd)
-        if len(data) > MAX_FILE_BYTES:
-            raise WireError(f"the answer file {name} grew past {MAX_FILE_BYTES:,} bytes")
+        if len(data) > limit:
+            raise WireError(f"the answer file {name} grew past {limit:,} bytes")
         return data
 
 
