@@ -3,7 +3,7 @@
 `graded_copy` fills the source's solutions into the student notebook's answer cells, asserts each
 public check (`grader.check`), then has the judge (`course_lib.tools.judge.InKernel`, a process that
 never runs the notebook's code, as `course grade` does) run the exercise's public and hidden tests
-on the kernel's answers. A cell right after the grader cell starts the judge with the source's tests. `write_graded_copies`
+on the kernel's answers. A cell right after the first answer cell starts the judge with the source's tests. `write_graded_copies`
 writes one per notebook to build/nbval/<name>/<name>.ipynb at collection time (tests/conftest.py),
 where nbval collects each code cell as a test item and runs them in one kernel (cwd: that folder).
 The notebook's metadata (`course_nbval`) tells the root conftest.py how to run it: the environment
@@ -19,7 +19,7 @@ import shutil
 
 import nbformat
 
-from course_lib.tools import grader_cell, notebooks, release
+from course_lib.tools import notebooks, release
 
 CHECK = re.compile(r'grader\.check\("(\w+)"\)')
 KERNEL_ENV = {"COURSE_PROFILE": "fast"}  # what a learner's CPU run gets; COURSE_DATASET: the course's data
@@ -36,11 +36,12 @@ def graded_copy(student, source):
     nb = release.fill_solutions(student, source)
     tests = judge_tests(source)
     cells, checked = [], set()
-    for cell in nb.cells:
+    first = first_answer_cell(nb)
+    for i, cell in enumerate(nb.cells):
         match = CHECK.fullmatch(cell.source.strip()) if cell.cell_type == "code" else None
         if not match:
             cells.append(cell)
-            if grader_cell.GRADER_CELL_TAG in cell.metadata.get("tags", []):
+            if i == first:  # the untouched prefix stays as it is; the judge imports while the cells run
                 cells.append(nbformat.v4.new_code_cell(
                     "from course_lib.tools.judge import InKernel as _InKernel\n"
                     f"_course_judge = _InKernel({tests!r})  # the source's tests, public and hidden"))
