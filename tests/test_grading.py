@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from course_lib.tools import classroom, cli, grading, notebooks, release, submission
+from tests import odd_submissions
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 v4 = nbformat.v4
@@ -42,13 +43,13 @@ ROWS = [
 def test_write_tables(tmp_path):
     grading.write_tables(ROWS, tmp_path)
     lines = (tmp_path / "grades.csv").read_text().splitlines()
-    assert lines[0] == "submission,assignment,status,score,possible,q1,q2,q10"
-    assert lines[1] == "a/00.ipynb,00_setup,graded,3.5,7,2,0,1.5"
+    assert lines[0] == "submission,assignment,status,score,possible,q1,q2,q10,feedback"
+    assert lines[1] == "a/00.ipynb,00_setup,graded,3.5,7,2,0,1.5,feedback/a__00.md"
     assert lines[2].startswith("b.ipynb,00_setup,graded; stopped at cell 9 (exercise q2): timed out after 5 s,2,7,2,0,0")
-    assert lines[3] == "d.ipynb,00_setup,error: cell 2 (course code) raised X,,7,,,"  # an error is no score
+    assert lines[3] == "d.ipynb,00_setup,error: cell 2 (course code) raised X,,7,,,,feedback/d.md"  # no score
     md = (tmp_path / "grades.md").read_text()
-    assert "| submission | q1 (/2) | q2 (/2) | q10 (/3) | total | status |" in md
-    assert "| a/00.ipynb | 2 | 0 | 1.5 | 3.5/7 | graded |" in md
+    assert "| submission | q1 (/2) | q2 (/2) | q10 (/3) | total | status | feedback |" in md
+    assert "| a/00.ipynb | 2 | 0 | 1.5 | 3.5/7 | graded | feedback/a__00.md |" in md
     assert "| d.ipynb |  |  |  | error | error: cell 2 (course code) raised X |" in md
     assert "## (not a course notebook)" in md
 
@@ -59,6 +60,35 @@ def test_feedback_shows_points_and_public_failures(tmp_path):
     assert "Total: 3.5 / 7" in text and "## q2: 0 / 2\n- public test 1 failed: x" in text
     assert "## q1: 2 / 2\n- all tests passed" in text
     assert "Total: not graded / 7" in (tmp_path / "d.md").read_text()
+
+
+def test_feedback_file_names_are_unique_and_short(tmp_path):
+    long = "/".join(["x" * 90] * 3) + ".ipynb"  # 278 characters: no file system takes it as one name
+    subs = ["alice/00_setup.ipynb", "alice__00_setup.ipynb", "Alice__00_setup.ipynb", long, "bob.ipynb"]
+    rows = [{"submission": s, "assignment": "", "status": "skipped: not a course notebook", "scores": {}}
+            for s in subs]
+    names = grading.feedback_names(rows)
+    assert names["bob.ipynb"] == "bob.md"  # a name no other submission would take stays plain
+    assert len(set(names.values())) == len(subs) and len({n.lower() for n in names.values()}) == len(subs)
+    assert all(len(n) <= 100 for n in names.values()) and names[long].startswith("x" * 80)
+    grading.write_feedback(rows, tmp_path / "feedback")
+    for row in rows:  # each file is its own submission's, and the row says which one
+        assert f"# Feedback: {row['submission']}" in (tmp_path / row["feedback_file"]).read_text()
+    grading.write_tables(rows, tmp_path)
+    csv_rows = {r[0]: r for r in __import__("csv").reader((tmp_path / "grades.csv").open())}
+    assert all(csv_rows[r["submission"]][-1] == r["feedback_file"] for r in rows)
+
+
+def test_csv_cells_that_read_as_formulas_are_escaped_and_numbers_stay_numbers(tmp_path):
+    import csv
+
+    subs = ["=HYPERLINK(\"http://x\")", "+1", "-1", "@SUM(A1)", "plain"]
+    rows = [{"submission": f"{s}.ipynb", "assignment": "00_setup", "status": "graded", "possible": {"q1": 2},
+             "scores": {"q1": [1.5, 2]}} for s in subs]
+    grading.write_tables(rows, tmp_path)
+    table = list(csv.reader((tmp_path / "grades.csv").open()))[1:]
+    assert [r[0] for r in table] == ["'" + s + ".ipynb" for s in subs[:4]] + ["plain.ipynb"]
+    assert all(r[3:6] == ["1.5", "2", "1.5"] for r in table)
 
 
 def test_assignment_name(tmp_path):
@@ -228,6 +258,9 @@ def _needs_sandbox():
         pytest.skip("needs bubblewrap for the grading sandbox (sudo apt-get install bubblewrap)")
 
 
+ODD: dict = {}  # the odd files in the graded folder: what each one's status starts with (`odd_submissions`)
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory, autograder):
     """Grade the submissions of `_submissions` with a private TMPDIR; returns (rows, out, tmpdir, reached)."""
@@ -243,6 +276,7 @@ def graded(tmp_path_factory, autograder):
     server.listen()
     server.settimeout(0.5)
     _submissions(tmp / "submissions", secret, server.getsockname()[1])
+    ODD.update(odd_submissions.write(tmp / "submissions", tmp / "submissions" / "alice" / "00_setup.ipynb"))
     private_tmp = tmp / "TMPDIR"
     private_tmp.mkdir()
     saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
@@ -284,7 +318,7 @@ def test_the_solved_notebook_scores_full_marks(graded):
     cells = " | ".join(f"{p:g}" for p in POINTS.values())
     total = f"{sum(POINTS.values()):g}"
     assert f"| alice/00_setup.ipynb | {cells} | {total}/{total} | graded |" in (out / "grades.md").read_text()
-    assert "## q1: 2 / 2\n- all tests passed" in (out / "feedback" / "alice__00_setup.md").read_text()
+    assert "## q1: 2 / 2\n- all tests passed" in (out / row["feedback_file"]).read_text()
 
 
 @pytest.mark.slow
@@ -413,6 +447,57 @@ def test_grading_leaves_no_temporary_files_and_lists_skipped_files(graded):
     rows, _, private_tmp, _ = graded
     assert list(private_tmp.iterdir()) == []
     assert rows["readme.txt"]["status"] == "skipped: not a notebook"
+
+
+@pytest.mark.slow
+def test_odd_files_beside_the_solved_notebook_are_skipped_or_errored_alone(graded):
+    rows, out, _, _ = graded
+    assert _scores(rows["alice/00_setup.ipynb"]) == POINTS and sum(POINTS.values()) == 14
+    assert ODD, "the graded folder holds the odd files"
+    for name, status in ODD.items():
+        assert rows[name]["status"].startswith(status), (name, rows[name]["status"])
+        assert rows[name]["scores"] == {}
+    files = [r["feedback_file"] for r in rows.values()]
+    assert len(set(files)) == len(files) and all((out / f).is_file() for f in files)
+
+
+def _stand_in_grade(path, *args, **kwargs) -> dict:
+    """What `grade_one` returns for a solved notebook, without a kernel."""
+    return {"status": "graded", "possible": {"q1": 2.0}, "scores": {"q1": (2.0, 2.0)}, "notes": {}, "feedback": {}}
+
+
+def test_one_bad_file_never_stops_a_class(tmp_path, autograder, monkeypatch, capsys):
+    """The odd files beside a solved notebook: each its own row with a reason, and the command exits."""
+    import csv
+    import threading
+
+    from course_lib.tools import preflight
+
+    subs = tmp_path / "subs"
+    (subs / "alice").mkdir(parents=True)
+    source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
+    student = nbformat.read(ROOT / "notebooks" / "student" / "00_setup.ipynb", as_version=4)
+    nbformat.write(release.fill_solutions(student, source), subs / "alice" / "00_setup.ipynb")
+    expected = odd_submissions.write(subs, subs / "alice" / "00_setup.ipynb")
+    monkeypatch.setattr(preflight, "run", lambda *a, **k: [])  # this machine's preflight is tested above
+    monkeypatch.setattr(grading, "grade_one", _stand_in_grade)
+    exit_code = []
+    command = threading.Thread(target=lambda: exit_code.append(_grade_cli(subs, "--out", tmp_path / "g", "--autograder",
+                                                                          autograder)), daemon=True)
+    command.start()
+    command.join(120)
+    assert not command.is_alive(), "course grade hung on an odd file"
+    assert exit_code == [1]  # the damaged notebook is an error: said, after everything else was graded
+    table = {r["submission"]: r for r in csv.DictReader((tmp_path / "g" / "grades.csv").open())}
+    assert table["alice/00_setup.ipynb"]["status"] == "graded" and table["alice/00_setup.ipynb"]["score"] == "2"
+    for name, status in expected.items():
+        shown = "'" + name if name.startswith("=") else name  # a formula-like name is escaped in the CSV
+        assert table[shown]["status"].startswith(status), (name, table[shown]["status"])
+    assert set(table) == {"alice/00_setup.ipynb", *("'" + n if n[0] == "=" else n for n in expected)}
+    feedback = [r["feedback"] for r in table.values()]
+    assert len(set(feedback)) == len(feedback) and all(len(f) <= 110 for f in feedback)
+    for name, row in table.items():
+        assert f"# Feedback: {name.lstrip(chr(39))}" in (tmp_path / "g" / row["feedback"]).read_text()
 
 
 @pytest.mark.slow

@@ -10,24 +10,31 @@ in `cli`):
 - `course grade SUBMISSIONS`: a `preflight` first (grades nothing and exits 2 when this
   machine cannot grade), then each submission through `submission.grade` (a sandboxed
   kernel, per-cell time limits, tests run by the grader), into `grades.csv`, `grades.md`
-  and `feedback/<submission>.md`. A submission the grader could not judge is an "error",
-  never a score, and the command then exits 1.
+  and `feedback/<submission>.md` (`feedback_names`: unique and short; the tables say whose).
+  A submission the grader could not judge is an "error", never a score, and the command
+  then exits 1. One file never stops the class: only regular files are read (`files_in`:
+  links, FIFOs and devices are skipped with the reason), and any error reading or grading a
+  file is that file's row.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
 import pathlib
+import re
 import shutil
+import stat
 import tempfile
 
 from course_lib.tools import notebooks, release
 
-__all__ = ["AUTOGRADER_DIR", "build_autograder", "assignment_name", "unreadable", "other_assignment", "GradingError",
-           "grade_one", "submissions_in", "grade_folder", "write_tables", "render_markdown", "feedback_markdown",
-           "write_feedback"]
+__all__ = ["AUTOGRADER_DIR", "build_autograder", "read_submission", "assignment_name", "unreadable", "other_assignment",
+           "GradingError", "grade_one", "files_in", "submissions_in", "grade_folder", "write_tables", "render_markdown",
+           "feedback_markdown", "feedback_names", "write_feedback"]
 
 AUTOGRADER_DIR = "build/autograder"
 
@@ -64,11 +71,24 @@ def build_autograder(out=None, root=None, only=None, private=None) -> list[pathl
 
 # ---------------------------------------------------------------- grading
 
+def read_submission(path) -> str:
+    """A submitted file's text: a regular file only (a FIFO, device or link raises OSError, never blocks)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read().decode("utf-8")
+
+
+def _json(path):
+    return json.loads(read_submission(path))
+
+
 def assignment_name(path) -> str | None:
     """The `metadata.otter.assignment_name` of a submitted notebook (None if absent/unreadable)."""
     try:
-        data = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = _json(path)
+    except (OSError, ValueError, RecursionError):
         return None
     meta = data.get("metadata") if isinstance(data, dict) else None
     otter = meta.get("otter") if isinstance(meta, dict) else None
@@ -79,20 +99,23 @@ def assignment_name(path) -> str | None:
 def unreadable(path) -> str | None:
     """Why a submitted .ipynb cannot be read as a notebook (None: it is valid JSON)."""
     try:
-        json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+        _json(path)
     except UnicodeDecodeError:
         return "not a notebook: the file is not UTF-8 text. Fix: ask for the notebook again (File > Download .ipynb)."
     except ValueError as exc:
-        return (f"not valid JSON ({exc}): the notebook file is damaged or cut short, not graded. "
+        return (f"not valid JSON ({str(exc)[:200]}): the notebook file is damaged or cut short, not graded. "
                 "Fix: ask for the notebook again (File > Download .ipynb), then grade it.")
+    except RecursionError:
+        return ("not a notebook: its JSON nests deeper than any notebook does, not graded. "
+                "Fix: ask for the notebook again (File > Download .ipynb).")
+    except OSError as exc:
+        return f"the file cannot be read ({type(exc).__name__}: {str(exc)[:200]}), not graded."
     return None
 
 
 def other_assignment(path, name: str | None, sources: set) -> str | None:
     """Why a submission whose metadata names `name` is another course notebook (None: it is `name`)."""
-    import re
-
-    data = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+    data = _json(path)
     cells = data.get("cells", []) if isinstance(data, dict) else []
     code = [_source_text(c.get("source")) for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
     called = next((m.group(1) for src in code for m in [re.search(r"cl\.setup\(\s*['\"](\w+)['\"]", src)] if m), None)
@@ -123,15 +146,44 @@ def grade_one(notebook, autograder_zip, *, template=None, timeout: float = 3600,
                             cell_timeout=cell_timeout, total_timeout=timeout, sandboxed=sandboxed)
 
 
+def files_in(folder) -> list[tuple[pathlib.Path, str | None]]:
+    """Every entry under `folder` but folders, as (path, why it is not read: None for a regular file).
+
+    Links are never followed (to a file or a folder: another submission, or outside the folder).
+    """
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]  # a linked folder: not entered
+        found += [(pathlib.Path(dirpath, d), _KINDS["link"]) for d in links]
+        dirnames[:] = sorted(d for d in dirnames if d != ".ipynb_checkpoints" and d not in links)
+        for name in sorted(filenames):
+            path = pathlib.Path(dirpath, name)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError as exc:
+                found.append((path, f"cannot be read ({type(exc).__name__})"))
+                continue
+            kind = next((k for k, test in _TESTS.items() if test(mode)), None)
+            found.append((path, None if kind == "file" else _KINDS.get(kind, _KINDS["other"])))
+    return sorted(found)
+
+
+_TESTS = {"file": stat.S_ISREG, "link": stat.S_ISLNK, "fifo": stat.S_ISFIFO, "device": lambda m: stat.S_ISCHR(m)
+          or stat.S_ISBLK(m), "socket": stat.S_ISSOCK}
+_KINDS = {k: f"{what}, not a regular file: not read. Fix: put the notebook file itself in the folder."
+          for k, what in {"link": "a symbolic link", "fifo": "a FIFO (named pipe)", "device": "a device",
+                          "socket": "a socket", "other": "not a regular file"}.items()}
+
+
 def submissions_in(folder) -> list[pathlib.Path]:
-    """The notebooks under `folder`; a GradingError when it does not exist or holds none."""
+    """The notebooks (regular files) under `folder`; a GradingError when it does not exist or holds none."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise GradingError(f"No submissions folder: {folder} {'is a file' if folder.exists() else 'does not exist'}. "
                            "Fix: pass the folder that holds the submitted .ipynb files.")
-    paths = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    paths = [p for p, why in files_in(folder) if why is None and p.suffix == ".ipynb"]
     if not paths:
-        others = sorted(p.name for p in folder.rglob("*") if p.is_file())[:5]
+        others = sorted(p.name for p, _ in files_in(folder))[:5]
         raise GradingError(f"No notebooks to grade: {folder} holds no .ipynb file"
                            + (f" (it holds {', '.join(others)}{' ...' if len(others) == 5 else ''})" if others else
                               " (it is empty)") + ". Fix: pass the folder of submitted notebooks.")
@@ -149,10 +201,20 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
     root = notebooks.repo_root(root)
     submissions, out = pathlib.Path(submissions), pathlib.Path(out)
     autograder = pathlib.Path(autograder) if autograder else root / AUTOGRADER_DIR
-    rows = [_match(p, submissions, autograder, root) for p in submissions_in(submissions)]
-    rows += [{"submission": p.relative_to(submissions).as_posix(), "assignment": "", "scores": {},
-              "status": "skipped: not a notebook"} for p in sorted(submissions.rglob("*"))
-             if p.is_file() and p.suffix != ".ipynb" and ".ipynb_checkpoints" not in p.parts]
+    submissions_in(submissions)  # a GradingError when there is nothing to grade
+    rows = []
+    for path, why in files_in(submissions):  # one odd file is its own row: the others are graded
+        name = path.relative_to(submissions).as_posix()
+        if why:
+            rows.append({"submission": name, "assignment": "", "scores": {}, "status": f"skipped: {why}"})
+        elif path.suffix != ".ipynb":
+            rows.append({"submission": name, "assignment": "", "scores": {}, "status": "skipped: not a notebook"})
+        else:
+            try:
+                rows.append(_match(path, submissions, autograder, root))
+            except Exception as exc:  # noqa: BLE001 - one odd notebook must not cost the gradebook
+                rows.append({"submission": name, "assignment": "", "scores": {}, "status":
+                             f"error: the grader failed on this file ({type(exc).__name__}: {str(exc)[:200]})"})
     names = sorted({r["assignment"] for r in rows if r.get("zip")})
     problems = preflight.run(names, autograder, root=root, sandboxed=sandboxed, reference=reference)
     if problems:
@@ -175,8 +237,8 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         rows = list(pool.map(grade, rows))
     out.mkdir(parents=True, exist_ok=True)
+    write_feedback(rows, out / "feedback")  # first: a file it could not write is said in the tables
     write_tables(rows, out)
-    write_feedback(rows, out / "feedback")
     return rows
 
 
@@ -231,11 +293,14 @@ def write_tables(rows: list[dict], out: pathlib.Path) -> None:
     questions = _questions(rows)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["submission", "assignment", "status", "score", "possible", *questions])
+    names = feedback_names(rows)
+    writer.writerow(["submission", "assignment", "status", "score", "possible", *questions, "feedback"])
     for r in rows:
         total, possible = _totals(r)
-        writer.writerow([r["submission"], r["assignment"], r["status"], "" if total is None else _num(total),
-                         _num(possible), *(_num(r["scores"][q][0]) if q in r["scores"] else "" for q in questions)])
+        writer.writerow([*map(_cell, (r["submission"], r["assignment"], r["status"])),
+                         "" if total is None else _num(total), _num(possible),
+                         *(_num(r["scores"][q][0]) if q in r["scores"] else "" for q in questions),
+                         _cell(f"feedback/{names[r['submission']]}")])
     (out / "grades.csv").write_text(buf.getvalue(), encoding="utf-8")
     (out / "grades.md").write_text(render_markdown(rows), encoding="utf-8")
 
@@ -244,9 +309,14 @@ def _num(x) -> str:
     return f"{x:g}"
 
 
+def _cell(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one that starts like a formula gets a `'` before it."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def render_markdown(rows: list[dict]) -> str:
     """One Markdown table per assignment: a row per submission, a column per exercise (with its points)."""
-    lines = ["# Grades", ""]
+    lines, names = ["# Grades", ""], feedback_names(rows)
     for name in sorted({r["assignment"] for r in rows}):
         group = [r for r in rows if r["assignment"] == name]
         questions = _questions(group)
@@ -254,8 +324,8 @@ def render_markdown(rows: list[dict]) -> str:
                             if q in (r.get("possible") or r["scores"])) for q in questions}
         lines += [f"## {name or '(not a course notebook)'}", "",
                   "| submission | " + " | ".join(f"{q} (/{_num(possible[q])})" for q in questions)
-                  + (" | " if questions else "") + "total | status |",
-                  "| --- | " + "---: | " * len(questions) + "---: | --- |"]
+                  + (" | " if questions else "") + "total | status | feedback |",
+                  "| --- | " + "---: | " * len(questions) + "---: | --- | --- |"]
         for r in group:
             total, out_of = _totals(r)
             cells = [_num(r["scores"][q][0]) if q in r["scores"] else "" for q in questions]
@@ -263,7 +333,7 @@ def render_markdown(rows: list[dict]) -> str:
                 "" if total is None else f"{_num(total)}/{_num(out_of)}")
             cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731 - one table cell
             lines.append(f"| {cell(r['submission'])} | " + "".join(c + " | " for c in cells)
-                         + f"{shown} | {cell(r['status'])} |")
+                         + f"{shown} | {cell(r['status'])} | {cell('feedback/' + names[r['submission']])} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -285,9 +355,34 @@ def feedback_markdown(row: dict) -> str:
     return "\n".join(lines)
 
 
+def feedback_names(rows: list[dict]) -> dict[str, str]:
+    """{submission: its feedback file's name}: `<submission>.md` (slashes become `__`), unique and short.
+
+    A name two submissions would share (`a/b.ipynb`, `a__b.ipynb`; or differing in case only),
+    or a long one, gets a short hash of the submission's path: `a__b-1f2e3d4c.md`.
+    """
+    plain = {r["submission"]: re.sub(r"[^\w.-]", "_", r["submission"].replace("/", "__").removesuffix(".ipynb"))
+             for r in rows}
+    taken: dict[str, int] = {}
+    for name in plain.values():
+        taken[name.lower()] = taken.get(name.lower(), 0) + 1
+    names = {}
+    for sub, name in plain.items():
+        unique = taken[name.lower()] == 1 and len(name) <= _NAME_MAX and not re.search(r"-[0-9a-f]{8}$", name)
+        names[sub] = (name if unique else f"{name[:_NAME_MAX]}-{hashlib.sha256(sub.encode()).hexdigest()[:8]}") + ".md"
+    return names
+
+
+_NAME_MAX = 80
+
+
 def write_feedback(rows: list[dict], folder: pathlib.Path) -> None:
-    """Write `<folder>/<submission>.md` (slashes become `__`) for every row."""
+    """Write each row's feedback into `<folder>/<feedback_names>`; a file it cannot write is said in its status."""
     folder.mkdir(parents=True, exist_ok=True)
+    names = feedback_names(rows)
     for row in rows:
-        name = row["submission"].replace("/", "__").removesuffix(".ipynb") + ".md"
-        (folder / name).write_text(feedback_markdown(row), encoding="utf-8")
+        row["feedback_file"] = f"{folder.name}/{names[row['submission']]}"
+        try:
+            (folder / names[row["submission"]]).write_text(feedback_markdown(row), encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            row["status"] += f"; its feedback file was not written ({type(exc).__name__}: {str(exc)[:120]})"

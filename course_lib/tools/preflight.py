@@ -10,6 +10,7 @@ which must score full marks.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
 import sys
@@ -68,15 +69,24 @@ def resources(assignments, sandboxed: bool) -> list[str]:
 
 
 def sandbox() -> list[str]:
-    """The sandbox starts and the course imports inside it."""
+    """The sandbox starts, its user can read what it needs, and the course imports inside it."""
     from course_lib.tools import sandbox as sb
 
     with tempfile.TemporaryDirectory(prefix="course_preflight_") as tmp:
         try:
-            cmd = sb.command(tmp, [sys.executable, "-c", "import course_lib, keras, tensorflow"])
+            with sb.Sandbox(tmp) as box:
+                cmd = box.command([sys.executable, "-c", "import course_lib, keras, tensorflow"])
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+                if box.as_root:  # the submission runs as another user: what it reads must be open to all
+                    python = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
+                    paths = sb.readonly_paths(box.mirror)  # the Python environment walked only when it failed
+                    closed = sb.unreadable(paths if proc.returncode else [p for p in paths if p not in python])
+                    if closed:
+                        return [f"Grading as root runs each submission as an unprivileged user, who cannot read "
+                                f"{'; '.join(closed)}. Fix: `chmod -R o+rX` on the folders named (the Python "
+                                "environment, the course checkout, the mirror), or grade as an ordinary user."]
         except sb.SandboxUnavailable as exc:
             return [str(exc)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         return [f"The grading sandbox does not work here: `import course_lib, keras, tensorflow` failed in it "

@@ -18,6 +18,7 @@ grader, not the submission, drives the kernel (`sandbox` builds it):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 import re
@@ -100,20 +101,23 @@ class Kernel:
         from course_lib.tools import sandbox
 
         argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
-        wrap = ((lambda a: sandbox.command(workdir, a, mirror=mirror, cpu_seconds=cpu_seconds))
-                if sandboxed else (lambda a: a))
+        # its own user, cgroup and sized folder (made before the kernel writes its files there)
+        self.sandbox = (sandbox.Sandbox(workdir, mirror=mirror,
+                                        limits=dataclasses.replace(sandbox.LIMITS, cpu_seconds=cpu_seconds))
+                        if sandboxed else None)
+        wrap = self.sandbox.command if sandboxed else (lambda a: a)
 
         class _Manager(KernelManager):
             def format_kernel_cmd(self, extra_arguments=None):
                 return [a.replace("{connection_file}", self.connection_file) for a in wrap(argv)]
 
         env = {**os.environ, "MPLBACKEND": "Agg", "COURSE_QUIET": "1"}  # bwrap clears it: see sandbox
-        self.km = _Manager(transport="ipc", ip=str(workdir / "k"),
-                           connection_file=str(workdir / "kernel.json"))
-        self.km.start_kernel(cwd=str(workdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.kc = self.km.client()
-        self.kc.start_channels()
+        self.km, self.kc = _Manager(transport="ipc", ip=str(workdir / "k"),
+                                    connection_file=str(workdir / "kernel.json")), None
         try:
+            self.km.start_kernel(cwd=str(workdir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.kc = self.km.client()
+            self.kc.start_channels()
             self.kc.wait_for_ready(timeout=KERNEL_START_TIMEOUT)
         except Exception:  # no kernel answered: stop what was started before reporting it
             self.close()
@@ -142,12 +146,22 @@ class Kernel:
             result["value"] = value["data"].get("text/plain")
         return result
 
+    def limits_hit(self) -> list[str]:
+        """The sandbox's limits the submission reached so far, as notes for its feedback."""
+        return self.sandbox.limits_hit() if self.sandbox else []
+
     def close(self) -> None:
         """Stop the kernel and its sandbox."""
         try:
-            self.kc.stop_channels()
+            if self.kc:
+                self.kc.stop_channels()
         finally:
-            self.km.shutdown_kernel(now=True)
+            try:
+                if self.km.has_kernel:
+                    self.km.shutdown_kernel(now=True)
+            finally:
+                if self.sandbox:
+                    self.sandbox.close()
 
 
 def grade(notebook, tests: dict, *, template=None, cell_timeout: float = 600, total_timeout: float = 3600,
@@ -254,6 +268,9 @@ class _Run:
         for question in self.tests:  # exercises whose check cell was deleted: tested at the end
             if question not in self.scores:
                 self._test(question, len(self.nb.cells))
+        limits = self.kernel.limits_hit()  # a limit reached: the submission's result, said in its feedback
+        if limits:
+            self.feedback.setdefault("other cells", []).extend(limits)
         return _result("graded", self.tests, scores=self.scores, notes=self.notes, feedback=self.feedback)
 
     def _test(self, question: str, index: int) -> None:
@@ -311,8 +328,12 @@ class _Run:
                     pass
 
     def _stopped(self, where_: str, question: str | None, *, why: str, timeout: float, whole: bool = False) -> dict:
+        limits = self.kernel.limits_hit()  # a limit reached: the submission's result, said as such
         what = ("the notebook's time limit ran out" if whole else f"timed out after {timeout:.0f} s"
-                if why == "timeout" else "killed the kernel (crash or out of memory)")
+                if why == "timeout" else "killed the kernel: " + "; ".join(limits) if limits
+                else "killed the kernel (crash or out of memory)")
+        if limits and (whole or why == "timeout"):
+            self.feedback.setdefault("other cells", []).extend(limits)
         where = f"exercise {question}" if question else "after the last exercise"
         for q in self.tests:
             if q not in self.scores:

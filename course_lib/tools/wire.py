@@ -80,7 +80,7 @@ class Files:
         name = f"{self.prefix}-{self.count}-{secrets.token_hex(4)}{suffix}"
         folder = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=folder)
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=folder)  # the kernel reads it
         finally:
             os.close(folder)
         with os.fdopen(fd, "wb") as f:
