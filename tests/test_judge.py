@@ -70,20 +70,10 @@ def test_a_tests_free_names_are_the_answers_it_reads():
     assert judge.free_names(code) == ["candidates", "offset", "per_image", "why", "x"]
 
 
-@pytest.mark.slow
-def test_the_judge_runs_tests_on_served_answers_and_calls_functions_in_the_serving_process(tmp_path):
-    """A judge process, with this process serving the answers: verdicts, a function call, a missing answer."""
+def _judged(tests: dict, question: str, space: dict, folder) -> list[dict]:
+    """A judge process's verdicts on `question`, with this process serving the answers in `space` (as a kernel)."""
     from course_lib.tools import answers
 
-    space = {"x": np.arange(3.0), "double": lambda v: v * 2, "boom": lambda: (_ for _ in ()).throw(
-        type("MissingResourceError", (Exception,), {})("mine")), "layer": types.SimpleNamespace(kind="layer")}
-    space["is_layer"] = lambda v, w: v is space["layer"] and w is space["x"]
-    tests = {"q1": {"points": 5, "cases": [
-        {"code": "assert np.allclose(double(x), [0, 2, 4])\n", "hidden": False, "points": 1, "message": ""},
-        {"code": "assert is_layer(layer, x) is True\n", "hidden": False, "points": 1, "message": ""},
-        {"code": "assert np.allclose(x, 1)\n", "hidden": True, "points": 1, "message": ""},
-        {"code": "assert missing == 1\n", "hidden": True, "points": 1, "message": ""},
-        {"code": "boom()\n", "hidden": True, "points": 1, "message": ""}]}}
     count = [0]
 
     def serve(request):
@@ -94,20 +84,64 @@ def test_the_judge_runs_tests_on_served_answers_and_calls_functions_in_the_servi
                 name = request["fetch"]
                 if name not in space:
                     raise NameError(name)
-                answers._write(wire.encode(space[name], wire.Files(tmp_path, prefix), functions=answers._function,
-                                           refs=answers._ref), str(tmp_path), prefix)
+                answers._write(wire.encode(space[name], wire.Files(folder, prefix), functions=answers._function,
+                                           refs=answers._ref), str(folder), prefix)
             else:
-                answers.call(request["call"], request["request"], str(tmp_path), prefix)
+                answers.call(request["call"], request["request"], str(folder), prefix)
         except Exception as exc:  # noqa: BLE001 - as the grader reports a kernel's error
             return {"error": f"{type(exc).__name__}: {exc}"}
         return {"file": f"{prefix}.json"}
 
-    j = judge.Judge(tests, tmp_path)
+    j = judge.Judge(tests, folder)
     try:
-        results = j.question("q1", serve, timeout=300)
+        return j.question(question, serve, timeout=600)
     finally:
         j.close()
+
+
+@pytest.mark.slow
+def test_the_judge_runs_tests_on_served_answers_and_calls_functions_in_the_serving_process(tmp_path):
+    """A judge process, with this process serving the answers: verdicts, a function call, a missing answer."""
+    space = {"x": np.arange(3.0), "double": lambda v: v * 2, "boom": lambda: (_ for _ in ()).throw(
+        type("MissingResourceError", (Exception,), {})("mine")), "layer": types.SimpleNamespace(kind="layer")}
+    space["is_layer"] = lambda v, w: v is space["layer"] and w is space["x"]
+    tests = {"q1": {"points": 5, "cases": [
+        {"code": "assert np.allclose(double(x), [0, 2, 4])\n", "hidden": False, "points": 1, "message": ""},
+        {"code": "assert is_layer(layer, x) is True\n", "hidden": False, "points": 1, "message": ""},
+        {"code": "assert np.allclose(x, 1)\n", "hidden": True, "points": 1, "message": ""},
+        {"code": "assert missing == 1\n", "hidden": True, "points": 1, "message": ""},
+        {"code": "boom()\n", "hidden": True, "points": 1, "message": ""}]}}
+    results = _judged(tests, "q1", space, tmp_path)
     # an answer passed back to a submitted function is the kernel's own object (test 2)
     assert [r["passed"] for r in results] == [True, True, False, False, False], results
     assert "NameError" in results[3]["message"]
     assert "MissingResourceError" in results[4]["message"] and not results[4]["machine"]  # the student's, not ours
+
+
+@pytest.mark.slow
+def test_a_model_a_test_sends_comes_back_changed_in_place(tmp_path):
+    """03's q4 hidden test: the judge builds a model, the learner's start_fine_tuning unfreezes and recompiles it
+    in the kernel, and the judge's model then has the new trainable flags (nested layers too) and optimizer."""
+    import json
+
+    import keras
+
+    import course_lib as cl
+    from tests.wrong_answers import ROOT, test_cells
+
+    cells = json.loads((ROOT / "notebooks/source/03_fine_tuning.ipynb").read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "def start_fine_tuning" in "".join(c["source"]))
+    function = source[source.index("def start_fine_tuning"):source.index("start_fine_tuning(model, FIRST_BLOCK")]
+    space = {"cl": cl, "keras": keras}
+    exec(function, space)  # the notebook's solution
+    code = [c for kind, c in test_cells("03_fine_tuning", "q4") if kind == "hidden"][0]
+    cases = [{"code": code.split("END TEST CONFIG", 1)[1].split("\n", 1)[1], "hidden": True, "points": 1,
+              "message": ""}]
+    right = {"BACKBONE": "mobilenet_v2", "start_fine_tuning": space["start_fine_tuning"]}
+    assert [r["passed"] for r in _judged({"q4": {"points": 1, "cases": cases}}, "q4", right, tmp_path)] == [True]
+
+    def no_recompile(model, first_block, learning_rate):  # unfreezes, but the optimizer keeps its rate
+        cl.recipe.find_backbone(model).trainable = True
+
+    wrong = dict(right, start_fine_tuning=no_recompile)
+    assert [r["passed"] for r in _judged({"q4": {"points": 1, "cases": cases}}, "q4", wrong, tmp_path)] == [False]

@@ -225,12 +225,19 @@ def _settings():
 
 
 def _copy_model_state(source, target) -> None:
-    """Give `target` the layers' trainable flags and weights of `source` (a model changed in place)."""
-    target.trainable = source.trainable
-    for mine, theirs in zip(target.layers, source.layers):
+    """Give `target` what a submitted function changed in place in `source`'s original: every layer's
+    trainable flag (nested models too), the weights, and the optimizer it was compiled with."""
+    def walk(mine, theirs):
         mine.trainable = theirs.trainable
+        for inner, other in zip(getattr(mine, "layers", []), getattr(theirs, "layers", [])):
+            walk(inner, other)
+
+    walk(target, source)
     if len(target.weights) == len(source.weights):
         target.set_weights(source.get_weights())
+    optimizer = getattr(source, "optimizer", None)
+    if optimizer is not None and getattr(source, "compiled", False):
+        target.compile(optimizer=type(optimizer).from_config(optimizer.get_config()), loss=source.loss)
 
 
 def main() -> int:
