@@ -24,7 +24,8 @@ TARGETS = {
     "course_seconds": 16 * 60,  # every notebook, fast profile, this 2-core CPU
     "notebook_seconds": 3 * 60,  # each notebook but those below
     "notebook_seconds_each": {"03_fine_tuning": 8 * 60,  # the fine-tuning grid: many training runs
-                              "03b_fine_tuning_explorations": 8 * 60},
+                              "03b_fine_tuning_explorations": 8 * 60,
+                              "07_export": 3 * 60},  # a short fine-tuning, four formats, three pitfalls
     "peak_rss_bytes": 4 * 1024**3,  # peak resident memory of the process tree
 }
 

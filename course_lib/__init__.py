@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (  # the learners' room; the course machinery (`course` and its commands) is in course_lib.tools
     "adaptation", "arguments", "backbones", "comparison", "config", "data", "data_sources", "digits", "domain",
-    "downloads", "errors", "features", "finetune", "folders", "mirror", "mirror_weights", "plots", "quiet", "quiz",
+    "downloads", "errors", "export", "features", "finetune", "folders", "mirror", "mirror_weights", "plots", "quiet", "quiz",
     "recipe", "report", "scale", "scratch", "session", "shifts", "splits", "stats", "transferability", "weight_shapes",
 )
 

@@ -200,93 +200,73 @@ def _dataset(x, y, batch_size: int, seed: int):
     return ds.repeat(), math.ceil(len(y) / batch_size)
 
 
-def _fit(model, x, *, y, val, epochs: int, initial_epoch: int, budget: Budget, seed: int) -> int:
+def _fit(model, x, *, y, val, epochs: int, budget: Budget, seed: int) -> int:
     finetune.check_labels(model, (x, y)), finetune.check_labels(model, val, "validation")
     batch = scale.global_batch_size(budget.batch_size)
     train, steps = _dataset(x, y, batch, seed)
-    history = model.fit(train, validation_data=features.feature_dataset(*val, batch_size=batch),
-                        epochs=initial_epoch + epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-                        callbacks=[recipe.early_stopping(budget.patience)], verbose=0, shuffle=False)
+    history = model.fit(train, validation_data=features.feature_dataset(*val, batch_size=batch), epochs=epochs,
+                        steps_per_epoch=steps, callbacks=[recipe.early_stopping(budget.patience)], verbose=0,
+                        shuffle=False)
     return len(history.history["loss"])
 
 
-def _reset_optimizer(optimizer) -> None:
-    """A fresh optimizer state (step 0, zero moments) without a recompile; the learning rate stays."""
-    import tensorflow as tf
-
-    keep = {id(getattr(optimizer, "_learning_rate", None))}
-    for v in optimizer.variables:
-        if id(v) not in keep:
-            v.assign(tf.zeros_like(v))
-
-
 def _head(t: Target, budget: Budget, seed: int):
-    """A freshly initialised head (seeded), compiled once per target and reused across runs.
+    """A freshly initialised head (seeded): one model per target and learning rate, reused across runs.
 
     Compiling again would retrace the training step, about 40% of a short run on a CPU; resetting
-    the weights, the dropout seeds and the optimizer state gives the same starting point.
+    the weights and the dropout seeds here, and the optimizer state at the compile
+    (`features.compile_classifier(..., reuse=)`), gives the same starting point.
     """
     import keras
 
     keras.utils.set_random_seed(seed)
     fresh = features.make_head(t.feats.shape[1], t.ds.num_classes)
-    key = ("head", budget.head_lr)
-    if key not in t.trainers:
-        t.trainers[key] = features.compile_classifier(fresh, budget.head_lr)
-        return t.trainers[key]
-    head = t.trainers[key]
+    head = t.trainers.setdefault(("head", budget.head_lr), fresh)
     for mine, new in zip(head.variables, fresh.variables):
         mine.assign(new)
-    _reset_optimizer(head.optimizer)
     return head
 
 
-def _stage_two(t: Target, top, *, head, steps: int, budget: Budget):
-    """The model `top` -> head for stage 2, compiled once per schedule and reused across runs."""
+def _stage_two(t: Target, top, *, steps: int, budget: Budget):
+    """The model `top` -> head for stage 2: one per schedule, so that each is compiled once and reused."""
     key = ("fine-tune", id(top), steps, budget.fine_tune_lr, budget.fine_tune_epochs, budget.warmup_epochs,
            budget.keep_batchnorm_frozen)
     if key not in t.trainers:
-        model = finetune.classifier(top, features.make_head(t.feats.shape[1], t.ds.num_classes))
-        lr = recipe.warmup_cosine(budget.fine_tune_lr, total_steps=steps * budget.fine_tune_epochs,
-                                  warmup_steps=steps * budget.warmup_epochs) \
-            if budget.warmup_epochs else budget.fine_tune_lr
-        features.compile_classifier(model, lr)
-        t.trainers[key] = model
-    model = t.trainers[key]
-    for mine, trained in zip(model.layers[-1].variables, head.variables):
-        mine.assign(trained)
-    if model.optimizer.built:
-        _reset_optimizer(model.optimizer)
-    return model
+        t.trainers[key] = finetune.classifier(top, features.make_head(t.feats.shape[1], t.ds.num_classes))
+    return t.trainers[key]
 
 
 def feature_extraction(t: Target, idx, *, budget: Budget, seed: int, augmented: bool) -> dict:
     """One run of the feature-extraction arm: a head on frozen features, the whole epoch budget."""
-    head = _head(t, budget, seed)
+    head = features.compile_classifier(_head(t, budget, seed), budget.head_lr, reuse=t.trainers)
     val = (t.arrays(t.split["val"], level="feats"), t.labels[t.split["val"]])
     epochs = _fit(head, t.arrays(idx, level="feats", augmented=augmented), y=t.labels[idx], val=val,
-                  epochs=budget.total_epochs, initial_epoch=0, budget=budget, seed=seed)
+                  epochs=budget.total_epochs, budget=budget, seed=seed)
     test = (t.arrays(t.split["test"], level="feats"), t.labels[t.split["test"]])
     return {"val": features.accuracy(head, *val), "test": features.accuracy(head, *test), "epochs": epochs}
 
 
 def fine_tuning(t: Target, idx, *, top, backbone_name: str, budget: Budget, seed: int, augmented: bool) -> dict:
-    """One run of the fine-tuning arm: head on frozen features, then every block of `top`, same budget."""
+    """One run of the fine-tuning arm: `recipe.fit_two_stages` on the cache (head, then every block of `top`)."""
     start = top.get_weights()
+    batch = scale.global_batch_size(budget.batch_size)
     head = _head(t, budget, seed)
-    val_feats = (t.arrays(t.split["val"], level="feats"), t.labels[t.split["val"]])
-    done = _fit(head, t.arrays(idx, level="feats", augmented=augmented), y=t.labels[idx], val=val_feats,
-                epochs=budget.head_epochs, initial_epoch=0, budget=budget, seed=seed)
-    report = finetune.unfreeze_top(top, backbone_name, len(backbones.blocks(top, backbone_name)),
-                                   budget.keep_batchnorm_frozen)  # every block of `top`
-    steps = math.ceil(len(idx) / scale.global_batch_size(budget.batch_size))
-    model = _stage_two(t, top, head=head, steps=steps, budget=budget)
-    val = (t.arrays(t.split["val"], level="acts"), t.labels[t.split["val"]])
-    total = done + _fit(model, t.arrays(idx, level="acts", augmented=augmented), y=t.labels[idx], val=val,
-                        epochs=budget.fine_tune_epochs, initial_epoch=done, budget=budget, seed=seed + 1)
+    feats, acts = (t.arrays(idx, level=level, augmented=augmented) for level in ("feats", "acts"))
+    val = {level: (t.arrays(t.split["val"], level=level), t.labels[t.split["val"]]) for level in ("feats", "acts")}
+    finetune.check_labels(head, (feats, t.labels[idx]))
+    (head_train, steps), (train, _) = _dataset(feats, t.labels[idx], batch, seed), \
+        _dataset(acts, t.labels[idx], batch, seed + 1)
+    model = _stage_two(t, top, steps=math.ceil(len(idx) / batch), budget=budget)
+    record = recipe.fit_two_stages(
+        model, train, val=val["acts"], backbone_name=backbone_name,
+        first_block=len(backbones.blocks(top, backbone_name)),  # every block of `top`
+        head_epochs=budget.head_epochs, fine_tune_epochs=budget.fine_tune_epochs, head_lr=budget.head_lr,
+        fine_tune_lr=budget.fine_tune_lr, warmup_epochs=budget.warmup_epochs, patience=budget.patience,
+        batch_size=budget.batch_size, keep_batchnorm_frozen=budget.keep_batchnorm_frozen, backbone=top,
+        head=(head, head_train, val["feats"]), steps_per_epoch=steps, reuse=t.trainers)
     test = (t.arrays(t.split["test"], level="acts"), t.labels[t.split["test"]])
-    out = {"val": features.accuracy(model, *val), "test": features.accuracy(model, *test), "epochs": total,
-           "trainable": report.trainable_after}
+    out = {"val": features.accuracy(model, *val["acts"]), "test": features.accuracy(model, *test),
+           "epochs": record.num_epochs, "trainable": record.unfreeze.trainable_after}
     top.set_weights(start)
     finetune.freeze(top)
     return out

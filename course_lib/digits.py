@@ -2,24 +2,29 @@
 
 Taught in `05_negative_transfer`. ImageNet backbones read digits through `to_imageset`
 (grayscale PNG bytes; the data pipeline turns them into 3-channel images and resizes
-them), while the from-scratch baseline and the in-notebook source models are the small
-CNN built by `small_cnn` and trained by `train_cnn` on 28x28 arrays.
+them), while the from-scratch baseline and the in-notebook source models are `cl.scratch`'s
+small CNN with the settings `CNN` and `TRAINING`, on 28x28 arrays.
 """
 
 from __future__ import annotations
 
 import io
-import math
 
 import numpy as np
 
-from course_lib import data, features, scale
+from course_lib import data
 
-__all__ = ["CLASS_NAMES", "SIZE", "to_imageset", "mnist_geometry", "small_cnn", "train_cnn", "feature_model", "predict",
+__all__ = ["CLASS_NAMES", "SIZE", "CNN", "TRAINING", "to_imageset", "mnist_geometry", "feature_model", "predict",
            "accuracy", "copy_layers"]
 
 CLASS_NAMES = [str(d) for d in range(10)]
 SIZE = 28  # the CNN's input size (MNIST's own)
+# 05's CNN: cl.scratch.make_cnn(**CNN, seed=...): two conv blocks, then 128 features (the layer a source
+# model offers as its backbone), 0.4 M parameters; trained by cl.scratch.train(..., **TRAINING): Adam at a
+# constant 1e-3, at least 10 epochs and 100 steps.
+CNN = {"image_size": SIZE, "num_classes": 10, "channels": 1, "widths": (32, 64), "features": 128, "batchnorm": False,
+       "augment": False}
+TRAINING = {"min_steps": 100, "learning_rate": 1e-3, "decay": False}
 
 
 def to_imageset(x: np.ndarray, y: np.ndarray, name: str = "digits") -> data.ImageSet:
@@ -54,53 +59,6 @@ def mnist_geometry(x: np.ndarray) -> np.ndarray:
     for i, img in enumerate(x):
         out[i, 4:24, 4:24] = np.asarray(Image.fromarray(img).resize((20, 20), Image.Resampling.BILINEAR))
     return out
-
-
-def small_cnn(num_classes: int = 10, width: int = 32, *, augment: bool = False, seed: int | None = 0,
-              name: str = "small_cnn"):
-    """A small CNN for 28x28 grayscale digits: [shift/rotate] -> two conv blocks -> 128 features -> softmax."""
-    import keras
-    from keras import layers
-
-    def init(i):  # seeded per layer: the initial weights depend on `seed` only, not on the global RNG
-        return keras.initializers.GlorotUniform(seed=None if seed is None else 1000 * seed + i)
-
-    with scale.scope():
-        inputs = keras.Input((SIZE, SIZE, 1), name="digits")
-        x = layers.Rescaling(1 / 255.0)(inputs)
-        if augment:  # active in training only; digits must not be flipped
-            x = layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed, name="shift")(x)
-            x = layers.RandomRotation(0.03, fill_mode="constant", seed=seed, name="rotate")(x)
-        x = layers.Conv2D(width, 3, activation="relu", padding="same", kernel_initializer=init(1), name="conv1")(x)
-        x = layers.MaxPooling2D(name="pool1")(x)
-        x = layers.Conv2D(2 * width, 3, activation="relu", padding="same", kernel_initializer=init(2), name="conv2")(x)
-        x = layers.MaxPooling2D(name="pool2")(x)
-        x = layers.Flatten(name="flatten")(x)
-        x = layers.Dense(128, activation="relu", kernel_initializer=init(3), name="features")(x)
-        x = layers.Dropout(0.3, seed=seed, name="dropout")(x)
-        outputs = scale.output_layer(int(num_classes), name="classifier", kernel_initializer=init(4))(x)
-        return keras.Model(inputs, outputs, name=name)
-
-
-def train_cnn(model, x, *, y, epochs: int = 10, min_steps: int = 100, batch_size: int = 32,
-              learning_rate: float = 1e-3, seed: int = 0, verbose: int = 0):
-    """Train a digits CNN with Adam for `epochs` passes, or more so that it takes `min_steps` steps."""
-    import keras
-
-    x, y, batch_size = _as_input(x), np.asarray(y), scale.global_batch_size(batch_size)
-    steps = max(int(epochs) * math.ceil(len(x) / batch_size), int(min_steps))
-    order = _schedule(len(x), steps * batch_size, seed)
-    keras.utils.set_random_seed(seed)
-    features.compile_classifier(model, learning_rate)
-    model.fit(x[order], y[order], epochs=1, batch_size=batch_size, shuffle=False, verbose=verbose)
-    return model
-
-
-def _schedule(n: int, total: int, seed: int) -> np.ndarray:
-    """Concatenated random permutations of range(n), `total` indices long (one epoch after another)."""
-    rng = np.random.default_rng(seed)
-    reps = math.ceil(total / n)
-    return np.concatenate([rng.permutation(n) for _ in range(reps)])[:total]
 
 
 def _as_input(x) -> np.ndarray:

@@ -2,9 +2,10 @@
 
 Taught in `03_fine_tuning`. `unfreeze_top()` makes the top N blocks trainable (keeping every
 BatchNormalization layer frozen, so it runs in inference mode) and reports what changed;
-`train_two_stage()` trains the head with the backbone frozen, then fine-tunes with a lower
-learning rate, and joins both histories into one `TrainingRecord`; `split_at_block()` cuts a
+`fine_tune()` trains them at a lower learning rate (stage 2 alone; `sweep_blocks()` compares
+N), `join_histories()` joins the stages into one `TrainingRecord`; `split_at_block()` cuts a
 backbone below its top blocks so the frozen bottom can run once and its activations be cached.
+The whole two-stage loop is `cl.recipe.fit_two_stages`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from course_lib import backbones, features, plots, scale
 
 __all__ = ["STAGE_NAMES", "top_blocks", "UnfreezeReport", "unfreeze_top", "freeze", "expected_trainable",
            "split_at_block", "classifier", "TrainingRecord", "join_histories", "check_labels", "epoch_timer",
-           "as_dataset", "fine_tune", "train_two_stage", "sweep_blocks", "plot_two_stage"]
+           "as_dataset", "fine_tune", "sweep_blocks"]
 
 STAGE_NAMES = ("train head", "fine-tune")
 
@@ -290,34 +291,6 @@ def fine_tune(model, backbone, *, name: str, n_blocks: int, train, val, epochs: 
     return history, seconds, report
 
 
-def train_two_stage(model, backbone, *, name: str, n_blocks: int, train, val, head_epochs: int,
-                    fine_tune_epochs: int, learning_rate: float = 1e-3, fine_tune_lr: float | None = None,
-                    batch_size: int = 32, keep_batchnorm_frozen: bool = True, seed: int = 0,
-                    verbose: int = 0, head_history=None) -> TrainingRecord:
-    """Train the head with `backbone` frozen, then fine-tune its top blocks at a ~10x lower rate.
-
-    `train`/`val` are (x, y) arrays or tf.data datasets fed to `model`. With `head_history`
-    (the history of a head already trained on cached features), stage one is not rerun.
-    """
-    fine_tune_lr = learning_rate / 10 if fine_tune_lr is None else fine_tune_lr
-    check_labels(model, train), check_labels(model, val, "validation")
-    if head_history is None:
-        freeze(backbone)
-        features.compile_classifier(model, learning_rate)
-        head_history, head_seconds = _fit(model, train, val=val, epochs=head_epochs, initial_epoch=0,
-                                          batch_size=batch_size, seed=seed, verbose=verbose)
-    else:
-        head_seconds = [None] * len(next(iter(plots.history_dict(head_history).values())))
-    first = len(head_seconds)
-    history, seconds, report = fine_tune(model, backbone, name=name, n_blocks=n_blocks, train=train, val=val,
-                                         epochs=fine_tune_epochs,
-                                         learning_rate=fine_tune_lr, initial_epoch=first,
-                                         batch_size=batch_size, keep_batchnorm_frozen=keep_batchnorm_frozen,
-                                         seed=seed + 1, verbose=verbose)
-    return join_histories(head_history, history, seconds=list(head_seconds) + list(seconds),
-                          unfreeze=report)
-
-
 def sweep_blocks(model, backbone, *, name: str, n_values, train, val, epochs: int,
                  learning_rate: float = 1e-4, batch_size: int = 32, seed: int = 0, verbose: int = 0) -> list:
     """Fine-tune from the same starting weights for each N in `n_values`; one result dict per N."""
@@ -336,35 +309,3 @@ def sweep_blocks(model, backbone, *, name: str, n_values, train, val, epochs: in
     model.set_weights(start)
     freeze(backbone)
     return results
-
-
-# ------------------------------------------------------------------ plots
-
-def plot_two_stage(records, metric: str = "accuracy", ax=None, title: str | None = None):
-    """Learning curves of two-stage runs on one figure, with a marker where fine-tuning starts.
-
-    `records` is a TrainingRecord or a dict {label: TrainingRecord} (validation curves only).
-    """
-    if ax is None:
-        _, ax = plots.pyplot().subplots(figsize=(7, 3.8))
-    if isinstance(records, TrainingRecord):
-        rec = records
-        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            if key in rec.history:
-                ax.plot(rec.epochs, rec.history[key], style, marker="o", label=key)
-        boundaries = {rec.boundary}
-    else:
-        for label, rec in records.items():
-            ax.plot(rec.epochs, rec.history[f"val_{metric}"], marker="o", label=label)
-        boundaries = {rec.boundary for rec in records.values()}
-    for b in sorted(boundaries):
-        ax.axvline(b + 0.5, color="gray", linestyle=":")
-        ax.text(b + 0.6, 0.02, "fine-tuning starts", transform=ax.get_xaxis_transform(),
-                rotation=90, va="bottom", fontsize=8, color="gray")
-    ax.set_xlabel("epoch (both stages, numbered continuously)")
-    ax.set_ylabel(metric if isinstance(records, TrainingRecord) else f"val_{metric}")
-    ax.set_title(title or "Stage 1: train the head (backbone frozen), stage 2: fine-tune")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.figure.tight_layout()
-    return ax.figure

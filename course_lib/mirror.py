@@ -51,6 +51,7 @@ NOTEBOOK_NEEDS = {
     "04_domain_mismatch": ["mobilenet_v2@224", "pacs"],
     "05_negative_transfer": ["mobilenet@224", "mobilenet_top@224", "mobilenet_v2@224", "mnist", "usps", "flowers"],
     "06_capstone": ["mobilenet_v2@224", "mobilenet@224", "flowers"],
+    "07_export": ["mobilenet_v2@224", "flowers"],
 }
 
 

@@ -1,8 +1,8 @@
 """Plots the notebooks share: image grids, feature maps, confusion matrices, curves and sweeps.
 
 Taught in `01_pretrained_backbones` (image grids, feature maps, block sizes) and
-`02_feature_extraction` (confusion matrix, misclassified images, data-size sweep); the
-two-stage learning curves are used from `03_fine_tuning` on. Every function draws on a
+`02_feature_extraction` (confusion matrix, misclassified images, data-size sweep, learning
+curves: one stage there, two stages from `03_fine_tuning` on). Every function draws on a
 new figure (or the `ax` it is given) and returns it; the notebook calls `plt.show()`.
 """
 
@@ -126,21 +126,37 @@ def history_dict(history) -> dict:
     return {k: [float(v) for v in values] for k, values in dict(raw or {}).items()}
 
 
-def learning_curves(history, *, metric: str = "accuracy", title: str = "training", ax=None):
-    """Train/val curves of one training run (a Keras History or its dict); two stages: `cl.finetune.plot_two_stage`."""
-    curves = history_dict(history)
-    if metric not in curves:
-        raise ValueError(f"The history has no {metric!r}. Received keys: {sorted(curves)}.")
+def learning_curves(runs, *, metric: str = "accuracy", title: str | None = None, ax=None):
+    """Learning curves with a dotted line where fine-tuning starts: one run's train and val, or {label: run}'s val.
+
+    A run is a Keras History, its dict, or a two-stage record (`cl.finetune.join_histories`,
+    `cl.recipe.fit_two_stages`: epochs numbered on over both stages).
+    """
+    many = isinstance(runs, dict) and bool(runs) and not any(isinstance(v, (list, tuple, np.ndarray))
+                                                             for v in runs.values())  # {label: run}
+    named = runs if many else {None: runs}
+    boundaries = {r.boundary for r in named.values() if len(getattr(r, "stage_starts", ())) > 1}
     if ax is None:
-        _, ax = pyplot().subplots(figsize=(6, 3.5))
-    for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-        values = curves.get(key, [])
-        if values:
-            ax.plot(range(1, len(values) + 1), values, style, marker=".", label=key)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.set_title(title)
-    ax.legend()
+        _, ax = pyplot().subplots(figsize=(7, 3.8))
+    for label, run in named.items():
+        curves = history_dict(run)
+        keys = [f"val_{metric}"] if many else [metric, f"val_{metric}"]
+        if keys[0] not in curves:
+            raise ValueError(f"The history{'' if label is None else f' of {label!r}'} has no {keys[0]!r}. Received "
+                             f"keys: {sorted(curves)}. Fix: pass metric= one of them.")
+        for key, style in zip(keys, ("-", "--")):
+            if curves.get(key):
+                ax.plot(range(1, len(curves[key]) + 1), curves[key], style, marker=".", label=label or key)
+    for b in sorted(boundaries):
+        ax.axvline(b + 0.5, color="gray", linestyle=":")
+        ax.text(b + 0.6, 0.02, "fine-tuning starts", transform=ax.get_xaxis_transform(),
+                rotation=90, va="bottom", fontsize=8, color="gray")
+    ax.set_xlabel("epoch (both stages, numbered on)" if boundaries else "epoch")
+    ax.set_ylabel(f"val_{metric}" if many else metric)
+    ax.set_title(title or ("Stage 1: train the head (backbone frozen), stage 2: fine-tune" if boundaries
+                           else "training"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     ax.figure.tight_layout()
     return ax.figure
 

@@ -8,6 +8,8 @@ every BatchNormalization layer frozen (in Keras 3, `fit()` replaces a `training=
 recorded in a functional model by `training=True`, so only a frozen BatchNormalization layer
 is sure to stay in inference mode), recompiles at a lower learning rate (optionally a
 warm-up + cosine schedule) and continues from the last epoch with early stopping.
+`fit_two_stages` is the course's one two-stage loop: on images here, on cached activations in
+`cl.comparison` (03's grid).
 """
 
 from __future__ import annotations
@@ -156,36 +158,90 @@ def early_stopping(patience: int):
                                          restore_best_weights=True)
 
 
-def fit_two_stages(model, train: data.ImageSet, *, val: data.ImageSet, backbone_name: str,
-                   image_size: int, first_block, head_epochs: int, fine_tune_epochs: int,
-                   head_lr: float = 1e-3, fine_tune_lr: float = 1e-4, warmup_epochs: int = 0,
-                   patience: int = 3, batch_size: int = 32, keep_batchnorm_frozen: bool = True,
-                   class_weight: dict | None = None, seed: int = 0, verbose: int = 0) -> finetune.TrainingRecord:
-    """The whole recipe on a model from `build`: head, then the blocks from `first_block` up.
+def fit_two_stages(model, train, *, val, backbone_name: str, first_block, head_epochs: int,
+                   fine_tune_epochs: int, image_size: int | None = None, head_lr: float = 1e-3,
+                   fine_tune_lr: float = 1e-4, warmup_epochs: int = 0, patience: int = 3, batch_size: int = 32,
+                   keep_batchnorm_frozen: bool = True, class_weight: dict | None = None, backbone=None,
+                   head=None, steps_per_epoch: int | None = None, reuse: dict | None = None, seed: int = 0,
+                   verbose: int = 0) -> finetune.TrainingRecord:
+    """The course's two-stage loop: the head with the backbone frozen, then the blocks from `first_block` up.
 
-    `class_weight` ({class index: weight}, as Keras' `fit` takes it) weights both stages' loss.
+    `train`/`val`: ImageSets (with `image_size`), (x, y) arrays or tf.data batches; the training
+    images are shuffled with `seed`. Stage 2 recompiles at `fine_tune_lr` (after a warm-up of
+    `warmup_epochs`, a cosine decay) and goes on from the last epoch; both stages stop early
+    (`patience`, the best weights kept) and weight the loss by `class_weight` ({class index: weight}).
+    `backbone` is the one nested in `model` unless given. `head=(head model, train, val)` is the CPU
+    shortcut of 03's grid: stage 1 trains that head on the frozen backbone's cached features (the
+    same training, without running the backbone), then `model`'s last layer takes its weights.
+    `steps_per_epoch` is for repeating datasets; `reuse`: see `cl.features.compile_classifier`.
     """
     features.check_learning_rate(head_lr), features.check_learning_rate(fine_tune_lr)
-    finetune.check_labels(model, train), finetune.check_labels(model, val, "validation")
-    backbone = find_backbone(model)
+    first, first_data = (model, (train, val)) if head is None else (_check_head(model, head[0]), head[1:])
+    for m, (t, v) in {id(first): (first, first_data), id(model): (model, (train, val))}.values():
+        finetune.check_labels(m, t), finetune.check_labels(m, v, "validation")
+    backbone = find_backbone(model) if backbone is None else backbone
     batch = scale.global_batch_size(batch_size)
-    train_ds = data.pipeline(train, image_size, batch_size=batch, shuffle=True, seed=seed)
-    val_ds = data.pipeline(val, image_size, batch_size=batch)
-    backbone.trainable = False
-    features.compile_classifier(model, head_lr)
+    train_ds, val_ds = _pipelines((train, val), image_size, batch, seed)
+    first_ds = (train_ds, val_ds) if head is None else _pipelines(first_data, image_size, batch, seed)
+    finetune.freeze(backbone)
+    features.compile_classifier(first, head_lr, reuse=reuse)
     timer = finetune.epoch_timer()
-    first = model.fit(train_ds, validation_data=val_ds, epochs=head_epochs, verbose=verbose, shuffle=False,
-                      class_weight=class_weight, callbacks=[early_stopping(patience), timer])  # the pipeline shuffles, seeded
-    done = len(first.history["loss"])
+    one = _fit(first, first_ds, epochs=head_epochs, initial_epoch=0, steps=steps_per_epoch, patience=patience,
+               class_weight=class_weight, callbacks=[timer], verbose=verbose)
+    done = len(one.history["loss"])
+    for mine, trained in zip(model.layers[-1].variables, first.variables if head is not None else ()):
+        mine.assign(trained)  # the head trained on features: its weights and dropout seeds
     report = finetune.unfreeze_top(backbone, backbone_name, first_block, keep_batchnorm_frozen)
-    steps = math.ceil(len(train) / batch)
+    steps = steps_per_epoch or _batches_per_epoch(train, train_ds, batch)
     lr = warmup_cosine(fine_tune_lr, total_steps=steps * fine_tune_epochs,
                        warmup_steps=steps * warmup_epochs) if warmup_epochs else fine_tune_lr
-    features.compile_classifier(model, lr)
-    second = model.fit(train_ds, validation_data=val_ds, epochs=done + fine_tune_epochs, shuffle=False,
-                       initial_epoch=done, verbose=verbose, class_weight=class_weight,
-                       callbacks=[early_stopping(patience), timer])
-    return finetune.join_histories(first, second, seconds=timer.seconds, unfreeze=report)
+    features.compile_classifier(model, lr, reuse=reuse)
+    two = _fit(model, (train_ds, val_ds), epochs=fine_tune_epochs, initial_epoch=done, steps=steps_per_epoch,
+               patience=patience, class_weight=class_weight, callbacks=[timer], verbose=verbose)
+    return finetune.join_histories(one, two, seconds=timer.seconds, unfreeze=report)
+
+
+def _pipelines(pair, image_size, batch: int, seed: int) -> tuple:
+    """(train, val) as batches: ImageSets as image pipelines, (x, y) arrays as feature pipelines, tf.data as is."""
+    out = []
+    for d, shuffle in zip(pair, (True, False)):  # only the training data is shuffled
+        if not isinstance(d, data.ImageSet):
+            out.append(finetune.as_dataset(d, batch, shuffle=shuffle, seed=seed))
+        elif image_size is None:
+            raise ValueError("fit_two_stages() got ImageSets but no image size. Received: image_size=None. "
+                             "Fix: pass image_size=<the backbone's input size>, e.g. image_size=224.")
+        else:
+            out.append(data.pipeline(d, image_size, batch_size=batch, shuffle=shuffle, seed=seed))
+    return tuple(out)
+
+
+def _batches_per_epoch(train, train_ds, batch: int) -> int:
+    """Steps in one pass over the training data (for the warm-up schedule)."""
+    if isinstance(train, (data.ImageSet, tuple, list)):
+        return math.ceil(len(train if isinstance(train, data.ImageSet) else train[1]) / batch)
+    steps = int(train_ds.cardinality())
+    if steps < 1:
+        raise ValueError(f"Cannot tell the steps per epoch of this dataset (cardinality {steps}: it repeats or "
+                         "is unknown). Fix: pass steps_per_epoch=<batches in one epoch>.")
+    return steps
+
+
+def _fit(model, batches, *, epochs: int, initial_epoch: int, steps, patience: int, class_weight, callbacks,
+         verbose: int):
+    """One stage: `fit` from `initial_epoch`, early stopping on validation accuracy (the pipeline shuffles)."""
+    return model.fit(batches[0], validation_data=batches[1], epochs=initial_epoch + epochs,
+                     initial_epoch=initial_epoch, steps_per_epoch=steps, class_weight=class_weight, shuffle=False,
+                     callbacks=[early_stopping(patience)] + callbacks, verbose=verbose)
+
+
+def _check_head(model, head):
+    """`head`, if it is built like the model's last layer (which takes its weights after stage 1); else an error."""
+    shapes = [[tuple(v.shape) for v in m.variables] for m in (head, model.layers[-1])]
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"head= must be the model's last layer's architecture. Received: a head with variables "
+                         f"{shapes[0]}, a last layer {model.layers[-1].name!r} with {shapes[1]}. Fix: build the "
+                         "model as cl.finetune.classifier(top, cl.features.make_head(...)) with the same head.")
+    return head
 
 
 def accuracy(model, ds: data.ImageSet, image_size: int, batch_size: int = 64) -> float:

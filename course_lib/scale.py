@@ -19,6 +19,10 @@ asking for it switches determinism off and says so.
         model.compile(..., **cl.scale.compile_kwargs())
     batch = cl.scale.global_batch_size(cfg.profile.batch_size, strat)
     model.fit(cl.data.pipeline(splits["train"], size, preprocess=None, batch_size=batch), ...)
+
+Another strategy (e.g. on chosen devices): make it current with
+`tf.distribute.experimental_set_strategy` before the first model is built; on one device or
+none, the choice is the current strategy.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import os
 
 from course_lib import config
 
-__all__ = ["POLICIES", "choose", "strategy", "use_strategy", "scope", "describe", "global_batch_size", "policy_name",
+__all__ = ["POLICIES", "choose", "strategy", "scope", "describe", "global_batch_size", "policy_name",
            "use_mixed_precision", "compile_kwargs", "op_determinism", "output_layer", "build_classifier"]
 
 POLICIES = {"gpu": "mixed_float16", "tpu": "mixed_bfloat16", "cpu": "float32"}
@@ -50,12 +54,6 @@ def strategy(devices=None):
     if _STATE["auto"] is None:
         _STATE["auto"] = _auto_strategy()
     return _STATE["auto"]
-
-
-def use_strategy(strat=None):
-    """Make `strat` the strategy every course helper builds and trains under (None: auto-choose again)."""
-    _STATE["auto"] = strat
-    return strategy()
 
 
 def scope():

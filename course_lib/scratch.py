@@ -1,8 +1,9 @@
 """A small convolutional network trained from scratch: the baseline transfer learning must beat.
 
-Taught in `02_feature_extraction` (data-size sweep) and reused in `05_negative_transfer`.
-The network is deliberately small and works on small inputs (32-96 px) so that a CPU
-trains it in seconds; its inputs are raw pixels in [0, 255] (it rescales them itself).
+Taught in `02_feature_extraction` (data-size sweep) and reused in `05_negative_transfer`
+(digits: the baseline and the in-notebook source models, built with `cl.digits.CNN`). The
+network is deliberately small and works on small inputs (28-96 px) so that a CPU trains it
+in seconds; its inputs are raw pixels in [0, 255] (it rescales them itself).
 """
 
 from __future__ import annotations
@@ -17,26 +18,43 @@ __all__ = ["make_cnn", "epochs_for", "train"]
 
 
 def make_cnn(image_size: int, num_classes: int, *, channels: int = 3, widths=(16, 32, 64),
-             dropout: float = 0.3, augment: bool = True, name: str = "scratch_cnn"):
-    """A small CNN: [flip/shift] -> (conv-BN-ReLU-pool) x len(widths) -> GAP -> dropout -> softmax."""
+             features: int | None = None, batchnorm: bool = True, dropout: float = 0.3, augment: bool = True,
+             seed: int | None = None, name: str = "scratch_cnn"):
+    """A small CNN: [flip/shift] -> (conv-[BN]-ReLU-pool) per width -> GAP or `features` units -> dropout -> softmax.
+
+    With `seed`, each layer's initial weights depend on the seed only (not on the global RNG).
+    `cl.digits.CNN` holds 05's settings for 28x28 digits (no BatchNormalization, 128 features).
+    """
     import keras
     from keras import layers
 
     image_size, num_classes, channels = _check_args(image_size, num_classes, channels, widths)
+
+    def init(i):  # seeded per layer, or the global RNG
+        return "glorot_uniform" if seed is None else keras.initializers.GlorotUniform(seed=1000 * seed + i)
+
     with scale.scope():
         inputs = keras.Input((image_size, image_size, channels), name="pixels")
         x = layers.Rescaling(1.0 / 255)(inputs)
         if augment:
-            x = layers.RandomFlip("horizontal")(x)
-            x = layers.RandomTranslation(0.1, 0.1, fill_mode="reflect")(x)
+            x = layers.RandomFlip("horizontal", seed=seed)(x)
+            x = layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed)(x)
         for i, width in enumerate(widths):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
-            x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
-            x = layers.ReLU()(x)
-            x = layers.MaxPooling2D()(x)
-        x = layers.GlobalAveragePooling2D()(x)
-        x = layers.Dropout(dropout)(x)
-        outputs = scale.output_layer(num_classes)(x)
+            x = layers.Conv2D(width, 3, padding="same", use_bias=not batchnorm,
+                              activation=None if batchnorm else "relu", kernel_initializer=init(i + 1),
+                              name=f"conv{i + 1}")(x)
+            if batchnorm:
+                x = layers.BatchNormalization(momentum=0.9, name=f"bn{i + 1}")(x)
+                x = layers.ReLU()(x)
+            x = layers.MaxPooling2D(name=f"pool{i + 1}")(x)
+        if features is None:
+            x = layers.GlobalAveragePooling2D()(x)
+        else:
+            x = layers.Flatten(name="flatten")(x)
+            x = layers.Dense(int(features), activation="relu", kernel_initializer=init(len(widths) + 1),
+                             name="features")(x)
+        x = layers.Dropout(dropout, seed=seed, name="dropout")(x)
+        outputs = scale.output_layer(num_classes, name="classifier", kernel_initializer=init(len(widths) + 2))(x)
         return keras.Model(inputs, outputs, name=name)
 
 
@@ -63,20 +81,27 @@ def epochs_for(n_train: int, batch_size: int = 32, *, min_steps: int = 150,
     return int(min(max_epochs, max(min_epochs, math.ceil(min_steps / steps_per_epoch))))
 
 
-def train(train, val=None, *, num_classes: int | None = None, epochs: int | None = None,
-          batch_size: int = 32, learning_rate: float = 3e-3, seed: int = 0,
-          verbose: int = 0, **model_kwargs):
-    """Train `make_cnn` on uint8 images; `train`/`val` are (images, labels). Returns (model, history)."""
+def train(train, val=None, *, model=None, num_classes: int | None = None, epochs: int | None = None,
+          min_steps: int = 150, batch_size: int = 32, learning_rate: float = 3e-3, decay: bool = True,
+          seed: int = 0, verbose: int = 0, **model_kwargs):
+    """Train a CNN from scratch on uint8 images `train`/`val` = (images, labels); returns (model, history).
+
+    The model is `model`, or `make_cnn(**model_kwargs)` sized for the images. It trains for
+    `epochs`, by default `epochs_for` (at least 10 epochs and `min_steps` steps), with Adam at
+    `learning_rate`, decayed along a cosine to 0 unless `decay=False`.
+    """
     import keras
 
     x, y = _as_images(*train)
-    num_classes = features.check_num_classes(y, num_classes)
     keras.utils.set_random_seed(seed)
-    model = make_cnn(x.shape[1], num_classes, channels=x.shape[-1], **model_kwargs)
+    if model is None:
+        num_classes = features.check_num_classes(y, num_classes)
+        model = make_cnn(x.shape[1], num_classes, channels=x.shape[-1], **model_kwargs)
     batch_size = scale.global_batch_size(batch_size)
-    epochs = epochs or epochs_for(len(x), batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * math.ceil(len(x) / batch_size))
-    features.compile_classifier(model, schedule)
+    epochs = epochs or epochs_for(len(x), batch_size, min_steps=min_steps)
+    rate = keras.optimizers.schedules.CosineDecay(learning_rate, epochs * math.ceil(len(x) / batch_size)) \
+        if decay else learning_rate
+    features.compile_classifier(model, rate)
     val = None if val is None else _as_images(*val)
     finetune.check_labels(model, (x, y)), finetune.check_labels(model, val, "validation")
     history = model.fit(x, y, validation_data=val, epochs=epochs, batch_size=batch_size,

@@ -18,7 +18,7 @@ from course_lib import arguments, errors
 if TYPE_CHECKING:
     from course_lib.data import ImageSet
 
-__all__ = ["class_orders", "per_class_indices", "split", "stratified_cap", "profile_split"]
+__all__ = ["class_orders", "per_class_indices", "split", "stratified_cap", "profile_split", "unused"]
 
 
 def class_orders(labels, seed: int = 0, exclude=None) -> dict:
@@ -164,3 +164,16 @@ def profile_split(ds: ImageSet, cfg) -> dict:
                  + ", ".join(f"{k} {len(parts[k])}" for k in hit) if hit else "")
               + "). To use all of them: COURSE_PROFILE=full (a GPU is advised; on a CPU it takes much longer).")
     return parts
+
+
+def unused(ds: ImageSet, parts: dict, total: int | None = None, *, seed: int = 0) -> ImageSet:
+    """The images of `ds` in none of `parts` (at most `total`, stratified): held out, chosen by nothing."""
+    taken = {_key(item) for part in parts.values() for item in part.items}
+    rest = [i for i, item in enumerate(ds.items) if _key(item) not in taken]
+    return stratified_cap(dataclasses.replace(ds.subset(rest), part="unused"), total, seed=seed)
+
+
+def _key(item):
+    """A hashable identity for an item (a path, or encoded bytes)."""
+    return item if isinstance(item, (str, bytes)) else str(item)
+

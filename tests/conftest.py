@@ -48,7 +48,7 @@ class GradedNotebooks(pytest.File):
 
 # Tests that execute a whole notebook, longest first (README's course map has each one's minutes).
 LONG_FIRST = ("03_fine_tuning", "03b_fine_tuning_explorations", "05_negative_transfer", "04_domain_mismatch", "06_capstone",
-              "02_feature_extraction", "01_pretrained_backbones", "00_setup")
+              "07_export", "02_feature_extraction", "01_pretrained_backbones", "00_setup")
 # Test files that take longest (whole, on one worker), longest first: 1.6, 1.1, 0.7, 0.5, 0.5, 0.4, 0.4,
 # 0.3 min of worker time in a fresh-clone .ci/run (2026-12-02); every other file takes less.
 LONG_FILES = ("test_grading.py", "test_reproducibility.py", "test_comparison.py", "test_scale.py",
@@ -77,7 +77,7 @@ def pytest_collection_modifyitems(items):
             return LONG_FIRST.index(name)
         if "test_full_profile_smoke.py::test_full_profile_runs" in item.nodeid and name:
             return LONG_FIRST.index(name) + 0.5  # right after the same notebook's nbval cells
-        if "own_folder" in item.nodeid or "test_capstone.py" in item.nodeid:
+        if "test_notebooks_on_your_folder.py" in item.nodeid:  # one notebook each, spread over the workers
             return len(LONG_FIRST)
         file = _file(item)
         return len(LONG_FIRST) + 1 + (LONG_FILES.index(file) if file in LONG_FILES else len(LONG_FILES))
@@ -192,6 +192,22 @@ def execute_source_notebook(name, workdir, stop_before=None, timeout=600):
                      + o.get("data", {}).get("text/plain", "")
                      for c in nb.cells for o in c.get("outputs", []))
     return nb, errors, text
+
+
+def tiny_top_problem(backbone, seed=0):
+    """The top 3 blocks of a 32px random-weight MobileNetV2 (input 1x1x160) and a head, with 16 inputs and labels."""
+    import keras
+
+    from course_lib import features, finetune
+
+    finetune.freeze(backbone)
+    _, top = finetune.split_at_block(backbone, "mobilenet_v2", 3)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (16, 1, 1, 160)).astype("float32")
+    y = np.arange(16) % 2
+    keras.utils.set_random_seed(seed)
+    model = finetune.classifier(top, features.make_head(1280, 2))
+    return model, (x, y)
 
 
 def toy_imageset(counts, name="toy"):

@@ -198,6 +198,19 @@ def test_profile_split_caps_each_split_in_total(capsys):
     assert "the total cap, stratified, applies to train/val: train 20, val 12" in out
 
 
+def test_unused_holds_only_images_no_split_took_stratified_and_seeded():
+    ds = _labelled([10] * 4)
+    parts = splits.split(ds, 0, train=4, val=2, test=2)
+    rest = splits.unused(ds, parts)
+    taken = {i for part in parts.values() for i in part.items}
+    assert len(rest) == 8 and not taken & set(rest.items) and set(rest.items) | taken == set(ds.items)
+    assert rest.part == "unused" and list(rest.counts().values()) == [2, 2, 2, 2]
+    capped = splits.unused(ds, parts, 4, seed=1)
+    assert len(capped) == 4 and max(capped.counts().values()) == 1
+    assert capped.items == splits.unused(ds, parts, 4, seed=1).items
+    assert len(splits.unused(ds, {"all": ds})) == 0
+
+
 def test_the_fast_profile_bounds_the_total_whatever_the_number_of_classes():
     from course_lib import config
 

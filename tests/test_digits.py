@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from course_lib import data, digits
+from course_lib import data, digits, scratch
 
 
 def _bars(n_per_class=20, seed=0):
@@ -47,10 +47,16 @@ def test_mnist_geometry_centres_a_20px_box():
     assert (out[:, 4:24, 4:24] == 200).all()
 
 
-def test_small_cnn_learns_an_easy_task_and_serves_as_a_backbone(isolated_cache):
+def _cnn(**kwargs):
+    """05's CNN (cl.digits.CNN), narrower or with fewer classes where a test says so."""
+    return scratch.make_cnn(**dict(digits.CNN, **kwargs))
+
+
+def test_the_digits_cnn_learns_an_easy_task_and_serves_as_a_backbone(isolated_cache):
     x, y = _bars(20, seed=0)
     xt, yt = _bars(20, seed=1)
-    model = digits.train_cnn(digits.small_cnn(num_classes=2, width=8), x, y=y, epochs=1, min_steps=40, seed=0)
+    model, _ = scratch.train((x, y), model=_cnn(num_classes=2, widths=(8, 16), seed=0), min_steps=40,
+                             learning_rate=1e-3, decay=False)
     assert digits.accuracy(model, xt, yt) >= 0.9
     feats = digits.predict(digits.feature_model(model), xt)
     assert feats.shape == (40, 128)
@@ -60,31 +66,26 @@ def test_small_cnn_learns_an_easy_task_and_serves_as_a_backbone(isolated_cache):
 
 def test_training_is_reproducible(isolated_cache):
     x, y = _bars(10)
-    runs = [digits.train_cnn(digits.small_cnn(num_classes=2, width=4, seed=3), x, y=y, epochs=1,
-                              min_steps=5, seed=3)
+    runs = [scratch.train((x, y), model=_cnn(num_classes=2, widths=(4, 8), seed=3), seed=3, **digits.TRAINING)[0]
             for _ in range(2)]
     assert np.allclose(digits.predict(runs[0], x), digits.predict(runs[1], x))
 
 
-def test_schedule_is_whole_epochs_of_permutations():
-    order = digits._schedule(5, 12, seed=0)
-    assert len(order) == 12
-    assert sorted(order[:5]) == list(range(5)) and sorted(order[5:10]) == list(range(5))
-
-
-def test_small_cnn_weights_depend_on_the_seed_only():
+def test_the_digits_cnn_weights_depend_on_the_seed_only():
     import keras
 
-    a = digits.small_cnn(seed=1)
+    a = _cnn(seed=1)
     keras.utils.set_random_seed(123)  # the global RNG must not matter
-    b = digits.small_cnn(seed=1)
-    c = digits.small_cnn(seed=2)
+    b = _cnn(seed=1)
+    c = _cnn(seed=2)
     wa, wb, wc = (m.get_layer("conv2").get_weights()[0] for m in (a, b, c))
     assert np.array_equal(wa, wb) and not np.array_equal(wa, wc)
+    assert a.count_params() == 421_642 and not any("batch_normalization" in type(layer).__name__.lower()
+                                                     for layer in a.layers), "05's CNN: 0.4 M parameters, no BN"
 
 
 def test_copy_layers_copies_only_the_named_layers():
-    source, target = digits.small_cnn(seed=1), digits.small_cnn(seed=2)
+    source, target = _cnn(seed=1), _cnn(seed=2)
     digits.copy_layers(source, target, ["conv1"])
     assert np.array_equal(target.get_layer("conv1").get_weights()[0], source.get_layer("conv1").get_weights()[0])
     assert not np.array_equal(target.get_layer("conv2").get_weights()[0], source.get_layer("conv2").get_weights()[0])

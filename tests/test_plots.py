@@ -74,7 +74,26 @@ def test_learning_curves_plot_one_run_train_and_val():
     ax = plots.learning_curves(run, title="head").axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines["accuracy"].get_ydata()) == [0.5, 0.6, 0.7] and list(lines["val_accuracy"].get_xdata()) == [1, 2, 3]
-    assert ax.get_title() == "head" and not ax.texts, "one run: no stage marker (two stages: finetune.plot_two_stage)"
+    assert ax.get_title() == "head" and not ax.texts, "one stage: no stage marker"
+
+
+def test_learning_curves_mark_where_fine_tuning_starts():
+    from course_lib import finetune
+
+    record = finetune.join_histories({"accuracy": [0.5, 0.6], "val_accuracy": [0.4, 0.5]},
+                                     {"accuracy": [0.7], "val_accuracy": [0.6]})
+    ax = plots.learning_curves(record).axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines["val_accuracy"].get_xdata()) == [1, 2, 3]
+    assert list(lines["accuracy"].get_ydata()) == [0.5, 0.6, 0.7]
+    assert any(list(line.get_xdata()) == [2.5, 2.5] for line in ax.get_lines()), "a marker between the stages"
+    assert [t.get_text() for t in ax.texts] == ["fine-tuning starts"]
+    later = finetune.join_histories({"val_accuracy": [0.4, 0.5, 0.55]}, {"val_accuracy": [0.6]})
+    ax = plots.learning_curves({"a": record, "b": later}, title="compare").axes[0]
+    assert [line.get_label() for line in ax.get_lines()][:2] == ["a", "b"] and ax.get_ylabel() == "val_accuracy"
+    assert len(ax.texts) == 2 and ax.get_title() == "compare", "one marker per stage boundary"
+    with pytest.raises(ValueError, match=r"history of 'b' has no 'val_loss'. Received keys: \['val_accuracy'\]"):
+        plots.learning_curves({"a": {"val_loss": [1.0]}, "b": later}, metric="loss")
 
 
 def test_learning_curves_one_stage_and_history_objects():

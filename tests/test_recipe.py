@@ -2,12 +2,13 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
 from course_lib import backbones, data, features, finetune, recipe, splits
 
-from .conftest import write_image
+from .conftest import tiny_top_problem, write_image
 
 NAME = "mobilenet_v2"
 
@@ -149,6 +150,109 @@ def test_fit_two_stages_weights_the_loss_by_class(tmp_path, isolated_cache):
         return record.history["loss"]
 
     assert losses({0: 0.0, 1: 0.0}) == [0.0, 0.0]  # unweighted, a fresh head's loss is near log(2)
+
+
+def _moved(before: dict, backbone) -> set:
+    return {w.path for w in backbone.weights if not np.array_equal(before[w.path], w.numpy())}
+
+
+def test_fit_two_stages_on_arrays_joins_the_stages_and_lowers_the_learning_rate(tiny_backbone):
+    model, arrays = tiny_top_problem(tiny_backbone)
+    start = recipe.snapshot(tiny_backbone)
+    record = recipe.fit_two_stages(model, arrays, val=arrays, backbone_name=NAME, first_block=2, head_epochs=2,
+                                   fine_tune_epochs=1, patience=5, batch_size=8)
+    assert record.epochs == [1, 2, 3] and record.boundary == 2 and record.stage_starts == [1, 3]
+    assert set(record.history) >= {"accuracy", "loss", "val_accuracy", "val_loss"}
+    assert len(record.seconds) == 3 and all(s > 0 for s in record.seconds)
+    assert record.unfreeze.blocks == ["block_16", "Conv_1"]
+    assert recipe.learning_rate_now(model) == pytest.approx(1e-4), "stage 2 runs at fine_tune_lr"
+    allowed = {w.path for _, layers in backbones.blocks(tiny_backbone, NAME)[-2:] for layer in layers
+               if not isinstance(layer, keras.layers.BatchNormalization) for w in layer.weights}
+    assert _moved(start, tiny_backbone) and _moved(start, tiny_backbone) <= allowed
+    for w in tiny_backbone.weights:
+        w.assign(start[w.path])
+
+
+def test_fit_two_stages_is_reproducible_and_the_seed_matters(tiny_backbone):
+    def run(seed):
+        model, arrays = tiny_top_problem(tiny_backbone, seed=3)
+        start = recipe.snapshot(tiny_backbone)
+        history = recipe.fit_two_stages(model, arrays, val=arrays, backbone_name=NAME, first_block=1, head_epochs=2,
+                                        fine_tune_epochs=1, patience=5, batch_size=4, seed=seed).history
+        for w in tiny_backbone.weights:
+            w.assign(start[w.path])
+        return history
+
+    first = run(5)
+    assert run(5) == first
+    assert run(6)["loss"] != first["loss"], "the seed shuffles the training data"
+
+
+def test_the_cached_head_shortcut_is_the_same_training_as_the_frozen_model(tiny_backbone):
+    """Stage 1 on the frozen top's features (03's grid) trains the head as stage 1 on the whole model would."""
+    def run(shortcut):
+        model, (x, y) = tiny_top_problem(tiny_backbone, seed=1)
+        start = recipe.snapshot(tiny_backbone)
+        head = None
+        if shortcut:  # the same head: its weights and dropout seeds
+            head = features.make_head(1280, 2)
+            for mine, theirs in zip(head.variables, model.layers[-1].variables):
+                mine.assign(theirs)
+            feats = model.layers[1].predict(x, verbose=0)
+            head = (head, (feats, y), (feats, y))
+        record = recipe.fit_two_stages(model, (x, y), val=(x, y), backbone_name=NAME, first_block=1, head_epochs=2,
+                                       fine_tune_epochs=1, fine_tune_lr=1e-12, patience=5, batch_size=4, head=head,
+                                       seed=2)  # stage 2 barely moves: its validation scores the head it starts from
+        for w in tiny_backbone.weights:
+            w.assign(start[w.path])
+        return record.history
+
+    whole, cached = run(False), run(True)
+    assert whole.keys() == cached.keys()
+    for k in whole:  # stage 2's training metrics depend on the shuffle order, which differs
+        same = whole[k] if k.startswith("val_") else whole[k][:2]
+        assert cached[k][:len(same)] == pytest.approx(same, rel=1e-4, abs=1e-5), k
+    model, arrays = tiny_top_problem(tiny_backbone)
+    with pytest.raises(ValueError, match=r"head= must be the model's last layer's architecture.*Received: a head "
+                                         r"with variables .*\(1280, 3\)"):
+        recipe.fit_two_stages(model, arrays, val=arrays, backbone_name=NAME, first_block=1, head_epochs=1,
+                              fine_tune_epochs=1, head=(features.make_head(1280, 3), arrays, arrays))
+
+
+def test_reused_compiles_start_from_a_fresh_optimizer_and_recompile_when_training_changes():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, activation="softmax", name="out")])
+    x, y = np.random.default_rng(0).normal(size=(16, 4)).astype("float32"), np.arange(16) % 2
+    kept = {}
+    features.compile_classifier(model, 1e-3, reuse=kept)
+    optimizer = model.optimizer
+    model.fit(x, y, epochs=1, verbose=0)
+    assert int(optimizer.iterations.numpy()) > 0
+    features.compile_classifier(model, 1e-3, reuse=kept)
+    assert model.optimizer is optimizer and int(optimizer.iterations.numpy()) == 0, "reused, its state reset"
+    assert all(not np.any(v.numpy()) for v in optimizer.variables if v is not optimizer._learning_rate)
+    features.compile_classifier(model, 1e-4, reuse=kept)
+    assert model.optimizer is not optimizer, "another learning rate: compiled again"
+    optimizer = model.optimizer
+    model.get_layer("hidden").trainable = False
+    features.compile_classifier(model, 1e-4, reuse=kept)
+    assert model.optimizer is not optimizer, "other trainable weights: compiled again"
+    schedule = recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5)
+    features.compile_classifier(model, schedule, reuse=kept)
+    optimizer = model.optimizer
+    features.compile_classifier(model, recipe.warmup_cosine(1e-4, total_steps=20, warmup_steps=5), reuse=kept)
+    assert model.optimizer is optimizer, "the same schedule, made again: reused"
+    features.compile_classifier(model, recipe.warmup_cosine(1e-4, total_steps=40, warmup_steps=5), reuse=kept)
+    assert model.optimizer is not optimizer, "another schedule: compiled again"
+
+
+def test_arrays_need_no_image_size_but_image_sets_do(tiny_backbone):
+    model = recipe.build(tiny_backbone, 2, preprocess=NAME)
+    two = data.ImageSet("two", ["a.png", "b.png"], np.array([0, 1]), ["a", "b"], "test")
+    with pytest.raises(ValueError, match=r"got ImageSets but no image size\. Received: image_size=None\. Fix: pass "
+                                         r"image_size="):
+        recipe.fit_two_stages(model, two, val=two, backbone_name=NAME, first_block=1, head_epochs=1,
+                              fine_tune_epochs=1)
 
 
 def test_learning_rate_now_reads_a_schedule(tiny_backbone):

@@ -234,7 +234,7 @@ def test_course_heads_and_cnns_keep_float32_outputs_under_mixed_policy(float32_p
     head, _ = cl.features.train_head((rng.normal(size=(24, 8)).astype("float32"), np.arange(24) % 3),
                                      epochs=1)
     cnn = cl.scratch.make_cnn(32, 4, augment=False)
-    digits_cnn = cl.digits.small_cnn(10)
+    digits_cnn = cl.scratch.make_cnn(**cl.digits.CNN)
     for model in (head, cnn, digits_cnn):
         assert model.layers[-1].compute_dtype == "float32", model.name
         assert "float16" in {l.compute_dtype for l in model.layers[:-1]}, model.name  # the rest: float16
@@ -252,7 +252,8 @@ HELPERS_SCRIPT = textwrap.dedent("""
     import course_lib as cl
     from tests.test_scale import tiny_backbone
 
-    cl.scale.use_strategy(cl.scale.strategy(devices=["/cpu:0", "/cpu:1"]))
+    tf.distribute.experimental_set_strategy(cl.scale.strategy(devices=["/cpu:0", "/cpu:1"]))  # what the auto
+    assert cl.scale.strategy() is tf.distribute.get_strategy()  # choice (no GPU here: the current one) picks up
     rng = np.random.default_rng(0)
     kinds = lambda m: sorted({type(w.value).__name__ for w in m.weights})
     feats, labels = rng.normal(size=(48, 8)).astype("float32"), np.arange(48) % 3
@@ -266,8 +267,8 @@ HELPERS_SCRIPT = textwrap.dedent("""
                                   batch_size=8, seed=0, verbose=0)
     cnn, cnn_hist = cl.scratch.train((rng.integers(0, 255, (32, 16, 16, 3)), labels[:32]), epochs=1,
                                      batch_size=8, widths=(4, 8))
-    digits_cnn = cl.digits.train_cnn(cl.digits.small_cnn(3, width=4), rng.integers(0, 255, (32, 28, 28)),
-                                     y=labels[:32], epochs=1, min_steps=1, batch_size=8)
+    digits_cnn, _ = cl.scratch.train((rng.integers(0, 255, (32, 28, 28)), labels[:32]), epochs=1, batch_size=8,
+                                     model=cl.scratch.make_cnn(**dict(cl.digits.CNN, num_classes=3, widths=(4, 8))))
     print("RESULT " + json.dumps({
         "describe": cl.scale.describe(), "global_batch": cl.scale.global_batch_size(8),
         "head": kinds(head), "finetune": kinds(model), "scratch": kinds(cnn), "digits": kinds(digits_cnn),

@@ -89,3 +89,16 @@ def test_rejects_labels_beyond_num_classes_and_non_square_images():
         scratch.train((x, y), num_classes=1, epochs=1)
     with pytest.raises(ValueError, match=r"square images.*Received: shape=\(8, 16, 12, 3\)"):
         scratch.train((x[:, :, :12], y), epochs=1)
+
+
+def test_without_epochs_the_minimum_step_rule_decides_and_the_rate_decays_unless_told_not_to():
+    from course_lib import recipe
+
+    x, y = stripes(n_per_class=4)  # 8 images: one step per epoch
+    model, history = scratch.train((x, y), num_classes=2, min_steps=12, widths=(4, 8), learning_rate=1e-3,
+                                   decay=False)
+    assert len(history.history["loss"]) == 12, "12 steps of one batch: 12 epochs"
+    assert recipe.learning_rate_now(model) == pytest.approx(1e-3)
+    model, history = scratch.train((x, y), num_classes=2, min_steps=3, widths=(4, 8))
+    assert len(history.history["loss"]) == 10, "never fewer than 10 epochs"
+    assert recipe.learning_rate_now(model) < 1e-6, "a cosine decay ends near 0"

@@ -4,7 +4,7 @@ import types
 
 import numpy as np
 
-from tests.wrong_answers import check
+from tests.wrong_answers import check, failures
 
 # ------------------------------------------------------------------ 04_domain_mismatch
 
@@ -198,3 +198,33 @@ def test_06_q4_rejects_an_index_for_a_name():
         return [(int(r.argmax()), float(r.max())) for r in model.predict(ns["load_images"](paths))]
 
     check("06_capstone", "q4", dict(ns, predict_files=right), dict(ns, predict_files=index))
+
+
+def test_06_q3_is_judged_by_the_paired_rule(monkeypatch):
+    cl = _cl()
+    fe = np.array([True] * 30 + [False] * 10)
+    within, beyond = fe.copy(), fe.copy()
+    within[30:33] = True  # fine-tuning right on 3 more images of 40: +0.075, 1.96 x se = 0.083
+    beyond[30:40] = True  # 10 more: +0.25, far beyond
+    monkeypatch.setattr(cl.data, "to_numpy", lambda ds, size: (np.zeros((40, 2, 2, 3), "uint8"), np.zeros(40, int)))
+
+    def answers(ft_right, export_choice, why=None):
+        paired = cl.stats.paired_accuracy_gain(ft_right, fe)
+        why = why or f"fine-tuning gained {paired['gain']:+.3f}, paired standard error {paired['se']:.3f}"
+        flags = {"fe_model": fe, "ft_model": ft_right}  # a model that predicts class 0 exactly where it is right
+        return dict({k: _Model(np.eye(2)[1 - np.asarray(v, int)]) for k, v in flags.items()}, np=np, cl=cl,
+                    val_gain=paired["gain"], val_gain_se=paired["se"], splits={"val": None}, image_size=2,
+                    export_choice=export_choice, why=why)
+
+    p_within, p_beyond = (cl.stats.paired_accuracy_gain(ft, fe) for ft in (within, beyond))
+    assert p_within["gain"] < 1.96 * p_within["se"] and p_beyond["gain"] > 1.96 * p_beyond["se"]
+    # fine-tuning within the paired noise (the higher validation accuracy, or a test split that favoured it)
+    failed = check("06_capstone", "q3", answers(within, "feature extraction"), answers(within, "fine-tuning"))
+    assert "paired noise" in failed["public"][0]
+    # feature extraction when fine-tuning is better beyond the noise (say, because test accuracy said so)
+    check("06_capstone", "q3", answers(beyond, "fine-tuning"), answers(beyond, "feature extraction"))
+    # a why with a digit but without the measured gain and its standard error
+    failed = failures("06_capstone", "q3", answers(within, "feature extraction", "within the noise of 1 image, so "
+                                                                                 "the cheaper one"))
+    messages = failed["public"] + failed["hidden"]
+    assert messages and all("export_choice" not in m and "1.96 *" not in m for m in messages)

@@ -1,6 +1,6 @@
 """A built course site opened in a real browser: headless Chromium, driven by Playwright.
 
-Used by `website` (`course site --check`) and `tests/test_site.py`. Playwright drives the
+Used by `website` (`course site --check`) and `tests/test_website.py`. Playwright drives the
 system's Chromium (Debian's `chromium`; never `playwright install`, which downloads a browser).
 """
 

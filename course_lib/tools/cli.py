@@ -1,7 +1,8 @@
 """The `course` command: run the course, check or build a mirror, instructor tools.
 
 Usage: `course run`, `course mirror check [PATH]`, `course mirror build DEST`,
-`course student`, `course autograder`, `course grade SUBMISSIONS`, `course site`.
+`course student`, `course autograder`, `course grade SUBMISSIONS`, `course site`,
+`course predict MODEL IMAGE...`.
 Every command and its arguments are declared here, in `parser()`; each handler calls the module
 that does the work. Benchmarks: `python benchmarks/benchmark.py`.
 """
@@ -79,7 +80,18 @@ def parser() -> argparse.ArgumentParser:
                       help="then open the landing page and one lesson in headless Chromium; "
                            "screenshots in RUN/site-screenshots/")
     site.set_defaults(handler=_site)
+    pr = sub.add_parser("predict", help="top classes of image files with an exported model (.keras, SavedModel, .tflite)")
+    pr.add_argument("model", help="a .keras file, a SavedModel folder or a .tflite file, with class_names.json beside it")
+    pr.add_argument("images", nargs="+", help="image files (JPEG, PNG, GIF, BMP, WebP)")
+    pr.add_argument("--top", type=int, default=3, help="how many classes to print per image (default 3)")
+    pr.set_defaults(handler=_predict)
     return top
+
+
+def _predict(args) -> int:
+    from course_lib.tools import predict
+
+    return predict.run(args.model, args.images, top=args.top)
 
 
 def _run(args) -> int:
