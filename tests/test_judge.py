@@ -23,9 +23,10 @@ def test_answers_travel_as_data_and_other_objects_as_placeholders(tmp_path):
         def __array_function__(self, *a):
             return True
 
-    value = {"n": [1, 2.5, "s", None, True], 3: (np.arange(4), np.float32(2.0)), "f": len, "obj": Mine()}
+    value = {"n": [1, 2.5, "s", None, True], 3: (np.arange(4), np.float32(2.0)), "f": len, "obj": Mine(),
+             "yields": (i * i for i in range(3))}
     out = _round_trip(value, tmp_path)
-    assert out["n"] == [1, 2.5, "s", None, True] and out["f"] == ("remote", "r")
+    assert out["n"] == [1, 2.5, "s", None, True] and out["f"] == ("remote", "r") and out["yields"] == [0, 1, 4]
     assert np.array_equal(out[3][0], np.arange(4)) and isinstance(out[3][1], np.float32)
     assert isinstance(out["obj"], wire.Opaque)
     with pytest.raises(TypeError, match="Mine"):

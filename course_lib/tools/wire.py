@@ -4,7 +4,8 @@ Used by `answers` (in the student's kernel) and `judge` (the process that runs t
 `course grade`, in the README's instructor section). What travels, and what it becomes:
 
 - None, bool, int, float, str: themselves (JSON);
-- list, tuple, dict (keys of those scalar types): the same container, item by item;
+- list, tuple, dict (keys of those scalar types): the same container, item by item; a generator:
+  the list of what it yields (at most `MAX_ELEMENTS` items);
 - a NumPy array or scalar, a TensorFlow tensor or variable: an `.npy` file, read back with
   `allow_pickle=False` (a tensor comes back as a tensor, a scalar as a NumPy scalar);
 - a Keras model: a `.keras` file, loaded by the judge with `safe_mode=True`;
@@ -34,6 +35,7 @@ import json
 import os
 import re
 import stat
+import types
 
 __all__ = ["MAX_FILE_BYTES", "MAX_ELEMENTS", "MAX_DEPTH", "MAX_ITEMS", "MAX_TEXT", "WireError", "Opaque", "Files",
            "encode", "decode", "dumps", "loads"]
@@ -146,6 +148,8 @@ def _encode(value, files: Files, *, functions, refs, known, depth: int, budget) 
         return {"t": "value", "v": value}
     if type(value) in (list, tuple):
         return {"t": type(value).__name__, "items": [sub(v) for v in value]}
+    if isinstance(value, types.GeneratorType):  # what a generator yields, as a list (at most MAX_ELEMENTS)
+        return {"t": "list", "items": [sub(v) for _, v in zip(range(MAX_ELEMENTS), value)]}
     if type(value) is dict:
         return {"t": "dict", "items": [[sub(k), sub(v)] for k, v in value.items()]}
     np, tf, keras = _module("numpy"), _module("tensorflow"), _module("keras")
