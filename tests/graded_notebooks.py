@@ -1,7 +1,9 @@
 """The notebooks nbval runs in the default suite: each student notebook as a learner gets it, graded.
 
 `graded_copy` fills the source's solutions into the student notebook's answer cells, asserts each
-public check (`grader.check`) and adds the source's hidden tests right after it. `write_graded_copies`
+public check (`grader.check`), then has the judge (`course_lib.tools.judge.InKernel`, a process that
+never runs the notebook's code, as `course grade` does) run the exercise's public and hidden tests
+on the kernel's answers. A cell right after the first answer cell starts the judge with the source's tests. `write_graded_copies`
 writes one per notebook to build/nbval/<name>/<name>.ipynb at collection time (tests/conftest.py),
 where nbval collects each code cell as a test item and runs them in one kernel (cwd: that folder).
 The notebook's metadata (`course_nbval`) tells the root conftest.py how to run it: the environment
@@ -32,21 +34,25 @@ def first_answer_cell(nb) -> int:
 def graded_copy(student, source):
     """The filled-in student notebook with each check asserted and the source's hidden tests after it."""
     nb = release.fill_solutions(student, source)
-    hidden = {q["name"]: [release.strip_test_config(source.cells[i].source) for i in q["tests"]
-                          if notebooks.is_hidden_test(source.cells[i].source)]
-              for q in notebooks.graded_structure(source)}
-    cells = []
-    for cell in nb.cells:
+    tests = judge_tests(source)
+    cells, checked = [], set()
+    first = first_answer_cell(nb)
+    for i, cell in enumerate(nb.cells):
         match = CHECK.fullmatch(cell.source.strip()) if cell.cell_type == "code" else None
         if not match:
             cells.append(cell)
+            if i == first:  # the untouched prefix stays as it is; the judge imports while the cells run
+                cells.append(nbformat.v4.new_code_cell(
+                    "from course_lib.tools.judge import InKernel as _InKernel\n"
+                    f"_course_judge = _InKernel({tests!r})  # the source's tests, public and hidden"))
             continue
         name = match.group(1)
+        checked.add(name)
         cells.append(nbformat.v4.new_code_cell(
             f'_check = grader.check("{name}")\n'
-            f'assert _check.passed_all, "public check {name} failed:\\n" + _check.summary()'))
-        cells += [nbformat.v4.new_code_cell(f"# hidden test of {name}\n{body}") for body in hidden.pop(name)]
-    assert not hidden, f"checks missing from the student notebook: {sorted(hidden)}"
+            f'assert _check.passed_all, "public check {name} failed:\\n" + _check.summary()\n'
+            f'_course_judge.check("{name}")  # public and hidden tests, in the judge'))
+    assert checked == set(tests), f"checks missing from the student notebook: {sorted(set(tests) - checked)}"
     for cell in cells:
         cell.pop("id", None)  # nbformat 4.4 has no cell ids (new_code_cell draws random ones)
     nb.cells = cells
@@ -56,6 +62,16 @@ def graded_copy(student, source):
         # nbval numbers code cells only ("Cell N")
         "first_answer_cell": sum(c.cell_type == "code" for c in nb.cells[:first])}
     return nb
+
+
+def judge_tests(source) -> dict:
+    """{question: {"points", "cases": [{"code", "hidden", "points", "message"}]}} from a source's test cells."""
+    tests = {}
+    for q in notebooks.graded_structure(source):
+        cases = [{"code": release.strip_test_config(source.cells[i].source), "points": 1.0, "message": "",
+                  "hidden": notebooks.is_hidden_test(source.cells[i].source)} for i in q["tests"]]
+        tests[q["name"]] = {"points": float(len(cases)), "cases": cases}
+    return tests
 
 
 def write_graded_copies(root, out, run_id: str) -> list[pathlib.Path]:

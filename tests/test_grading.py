@@ -1,15 +1,14 @@
 """course_lib.tools.grading: score tables, the instructor commands, and real grading of 00_setup.
 
-The real grading runs each submission in the bubblewrap sandbox (`submission`, `sandbox`):
+The real grading runs each submission in the bubblewrap sandbox (`submission`, `sandbox`) and
+its tests in the judge (`judge`), a process that never runs student code:
 the solved notebook scores full marks, and so does the notebook a class gets (no questionnaire
 key in it); wrong questionnaire answers lose their points; an untouched one scores zero; one that raises, hangs or kills
-its kernel in an exercise keeps the points earned before it; four cheating attempts
-(replacing a NumPy function, a builtin and a course function, three exercises of one
-notebook, and a NumPy function while faking the kernel's answer to the grader's check)
-score zero on their exercise and full marks on the others;
-a submission cannot read outside its folder or reach the network. The preflight and the
+its kernel in an exercise keeps the points earned before it; replacing a NumPy function, a builtin,
+a course function or the kernel's own methods changes no verdict (each exercise scores what its
+answers earn); a submission cannot read outside its folder or reach the network. The preflight and the
 folder checks refuse to grade, with exit code 2, on a machine or folder that cannot give
-right grades. `tests/test_integrity.py` covers the restore logic in-process.
+right grades. `tests/test_hostile_submissions.py` grades a batch of hostile submissions.
 """
 
 import json
@@ -395,17 +394,15 @@ def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, wh
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, replaced", [
-    ("cheats.ipynb", {"q1": "builtins.all", "q2": "numpy.allclose", "questionnaire": "course_lib.quiz.correct"}),
-    ("cheat_kernel.ipynb", {"q2": "numpy.allclose"})])
-def test_replacing_what_the_tests_use_scores_zero_on_that_exercise(graded, name, replaced):
+@pytest.mark.parametrize("name, expected", [
+    # q1: per_image all zeros passes the public test only; q2: x divided by 255; the questionnaire all wrong;
+    # q3: the replaced builtin `all` breaks the submission's own backbone cell (Keras uses it), so no answer
+    ("cheats.ipynb", {"q1": 1, "q2": 0, "q3": 0, "questionnaire": 0}),
+    ("cheat_kernel.ipynb", {**POINTS, "q2": 0})])
+def test_replacing_what_the_tests_use_changes_no_verdict(graded, name, expected):
     row = graded[0][name]
     assert row["status"] == "graded"
-    for question, what in replaced.items():
-        assert row["scores"][question][0] == 0, question
-        assert what in row["notes"][question], (question, row["notes"])
-    assert set(row["notes"]) == set(replaced)  # no other exercise was flagged
-    assert all(s == POINTS[q] for q, s in _scores(row).items() if q not in replaced)  # restored for the others
+    assert _scores(row) == expected and not row["notes"], (_scores(row), row["notes"])
 
 
 @pytest.mark.slow
@@ -547,3 +544,16 @@ def test_a_submission_of_another_notebook_or_damaged_json_is_an_error_not_a_zero
     assert "Fix: set metadata.otter.assignment_name to '01_pretrained_backbones'" in rows["anna.ipynb"]["status"]
     assert rows["ben.ipynb"]["status"].startswith("error: not valid JSON (") and "Fix:" in rows["ben.ipynb"]["status"]
     assert not (tmp_path / "autograder").exists(), "nothing was built for them"
+
+
+
+def test_test_cases_convert_from_the_ok_format_and_expected_output_is_refused():
+    assert submission.doctest_to_python(">>> x = 1\n>>> if x:\n...     assert x\n") == "x = 1\nif x:\n    assert x\n"
+    with pytest.raises(ValueError, match="expects printed output"):
+        submission.doctest_to_python(">>> x\n1\n")
+
+
+def test_each_cell_belongs_to_the_exercise_checked_next():
+    cells = [{"cell_type": "code", "source": s} for s in ("a = 1", 'grader.check("q1")', "b = 2",
+                                                            "grader.check('q2')", "c = 3")]
+    assert submission.question_of_cells(cells) == ["q1", "q1", "q2", "q2", None]

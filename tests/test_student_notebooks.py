@@ -25,7 +25,7 @@ import sys
 import nbformat
 import pytest
 
-from course_lib.tools import notebooks
+from course_lib.tools import notebooks, release
 from tests.graded_notebooks import CHECK, first_answer_cell, graded_copy, write_graded_copies
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
@@ -52,17 +52,20 @@ def test_untouched_student_notebook_runs_up_to_its_first_answer_cell(name):
     assert graded.metadata.course_nbval.first_answer_cell == sum(c.cell_type == "code" for c in student.cells[:first])
 
 
-def test_graded_copy_asserts_each_check_and_adds_the_hidden_tests():
+def test_graded_copy_asserts_each_check_and_has_the_judge_run_every_test():
     source, student = _read("source", "00_setup"), _read("student", "00_setup")
     nb = graded_copy(student, source)
     checks = [c.source for c in nb.cells if c.source.startswith("_check = grader.check(")]
     questions = [q["name"] for q in notebooks.graded_structure(source)]
     assert [CHECK.search(c).group(1) for c in checks] == questions
-    hidden = [c.source for c in nb.cells if c.source.startswith("# hidden test of ")]
-    n_hidden = sum(notebooks.is_hidden_test(source.cells[i].source)
-                   for q in notebooks.graded_structure(source) for i in q["tests"])
-    assert len(hidden) == n_hidden > 0
-    assert not any("BEGIN TEST CONFIG" in h for h in hidden)
+    assert all(f'_course_judge.check("{q}")' in c for q, c in zip(questions, checks))
+    start = [c.source for c in nb.cells if "_InKernel(" in c.source]
+    assert len(start) == 1 and nb.cells.index(next(c for c in nb.cells if "_InKernel(" in c.source)) < \
+        nb.cells.index(next(c for c in nb.cells if c.source.startswith("_check")))
+    hidden = [release.strip_test_config(source.cells[i].source) for q in notebooks.graded_structure(source)
+              for i in q["tests"] if notebooks.is_hidden_test(source.cells[i].source)]
+    assert hidden and all(repr(h) in start[0] for h in hidden)  # every hidden test, judged outside the kernel
+    assert not any(h in c.source for h in hidden for c in nb.cells if c.source is not start[0])
 
 
 def test_graded_copies_are_written_once_per_run_with_the_same_bytes(tmp_path):

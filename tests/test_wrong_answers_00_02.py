@@ -11,32 +11,59 @@ from tests.wrong_answers import check
 # ------------------------------------------------------------------ 00_setup
 
 
-def _counted(n):
-    """A model stand-in with a parameter count."""
-    return types.SimpleNamespace(count_params=lambda: n)
+def _fast_cfg():
+    """The judge's `cfg` for the fast profile (what the tests read of it)."""
+    import course_lib as cl
+
+    return types.SimpleNamespace(profile=cl.config.get_profile("fast"))
+
+
+def _heads(cfg):
+    """00's four candidate heads, built as the notebook builds them (the tests count them their own way)."""
+    import keras
+
+    import course_lib as cl
+
+    feature_map = cl.backbones.load("mobilenet_v2", cfg.profile.image_size, weights=None, pooling=None).output_shape[1:]
+
+    def head(shape, hidden=None):
+        layers = [keras.Input(shape)] + ([keras.layers.Flatten()] if len(shape) > 1 else [])
+        return keras.Sequential(layers + ([keras.layers.Dense(hidden, activation="relu")] if hidden else [])
+                                + [keras.layers.Dense(5)])
+
+    channels = feature_map[-1]
+    return {"pooled_linear": head((channels,)), "pooled_mlp": head((channels,), 256),
+            "flat_linear": head(feature_map), "flat_mlp": head(feature_map, 256)}
 
 
 def test_00_q1_rejects_the_biggest_head_and_raw_counts():
-    candidates = {"pooled_linear": _counted(6405), "pooled_mlp": _counted(329_221), "flat_linear": _counted(313_605)}
-    per_image = {k: m.count_params() / 50 for k, m in candidates.items()}
-    right = {"candidates": candidates, "N_LABELLED": 50, "per_image": per_image, "first_head": "pooled_linear",
-             "why": "pooled_linear fits 128 parameters per labelled image, the fewest"}
+    import course_lib as cl
+
+    cfg = _fast_cfg()
+    labelled = 5 * cfg.profile.train_per_class
+    counts = {k: m.count_params() for k, m in _heads(cfg).items()}
+    per_image = {k: c / labelled for k, c in counts.items()}
+    right = {"cl": cl, "np": np, "cfg": cfg, "per_image": per_image, "first_head": "pooled_linear",
+             "why": f"pooled_linear fits {per_image['pooled_linear']:.0f} parameters per labelled image, the fewest"}
     check("00_setup", "q1", right, dict(right, first_head="pooled_mlp", why="the most capacity learns the most"))
-    raw = {k: float(m.count_params()) for k, m in candidates.items()}  # forgot to divide by the labelled images
+    raw = {k: float(c) for k, c in counts.items()}  # forgot to divide by the labelled images
     check("00_setup", "q1", right, dict(right, per_image=raw), kinds=("hidden",))
 
 
 def test_00_q2_rejects_dividing_by_255():
     import course_lib as cl
 
-    batch = np.random.default_rng(0).integers(0, 256, (2, 4, 4, 3)).astype("uint8")
+    import tensorflow as tf
+
+    cfg = _fast_cfg()
+    batch = _q3_namespace(cl, cfg.profile.image_size, model=False)["batch"]
     preprocess = cl.backbones.get("mobilenet_v2").preprocess_input
-    right = {"np": np, "batch": batch, "preprocess": preprocess, "x": preprocess(batch.astype("float32"))}
+    right = {"np": np, "tf": tf, "cfg": cfg, "preprocess": preprocess, "x": preprocess(batch.astype("float32"))}
     failed = check("00_setup", "q2", right, dict(right, preprocess=lambda b: b / 255.0, x=batch / 255.0))
     assert "[-1, 1]" in failed["public"][0]
 
 
-def _q3_namespace(cl, size):
+def _q3_namespace(cl, size, model=True):
     """The names 00's q3 tests read, with the real MobileNetV2 and its ImageNet weights."""
     from skimage import data as sample_images
     import tensorflow as tf
@@ -49,6 +76,8 @@ def _q3_namespace(cl, size):
 
     batch = np.stack([square(getattr(sample_images, n)()) for n in ("chelsea", "coffee", "astronaut", "rocket")])
     x = cl.backbones.get("mobilenet_v2").preprocess_input(batch.astype("float32"))
+    if not model:
+        return {"batch": batch, "x": x}
     backbone = cl.backbones.load("mobilenet_v2", image_size=size)
     cfg = types.SimpleNamespace(profile=types.SimpleNamespace(image_size=size))
     features = backbone.predict(x, verbose=0)

@@ -16,12 +16,17 @@ def test_cells(notebook: str, question: str) -> list[tuple[str, str]]:
             for c, t in zip(cells[start:end], text[start:end]) if c["cell_type"] == "code" and "TEST CONFIG" in t]
 
 
+def _in_kernel(function, *args, **kwargs):
+    """What the judge's `in_kernel` does, here where the answers live: call the course_lib function."""
+    return function(*args, **kwargs)
+
+
 def failures(notebook: str, question: str, ns: dict) -> dict:
     """{kind: [assertion messages]} of the question's test cells that fail on the answers in `ns`."""
     failed = {"public": [], "hidden": []}
     for kind, code in test_cells(notebook, question):
         try:
-            exec(code, dict(ns))
+            exec(code, {"in_kernel": _in_kernel, **ns})
         except AssertionError as exc:
             failed[kind].append(str(exc))
         except Exception as exc:  # an error fails the test cell too, as in the grader

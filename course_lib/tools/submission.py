@@ -5,17 +5,19 @@ grader, not the submission, drives the kernel (`sandbox` builds it):
 
 - every code cell runs with a time limit; a cell that hangs, or a kernel that dies, ends the
   run there, and the exercises already tested keep their points;
-- a `grader.check("qN")` cell runs that exercise's tests, public and hidden, which come from
-  the autograder zip and never enter the sandbox; before each test, `integrity` puts back
-  whatever library function or builtin the submission replaced, and the exercise during
-  which it was replaced scores zero;
-- a failure that is not the student's (an unedited set-up cell fails, a missing resource)
-  makes the whole submission an "error", never a score.
+- at a `grader.check("qN")` cell, `judge` (a process that never runs student code) runs that
+  exercise's tests, public and hidden, which come from the autograder zip and never enter the
+  sandbox; the kernel only hands over the answers the tests read, as data (`answers`, `wire`),
+  and runs the submitted functions a test calls, on the judge's arguments. So callbacks, AST
+  transformers, rebound names or patched modules in the kernel change no verdict;
+- only the grader's own checks of the machine make the whole submission an "error", never a
+  score: the kernel or the judge does not start, the course library does not load in the kernel,
+  an unedited set-up cell fails before any student code ran, or a course resource is missing in
+  the judge. Whatever the submission raises (whatever its class is called) is the submission's.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import os
 import pathlib
@@ -28,12 +30,12 @@ import tempfile
 import time
 import zipfile
 
-__all__ = ["CHECK_CELL", "ENVIRONMENT_ERRORS", "KERNEL_START_TIMEOUT", "load_tests", "doctest_to_python",
+__all__ = ["CHECK_CELL", "KERNEL_START_TIMEOUT", "JUDGE_TIMEOUT", "load_tests", "doctest_to_python",
            "question_of_cells", "cell_check", "Kernel", "grade"]
 
 CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["']([\w-]+)["']\s*\)\s*$""")
-ENVIRONMENT_ERRORS = ("MissingResourceError", "CorruptResourceError")
 KERNEL_START_TIMEOUT = 120
+JUDGE_TIMEOUT = 900  # the longest the judge may work between two messages
 
 
 def load_tests(autograder_zip) -> dict[str, dict]:
@@ -199,30 +201,38 @@ class _Run:
                          if c.cell_type == "code" and "otter_answer_cell" not in c.metadata.get("tags", [])}
         self.scores, self.notes, self.feedback = {}, {}, {q: [] for q in tests}
         self.answered = False  # an answer cell (one the student wrote in) has run
-        # the kernel's name for `integrity`, unknown to the submission in advance
-        self.alias = f"_course_integrity_{secrets.token_hex(6)}"
+        self.alias = f"_course_answers_{secrets.token_hex(6)}"  # the kernel's name for `answers`
+        self.requests = 0
 
     def go(self, stop_after_setup: bool) -> dict:
+        from course_lib.tools import judge
+
+        # the judge imports its libraries while the kernel starts and runs the first cells
+        self.judge = None if stop_after_setup else judge.Judge(self.tests, self.workdir)
         try:
-            # CPU time: every core busy for the whole time limit, and a minute to start
-            cpu = int((self.deadline - time.monotonic()) * (os.cpu_count() or 1)) + 60
-            self.kernel = Kernel(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror, cpu_seconds=cpu)
-        except Exception as exc:  # noqa: BLE001 - the grading machine's fault, not the student's
-            return _result(f"error: the kernel did not start ({type(exc).__name__}: {str(exc)[:200]})", self.tests)
-        try:
-            return self._cells(stop_after_setup)
-        except _Stopped as stop:
-            where_, question, why, timeout = stop.args
-            return self._stopped(where_, question, why=why, timeout=timeout)
-        except _MachineError as exc:
-            return _result(f"error: {exc}. Check the grading machine (`course grade` runs a preflight first).",
-                           self.tests)
+            try:
+                # CPU time: every core busy for the whole time limit, and a minute to start
+                cpu = int((self.deadline - time.monotonic()) * (os.cpu_count() or 1)) + 60
+                self.kernel = Kernel(self.workdir, sandboxed=self.sandboxed, mirror=self.mirror, cpu_seconds=cpu)
+            except Exception as exc:  # noqa: BLE001 - the grading machine's fault, not the student's
+                return _result(f"error: the kernel did not start ({type(exc).__name__}: {str(exc)[:200]})",
+                               self.tests)
+            try:
+                return self._cells(stop_after_setup)
+            except _Stopped as stop:
+                where_, question, why, timeout = stop.args
+                return self._stopped(where_, question, why=why, timeout=timeout)
+            except (_MachineError, judge.JudgeError) as exc:
+                return _result(f"error: {exc}. Check the grading machine (`course grade` runs a preflight first).",
+                               self.tests)
+            finally:
+                self.kernel.close()
         finally:
-            self.kernel.close()
+            if self.judge is not None:
+                self.judge.close()
 
     def _cells(self, stop_after_setup: bool) -> dict:
-        start = self.kernel.run(f"import course_lib.tools.integrity as {self.alias}\n{self.alias}.take()",
-                                 KERNEL_START_TIMEOUT)
+        start = self.kernel.run(f"import course_lib.tools.answers as {self.alias}", KERNEL_START_TIMEOUT)
         if start["status"] != "ok":
             return _result(f"error: the course library does not load in the grading kernel "
                            f"({start['ename']}: {start['evalue'][:200]})", self.tests)
@@ -245,13 +255,13 @@ class _Run:
             if out["status"] in ("timeout", "dead"):
                 return self._stopped(f"cell {i}", owner[i], why=out["status"], timeout=timeout)
             if out["status"] == "error":
-                if (template_cell and not self.answered) or out["ename"] in ENVIRONMENT_ERRORS:
-                    whose = " (course code, not the student's)" if template_cell else ""
-                    return _result(f"error: cell {i}{whose} raised "
+                if template_cell and not self.answered:  # only course code ran so far: the machine's fault
+                    return _result(f"error: cell {i} (course code, not the student's) raised "
                                    f"{out['ename']}: {out['evalue'][:200]}. Check the grading machine "
                                    "(`course grade` runs a preflight first).", self.tests)
                 where = owner[i] if owner[i] in self.feedback and not template_cell else "other cells"
-                self.feedback.setdefault(where, []).append(f"cell {i} raised {out['ename']}: {out['evalue'][:200]}")
+                self.feedback.setdefault(where, []).append(f"cell {i} raised {out['ename'][:80]}: "
+                                                           f"{out['evalue'][:200]}")
             self.answered |= not template_cell
             if stop_after_setup and "cl.setup(" in source:
                 return _result("setup ok", self.tests)
@@ -264,50 +274,58 @@ class _Run:
         return _result("graded", self.tests, scores=self.scores, notes=self.notes, feedback=self.feedback)
 
     def _test(self, question: str, index: int) -> None:
-        """Run one exercise's tests (raises _Stopped when a test hangs or kills the kernel).
-
-        Each test runs as one request: `require_pristine()` (raises TamperingError, after putting
-        back what the submission replaced), the test, then `require_pristine()` again, so a
-        replacement made before the test or by a call inside it fails the exercise.
-        """
-        cases, score = self.tests[question]["cases"], 0.0
-        for k, case in enumerate(cases, 1):
-            where_ = f"test {k} of {question} (cell {index})"
-            replaced = self._replaced(where_, question)
-            if replaced:
-                self._tampered(question, "the submission replaced", replaced)
-                break
-            guard = f"{self.alias}.require_pristine()"  # raises TamperingError, after restoring
-            code = f"{guard}\n{case['code']}{guard}\n"
-            out = self.kernel.run(code, min(self.cell_timeout, max(self.deadline - time.monotonic(), 1)))
-            if out["status"] in ("timeout", "dead"):
-                raise _Stopped(where_, question, out["status"], self.cell_timeout)
-            if out["ename"] in ENVIRONMENT_ERRORS:
-                raise _MachineError(f"test {k} of {question} raised {out['ename']}: {out['evalue'][:200]}")
-            if out["ename"] == "TamperingError":
-                self._tampered(question, "the submission replaced", _literal(out["evalue"]))
-                score = 0.0
-                break
-            if out["status"] == "ok":
+        """Have the judge run one exercise's tests (raises _Stopped when the kernel hangs or dies meanwhile)."""
+        where_ = f"the tests of {question} (cell {index})"
+        # the judge's own work (loading a model, a reference backbone) is not the submission's time: its
+        # own limit; the kernel's work for it (answers, calls) has the cell limit (`_serve`)
+        limit = min(JUDGE_TIMEOUT, max(self.deadline - time.monotonic(), 60))
+        try:
+            results = self.judge.question(question, lambda request: self._serve(request, where_, question), limit)
+        except TimeoutError:
+            raise _Stopped(where_, question, "timeout", limit) from None
+        finally:
+            self._clean()
+        score = 0.0
+        for k, (case, result) in enumerate(zip(self.tests[question]["cases"], results), 1):
+            if result.get("machine"):
+                raise _MachineError(f"test {k} of {question} raised {result['machine']}")
+            if result.get("passed"):
                 score += case["points"]
             elif not case["hidden"]:
-                self.feedback[question].append(f"public test {k} failed: {case['message'] or out['evalue'][:200]}"
-                                               + (f" ({out['evalue'][:200]})" if case["message"] and out["evalue"] else ""))
+                detail = str(result.get("message") or "")[:200]
+                self.feedback[question].append(f"public test {k} failed: {case['message'] or detail}"
+                                               + (f" ({detail})" if case["message"] and detail else ""))
             else:
                 self.feedback[question].append(f"hidden test {k} failed")
         self.scores[question] = (score, self.tests[question]["points"])
 
-    def _tampered(self, question: str, what: str, names: list[str]) -> None:
-        self.notes[question] = (f"{what} {', '.join(names[:5])}: a submission may not change the library "
-                                "or builtins the tests use")
-        self.feedback[question].append(self.notes[question])
+    def _serve(self, request: dict, where_: str, question: str) -> dict:
+        """Answer one judge request in the kernel: write an answer (`fetch`) or call a function (`call`)."""
+        self.requests += 1
+        prefix = f"answer-{self.requests}"
+        folder = str(self.workdir.resolve())
+        if "fetch" in request:
+            code = f"{self.alias}.export({str(request['fetch'])!r}, {folder!r}, {prefix!r})"
+        elif "call" in request:
+            code = f"{self.alias}.call({str(request['call'])!r}, {str(request['request'])!r}, {folder!r}, {prefix!r})"
+        else:
+            return {"error": "unknown request"}
+        limit = min(self.cell_timeout, max(self.deadline - time.monotonic(), 1))
+        out = self.kernel.run(code, limit)
+        if out["status"] in ("timeout", "dead"):
+            raise _Stopped(where_, question, out["status"], limit)
+        if out["status"] != "ok" or out["ename"]:
+            return {"error": f"{out['ename'][:80]}: {out['evalue'][:200]}"}
+        return {"file": f"{prefix}.json"}
 
-    def _replaced(self, where_: str, question: str) -> list[str]:
-        """What the submission replaced since the last check (the originals are back after it)."""
-        check = self.kernel.run("", 60, expression=f"{self.alias}.check_and_restore()")
-        if check["status"] in ("timeout", "dead"):
-            raise _Stopped(where_, question, check["status"], 60)
-        return _literal(check.get("value"))
+    def _clean(self) -> None:
+        """Remove the answer files of the last exercise from the submission's folder."""
+        for path in self.workdir.iterdir():
+            if path.name.startswith(("answer-", "judge-")):
+                try:
+                    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+                except OSError:
+                    pass
 
     def _stopped(self, where_: str, question: str | None, *, why: str, timeout: float, whole: bool = False) -> dict:
         limits = self.kernel.limits_hit()  # a limit reached: the submission's result, said as such
@@ -334,13 +352,3 @@ class _MachineError(Exception):
 
 class _Stopped(Exception):
     """A test hung or killed the kernel: (where, question, "timeout"|"dead", seconds)."""
-
-
-def _literal(text) -> list[str]:
-    """The integrity check's list; a missing or odd answer counts as tampering (the check was disabled)."""
-    try:
-        value = ast.literal_eval(text) if text else None
-    except (ValueError, SyntaxError):
-        value = None
-    return value if isinstance(value, list) else ["(the integrity check did not answer)"]
-

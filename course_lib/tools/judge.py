@@ -1,0 +1,381 @@
+"""The judge: runs an exercise's tests in a process that never runs student code, on the answers as data.
+
+Started by `submission` for each graded notebook (`course grade`, in the README's instructor
+section), as `python -m course_lib.tools.judge`; the grader and the judge talk in JSON lines
+over the judge's stdin and stdout. The grader sends the tests once; at each `grader.check("qN")`
+cell, it asks for qN's verdicts. To run a test case the judge needs the answers the test reads
+(its free names: `x`, `backbone`; not `np`, `cl`, `keras`, `tf`, `math`, which are the judge's own,
+nor `cfg`, the judge's own settings of this profile, as `cl.setup` makes them, without printing):
+it asks the grader for each, and the grader has the kernel write it as data (`answers`, `wire`).
+A test may also call `answer("splits.class_names")` for one attribute of an answer, and
+`in_kernel(cl.data.pipeline, few, 32)` to have the kernel run a course_lib function on its own
+objects (a dataset that only lives there). A submitted
+function comes as a `Remote`: calling it sends the judge's arguments to the kernel, which calls
+the student's function and sends back its result as data.
+
+So nothing in the student's kernel (callbacks, AST transformers, rebound names, patched
+modules) runs a test or changes a verdict, and the tests' text never enters the kernel: only
+answer names and the arguments of calls do. A test fails when it raises; a test that cannot
+read an answer (not defined, raises, not data) fails too. Only the judge's own failures (it
+cannot start, a course resource is missing here) are the grading machine's.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+
+from course_lib.tools import wire
+
+__all__ = ["START_TIMEOUT", "MACHINE_ERRORS", "StudentError", "Remote", "free_names", "JudgeError", "Judge",
+           "InKernel", "main"]
+
+START_TIMEOUT = 300  # importing TensorFlow on a busy machine
+MACHINE_ERRORS = ("MissingResourceError", "CorruptResourceError")  # course_lib.errors, raised in the judge
+
+
+class StudentError(Exception):
+    """Reading an answer or calling a submitted function failed in the kernel (the student's failure)."""
+
+
+class Remote:
+    """A function of the submission: calling it runs it in the kernel on arguments sent as data."""
+
+    def __init__(self, server, ref: str, name: str):
+        self._server, self._ref, self.__name__ = server, ref, name
+
+    def __call__(self, *args, **kwargs):
+        return self._server.call(self, args, kwargs)
+
+    def __repr__(self):
+        return f"<the submission's function {self.__name__}>"
+
+
+_BASE_NAMES = ("np", "cl", "keras", "tf", "math", "answer", "cfg", "in_kernel")
+
+
+def free_names(code: str) -> list[str]:
+    """The names a test reads and does not set itself, builtins and the judge's modules aside."""
+    tree = ast.parse(code)
+    loaded, bound = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (loaded if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.alias):
+            bound.add((node.asname or node.name).split(".")[0])
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return sorted(loaded - bound - set(dir(builtins)) - set(_BASE_NAMES))
+
+
+# ---------------------------------------------------------------- the judge process
+
+class _Server:
+    """The judge process's state: the tests, the channel to the grader, the answers read so far."""
+
+    def __init__(self, channel_in, channel_out, setup: dict):
+        self.inp, self.out = channel_in, channel_out
+        self.tests, self.workdir = setup["tests"], setup["workdir"]
+        self.count, self.cache, self.origins = 0, {}, {}
+        self.private = os.getcwd()  # the grader made it for this judge, and removes it
+
+    def send(self, message: dict) -> None:
+        self.out.write(json.dumps(message) + "\n")
+        self.out.flush()
+
+    def receive(self) -> dict:
+        line = self.inp.readline()
+        if not line:
+            raise SystemExit(0)  # the grader is gone
+        return json.loads(line)
+
+    def _ask(self, message: dict):
+        """Ask the grader for an answer file; the decoded tree (StudentError when the kernel failed)."""
+        self.send(message)
+        reply = self.receive()
+        if "error" in reply:
+            raise StudentError(str(reply["error"])[:300])
+        files = wire.Files(self.workdir, "")
+        try:
+            return wire.loads(files.read(str(reply.get("file")), wire.MAX_TEXT).decode("utf-8"))
+        except (wire.WireError, UnicodeDecodeError, ValueError) as exc:
+            raise StudentError(f"the answer could not be read: {exc}") from None
+
+    def _decode(self, tree):
+        try:
+            return wire.decode(tree, wire.Files(self.workdir, ""), load_model=self._load_model, on_ref=self._origin,
+                               functions=lambda t: Remote(self, str(t.get("ref")), str(t.get("name"))[:80]))
+        except wire.WireError as exc:
+            raise StudentError(f"the answer could not be read: {exc}") from None
+
+    def _origin(self, ref: str, value) -> None:
+        """Remember the kernel object an answer came from (it goes back as that object, `call`)."""
+        self.origins[id(value)] = (ref, value)  # the value kept alive: its id stays its own
+
+    def _load_model(self, data: bytes):
+        import keras
+
+        self.count += 1
+        path = os.path.join(self.private, f"model-{self.count}.keras")
+        with open(path, "wb") as f:
+            f.write(data)
+        try:
+            return keras.saving.load_model(path, safe_mode=True)
+        except Exception as exc:  # noqa: BLE001 - a model the judge cannot load is the answer's problem
+            raise StudentError(f"the model could not be loaded safely ({type(exc).__name__}: {str(exc)[:200]})")
+        finally:
+            os.unlink(path)
+
+    def fetch(self, path: str):
+        """The answer `path` (a name or `name.attribute`), read once per question."""
+        if path not in self.cache:
+            try:
+                self.cache[path] = (True, self._decode(self._ask({"fetch": path})))
+            except StudentError as exc:
+                self.cache[path] = (False, StudentError(f"reading `{path}`: {exc}"))
+        ok, value = self.cache[path]
+        if not ok:
+            raise value
+        return value
+
+    def call(self, function: Remote, args, kwargs):
+        """Call a submitted function in the kernel on these arguments; its result as data."""
+        self.count += 1
+        files = wire.Files(self.workdir, f"judge-{self.count}")
+
+        def reference(value):
+            if isinstance(value, Remote):
+                return {"t": "kref", "ref": value._ref}
+            raise wire.WireError(f"a test passed a {type(value).__name__} to a submitted function")
+
+        def known(value):  # an answer from the kernel goes back as the kernel's own object
+            return self.origins.get(id(value), (None,))[0]
+
+        encode = lambda v: wire.encode(v, files, functions=reference, known=known)  # noqa: E731
+        tree = {"args": [encode(a) for a in args], "kwargs": {str(k): encode(v) for k, v in kwargs.items()}}
+        request = files.write(".json", wire.dumps(tree).encode("utf-8"))  # no link followed, nothing overwritten
+        reply = self._ask({"call": function._ref, "request": request, "name": function.__name__})
+        if not isinstance(reply, dict) or "result" not in reply:
+            raise StudentError("the call's result could not be read")
+        import keras
+
+        for arg, after in zip(args, reply.get("after") or []):
+            if after is not None and isinstance(arg, keras.Model):
+                _copy_model_state(self._decode(after), arg)
+        return self._decode(reply["result"])
+
+    def in_kernel(self, function, *args, **kwargs):
+        """Run a course_lib function in the kernel, on these arguments; its result (kept there as well)."""
+        module = getattr(function, "__module__", "") or ""
+        if not module.startswith("course_lib") or module.startswith("course_lib.tools"):
+            raise TypeError(f"in_kernel runs course_lib's own functions only; got {function!r}")
+        return self.call(Remote(self, f"lib:{module}:{function.__qualname__}", function.__name__), args, kwargs)
+
+    def question(self, name: str) -> list[dict]:
+        """Run every case of one exercise; [{"passed", "message", "machine"}]."""
+        import keras
+        import numpy as np
+        import tensorflow as tf
+
+        import course_lib as cl
+        import math
+
+        self.cache, self.origins = {}, {}
+        results = []
+        cfg = self.cfg
+        for case in self.tests[name]["cases"]:
+            cl.session.set_seed(cfg.seed)
+            space = {"np": np, "cl": cl, "keras": keras, "tf": tf, "math": math, "answer": self.fetch, "cfg": cfg,
+                     "in_kernel": self.in_kernel, "__name__": "__judge__"}
+            result = {"passed": False, "message": "", "machine": ""}
+            try:
+                for free in free_names(case["code"]):
+                    space[free] = self.fetch(free)
+                exec(compile(case["code"], f"<test of {name}>", "exec"), space)  # the course's own tests
+                result["passed"] = True
+            except StudentError as exc:
+                result["message"] = f"the submission's code failed: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a failing test is a verdict
+                if type(exc).__name__ in MACHINE_ERRORS and type(exc).__module__.startswith("course_lib"):
+                    result["machine"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                result["message"] = f"{type(exc).__name__}: {str(exc)[:300]}" if str(exc) else type(exc).__name__
+            results.append(result)
+        return results
+
+
+def _settings():
+    """The judge's `cfg`: what `cl.setup` decides on this machine (profile, budget, seed, mirror), silently."""
+    from course_lib import config, mirror, session
+
+    budget = config.get_budget()
+    mirror.activate()
+    return session.Settings("judge", config.budgeted(config.get_profile(), budget), config.seed_value(),
+                            config.mirror_dir(), config.user_dataset_dir(), config.accelerator(), budget)
+
+
+def _copy_model_state(source, target) -> None:
+    """Give `target` what a submitted function changed in place in `source`'s original: every layer's
+    trainable flag (nested models too), the weights, and the optimizer it was compiled with."""
+    def walk(mine, theirs):
+        mine.trainable = theirs.trainable
+        for inner, other in zip(getattr(mine, "layers", []), getattr(theirs, "layers", [])):
+            walk(inner, other)
+
+    walk(target, source)
+    if len(target.weights) == len(source.weights):
+        target.set_weights(source.get_weights())
+    optimizer = getattr(source, "optimizer", None)
+    if optimizer is not None and getattr(source, "compiled", False):
+        target.compile(optimizer=type(optimizer).from_config(optimizer.get_config()), loss=source.loss)
+
+
+def main() -> int:
+    """The judge process: read the tests, import the libraries, then answer the grader's questions."""
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)  # what tests or libraries print goes to stderr, never into the channel
+    sys.stdout = sys.stderr
+    setup = json.loads(sys.stdin.readline())
+    server = _Server(sys.stdin, out, setup)
+    try:
+        server.cfg = _settings()  # the mirror is active before Keras is imported
+        import keras  # noqa: F401 - the judge's own libraries, loaded before the first question
+        import numpy  # noqa: F401
+        import tensorflow  # noqa: F401
+
+        import course_lib  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - reported to the grader: the machine's fault
+        server.send({"machine_error": f"the judge cannot import its libraries ({type(exc).__name__}: {exc})"})
+        return 1
+    server.send({"ready": True})
+    while True:
+        message = server.receive()
+        if "question" in message:
+            server.send({"results": server.question(message["question"])})
+
+
+# ---------------------------------------------------------------- the grader's side
+
+class JudgeError(RuntimeError):
+    """The judge process failed (did not start, died, answered out of protocol): the machine's fault."""
+
+
+class Judge:
+    """The grader's handle on a judge process for one submission."""
+
+    def __init__(self, tests: dict, workdir):
+        env = {**os.environ, "PYTHONPATH": _course_lib_parent(), "TF_CPP_MIN_LOG_LEVEL": "2", "COURSE_QUIET": "1"}
+        self.cwd = tempfile.mkdtemp(prefix="course_judge_cwd_")
+        self.proc = subprocess.Popen([sys.executable, "-m", "course_lib.tools.judge"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                                     cwd=self.cwd)
+        self.lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._send({"tests": tests, "workdir": str(workdir)})
+        self.ready = False
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+        except OSError as exc:
+            raise JudgeError(f"the judge process is gone ({type(exc).__name__})") from None
+
+    def _receive(self, timeout: float) -> dict:
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+        if line is None:
+            raise JudgeError(f"the judge process ended (exit code {self.proc.poll()})")
+        return json.loads(line)
+
+    def question(self, name: str, serve, timeout: float) -> list[dict]:
+        """The verdicts of `name`'s cases; `serve(request) -> reply` answers the judge's fetches and calls."""
+        if not self.ready:
+            message = self._receive(START_TIMEOUT)
+            if "ready" not in message:
+                raise JudgeError(str(message.get("machine_error", "the judge did not start"))[:300])
+            self.ready = True
+        self._send({"question": name})
+        while True:
+            message = self._receive(timeout)
+            if "results" in message:
+                return message["results"]
+            self._send(serve(message))
+
+    def close(self) -> None:
+        """Stop the judge process."""
+        import shutil
+
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - closing is best effort
+            pass
+        shutil.rmtree(self.cwd, ignore_errors=True)
+
+
+class InKernel:
+    """A judge for a notebook's own kernel, which serves the answers itself (CI's graded copies of the notebooks).
+
+    `InKernel(tests)` starts the judge; `check("q1")` has it run q1's tests, public and hidden, on this
+    kernel's answers, the way `course grade` does, and raises AssertionError naming each failed test.
+    """
+
+    def __init__(self, tests: dict):
+        self.folder = tempfile.mkdtemp(prefix="course_judge_answers_")
+        self.judge, self.count = Judge(tests, self.folder), 0
+
+    def _serve(self, request: dict) -> dict:
+        from course_lib.tools import answers
+
+        self.count += 1
+        prefix = f"answer-{self.count}"
+        try:
+            if "fetch" in request:
+                answers.export(str(request["fetch"]), self.folder, prefix)
+            else:
+                answers.call(str(request["call"]), str(request["request"]), self.folder, prefix)
+        except Exception as exc:  # noqa: BLE001 - the notebook's failure, reported by the test that asked
+            return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        return {"file": f"{prefix}.json"}
+
+    def check(self, question: str, timeout: float = 1800) -> None:
+        """Run `question`'s tests in the judge; AssertionError listing the failed ones."""
+        import shutil
+
+        try:
+            results = self.judge.question(question, self._serve, timeout)
+        finally:
+            for name in os.listdir(self.folder):
+                path = os.path.join(self.folder, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+        failed = [f"test {k}: {r.get('machine') or r.get('message')}" for k, r in enumerate(results, 1)
+                  if not r.get("passed")]
+        assert not failed, f"the judge failed {question}:\n" + "\n".join(failed)
+
+
+def _course_lib_parent() -> str:
+    import importlib.util
+
+    return os.path.dirname(os.path.dirname(os.path.abspath(importlib.util.find_spec("course_lib").origin)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

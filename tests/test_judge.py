@@ -1,0 +1,148 @@
+"""course_lib.tools.wire and judge without a kernel: answers travel as data, files are read safely, and the judge
+runs tests on answers served from a namespace (as `judge.InKernel` does in CI's graded copies), and an answer
+passed back to a submitted function arrives as the kernel's own object."""
+
+import os
+import types
+
+import numpy as np
+import pytest
+
+from course_lib.tools import judge, wire
+
+
+def _round_trip(value, tmp_path, load_model=None):
+    files = wire.Files(tmp_path, "a")
+    tree = wire.loads(wire.dumps(wire.encode(value, files, functions=lambda f: {"t": "function", "ref": "r"})))
+    return wire.decode(tree, wire.Files(tmp_path, ""), functions=lambda t: ("remote", t["ref"]),
+                       load_model=load_model)
+
+
+def test_answers_travel_as_data_and_other_objects_as_placeholders(tmp_path):
+    class Mine:
+        def __array_function__(self, *a):
+            return True
+
+    value = {"n": [1, 2.5, "s", None, True], 3: (np.arange(4), np.float32(2.0)), "f": len, "obj": Mine(),
+             "yields": (i * i for i in range(3))}
+    out = _round_trip(value, tmp_path)
+    assert out["n"] == [1, 2.5, "s", None, True] and out["f"] == ("remote", "r") and out["yields"] == [0, 1, 4]
+    assert np.array_equal(out[3][0], np.arange(4)) and isinstance(out[3][1], np.float32)
+    assert isinstance(out["obj"], wire.Opaque)
+    with pytest.raises(TypeError, match="Mine"):
+        out["obj"].shape
+    with pytest.raises(wire.WireError, match="Python objects"):
+        _round_trip(np.array([object()]), tmp_path)
+
+
+def test_a_model_travels_as_a_keras_file_loaded_in_safe_mode(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+    def load(data):
+        (tmp_path / "m.keras").write_bytes(data)
+        return keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+
+    back = _round_trip(model, tmp_path, load)
+    x = np.ones((1, 3), "float32")
+    assert np.allclose(back.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_files_are_read_as_regular_files_only_and_written_without_following_links(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("the hidden tests")
+    (tmp_path / "work").mkdir()
+    os.symlink(secret, tmp_path / "work" / "answer-1.npy")
+    os.mkfifo(tmp_path / "work" / "answer-2.npy")
+    files = wire.Files(tmp_path / "work", "")
+    for name, why in (("answer-1.npy", "cannot be read"), ("answer-2.npy", "not a regular file"),
+                      ("../secret.txt", "plain file name")):
+        with pytest.raises(wire.WireError, match=why):
+            files.read(name)
+    name = wire.Files(tmp_path / "work", "judge").write(".json", b"{}")
+    assert (tmp_path / "work" / name).read_bytes() == b"{}" and secret.read_text() == "the hidden tests"
+
+
+def test_a_tests_free_names_are_the_answers_it_reads():
+    code = ("_c = {n: m.count_params() for n, m in candidates.items()}\n"
+            "def _f(v):\n    return v + offset\n"
+            "assert all(abs(per_image[_n]) for _n in _c) and np.allclose(x, 1) and cfg.profile and len(why)\n")
+    assert judge.free_names(code) == ["candidates", "offset", "per_image", "why", "x"]
+
+
+def _judged(tests: dict, question: str, space: dict, folder) -> list[dict]:
+    """A judge process's verdicts on `question`, with this process serving the answers in `space` (as a kernel)."""
+    from course_lib.tools import answers
+
+    count = [0]
+
+    def serve(request):
+        count[0] += 1
+        prefix = f"answer-{count[0]}"
+        try:
+            if "fetch" in request:
+                name = request["fetch"]
+                if name not in space:
+                    raise NameError(name)
+                answers._write(wire.encode(space[name], wire.Files(folder, prefix), functions=answers._function,
+                                           refs=answers._ref), str(folder), prefix)
+            else:
+                answers.call(request["call"], request["request"], str(folder), prefix)
+        except Exception as exc:  # noqa: BLE001 - as the grader reports a kernel's error
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        return {"file": f"{prefix}.json"}
+
+    j = judge.Judge(tests, folder)
+    try:
+        return j.question(question, serve, timeout=600)
+    finally:
+        j.close()
+
+
+@pytest.mark.slow
+def test_the_judge_runs_tests_on_served_answers_and_calls_functions_in_the_serving_process(tmp_path):
+    """A judge process, with this process serving the answers: verdicts, a function call, a missing answer."""
+    space = {"x": np.arange(3.0), "double": lambda v: v * 2, "boom": lambda: (_ for _ in ()).throw(
+        type("MissingResourceError", (Exception,), {})("mine")), "layer": types.SimpleNamespace(kind="layer")}
+    space["is_layer"] = lambda v, w: v is space["layer"] and w is space["x"]
+    tests = {"q1": {"points": 5, "cases": [
+        {"code": "assert np.allclose(double(x), [0, 2, 4])\n", "hidden": False, "points": 1, "message": ""},
+        {"code": "assert is_layer(layer, x) is True\n", "hidden": False, "points": 1, "message": ""},
+        {"code": "assert np.allclose(x, 1)\n", "hidden": True, "points": 1, "message": ""},
+        {"code": "assert missing == 1\n", "hidden": True, "points": 1, "message": ""},
+        {"code": "boom()\n", "hidden": True, "points": 1, "message": ""}]}}
+    results = _judged(tests, "q1", space, tmp_path)
+    # an answer passed back to a submitted function is the kernel's own object (test 2)
+    assert [r["passed"] for r in results] == [True, True, False, False, False], results
+    assert "NameError" in results[3]["message"]
+    assert "MissingResourceError" in results[4]["message"] and not results[4]["machine"]  # the student's, not ours
+
+
+@pytest.mark.slow
+def test_a_model_a_test_sends_comes_back_changed_in_place(tmp_path):
+    """03's q4 hidden test: the judge builds a model, the learner's start_fine_tuning unfreezes and recompiles it
+    in the kernel, and the judge's model then has the new trainable flags (nested layers too) and optimizer."""
+    import json
+
+    import keras
+
+    import course_lib as cl
+    from tests.wrong_answers import ROOT, test_cells
+
+    cells = json.loads((ROOT / "notebooks/source/03_fine_tuning.ipynb").read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "def start_fine_tuning" in "".join(c["source"]))
+    function = source[source.index("def start_fine_tuning"):source.index("start_fine_tuning(model, FIRST_BLOCK")]
+    space = {"cl": cl, "keras": keras}
+    exec(function, space)  # the notebook's solution
+    code = [c for kind, c in test_cells("03_fine_tuning", "q4") if kind == "hidden"][0]
+    cases = [{"code": code.split("END TEST CONFIG", 1)[1].split("\n", 1)[1], "hidden": True, "points": 1,
+              "message": ""}]
+    right = {"BACKBONE": "mobilenet_v2", "start_fine_tuning": space["start_fine_tuning"]}
+    assert [r["passed"] for r in _judged({"q4": {"points": 1, "cases": cases}}, "q4", right, tmp_path)] == [True]
+
+    def no_recompile(model, first_block, learning_rate):  # unfreezes, but the optimizer keeps its rate
+        cl.recipe.find_backbone(model).trainable = True
+
+    wrong = dict(right, start_fine_tuning=no_recompile)
+    assert [r["passed"] for r in _judged({"q4": {"points": 1, "cases": cases}}, "q4", wrong, tmp_path)] == [False]
