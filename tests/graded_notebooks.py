@@ -1,7 +1,7 @@
 """The notebooks nbval runs in the default suite: each student notebook as a learner gets it, graded.
 
 `graded_copy` fills the source's solutions into the student notebook's answer cells, asserts each
-public check (`grader.check`), then has the judge (`course_lib.tools.judge.InKernel`, a process that
+public check (`grader.check`), then has the judge (`course_lib.tools.judge_link.InKernel`, a process that
 never runs the notebook's code, as `course grade` does) run the exercise's public and hidden tests
 on the kernel's answers. A cell right after the first answer cell starts the judge with the source's tests. `write_graded_copies`
 writes one per notebook to build/nbval/<name>/<name>.ipynb at collection time (tests/conftest.py),
@@ -43,7 +43,7 @@ def graded_copy(student, source):
             cells.append(cell)
             if i == first:  # the untouched prefix stays as it is; the judge imports while the cells run
                 cells.append(nbformat.v4.new_code_cell(
-                    "from course_lib.tools.judge import InKernel as _InKernel\n"
+                    "from course_lib.tools.judge_link import InKernel as _InKernel\n"
                     f"_course_judge = _InKernel({tests!r})  # the source's tests, public and hidden"))
             continue
         name = match.group(1)

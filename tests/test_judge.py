@@ -1,5 +1,5 @@
 """course_lib.tools.wire and judge without a kernel: answers travel as data, files are read safely, and the judge
-runs tests on answers served from a namespace (as `judge.InKernel` does in CI's graded copies), and an answer
+runs tests on answers served from a namespace (as `judge_link.InKernel` does in CI's graded copies), and an answer
 passed back to a submitted function arrives as the kernel's own object."""
 
 import os
@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from course_lib.tools import judge, wire
+from course_lib.tools import judge, judge_link, wire
 
 
 def _round_trip(value, tmp_path, load_model=None):
@@ -24,9 +24,10 @@ def test_answers_travel_as_data_and_other_objects_as_placeholders(tmp_path):
             return True
 
     value = {"n": [1, 2.5, "s", None, True], 3: (np.arange(4), np.float32(2.0)), "f": len, "obj": Mine(),
-             "yields": (i * i for i in range(3))}
+             "yields": (i * i for i in range(3)), "fitting": {"tabby", "tiger_cat"}, "mixed": {1, object()}}
     out = _round_trip(value, tmp_path)
     assert out["n"] == [1, 2.5, "s", None, True] and out["f"] == ("remote", "r") and out["yields"] == [0, 1, 4]
+    assert out["fitting"] == {"tabby", "tiger_cat"} and isinstance(out["mixed"], wire.Opaque)
     assert np.array_equal(out[3][0], np.arange(4)) and isinstance(out[3][1], np.float32)
     assert isinstance(out["obj"], wire.Opaque)
     with pytest.raises(TypeError, match="Mine"):
@@ -93,7 +94,7 @@ def _judged(tests: dict, question: str, space: dict, folder) -> list[dict]:
             return {"error": f"{type(exc).__name__}: {exc}"}
         return {"file": f"{prefix}.json"}
 
-    j = judge.Judge(tests, folder)
+    j = judge_link.Judge(tests, folder)
     try:
         return j.question(question, serve, timeout=600)
     finally:
@@ -146,3 +147,46 @@ def test_a_model_a_test_sends_comes_back_changed_in_place(tmp_path):
 
     wrong = dict(right, start_fine_tuning=no_recompile)
     assert [r["passed"] for r in _judged({"q4": {"points": 1, "cases": cases}}, "q4", wrong, tmp_path)] == [False]
+
+
+@pytest.mark.slow
+def test_a_model_that_would_take_the_judge_past_its_memory_limit_fails_its_test_and_the_judge_goes_on(tmp_path):
+    """A crafted `.keras` answer: a few kilobytes whose config declares a 40 GB layer. The judge's address space
+    is limited (`judge_link.MEMORY_BYTES`), so loading it fails that test, not the grading machine."""
+    import json
+    import zipfile
+
+    import keras
+
+    small = keras.Sequential([keras.Input((10,)), keras.layers.Dense(10)])
+    small.save(tmp_path / "small.keras")
+    crafted = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(tmp_path / "small.keras") as src, zipfile.ZipFile(crafted, "w") as out:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "config.json":
+                data = data.decode().replace("10]", "100000]").replace('"units": 10', '"units": 100000').encode()
+            out.writestr(info, data)
+    assert '"units": 100000' in zipfile.ZipFile(crafted).read("config.json").decode()
+    tests = {"q1": {"points": 1, "cases": [{"code": "assert model.count_params() > 0\n", "hidden": True,
+                                            "points": 1, "message": ""}]},
+             "q2": {"points": 1, "cases": [{"code": "assert x == 2\n", "hidden": True, "points": 1, "message": ""}]}}
+
+    def serve(request):
+        name = f"answer-{request['fetch']}"
+        if request["fetch"] == "model":
+            (tmp_path / f"{name}.keras").write_bytes(crafted.read_bytes())
+            tree = {"t": "model", "file": f"{name}.keras"}
+        else:
+            tree = {"t": "value", "v": 2}
+        (tmp_path / f"{name}.json").write_text(json.dumps(tree))
+        return {"file": f"{name}.json"}
+
+    j = judge_link.Judge(tests, tmp_path)
+    try:
+        first, second = j.question("q1", serve, timeout=600), j.question("q2", serve, timeout=600)
+    finally:
+        j.close()
+    assert not first[0]["passed"] and not first[0]["machine"], first
+    assert "could not be loaded safely (ResourceExhaustedError" in first[0]["message"], first
+    assert second[0]["passed"], second  # the judge is still there

@@ -137,12 +137,12 @@ class GradingError(RuntimeError):
     """`course grade` cannot grade: a missing or empty folder, or a failed preflight."""
 
 
-def grade_one(notebook, autograder_zip, *, template=None, timeout: float = 3600, cell_timeout: float = 600,
-              sandboxed: bool = True) -> dict:
+def grade_one(notebook, autograder_zip, *, template=None, context=None, timeout: float = 3600,
+              cell_timeout: float = 600, sandboxed: bool = True) -> dict:
     """Grade one submission with `submission.grade` (sandboxed kernel, time limits); returns its result."""
     from course_lib.tools import submission
 
-    return submission.grade(notebook, submission.load_tests(autograder_zip), template=template,
+    return submission.grade(notebook, submission.load_tests(autograder_zip), template=template, context=context,
                             cell_timeout=cell_timeout, total_timeout=timeout, sandboxed=sandboxed)
 
 
@@ -196,7 +196,7 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
     """Preflight, then grade every notebook under `submissions`; writes the gradebook and feedback."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from course_lib.tools import preflight
+    from course_lib.tools import context, preflight, submission
 
     root = notebooks.repo_root(root)
     submissions, out = pathlib.Path(submissions), pathlib.Path(out)
@@ -221,13 +221,15 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
         raise GradingError("Preflight failed: this machine cannot grade these submissions, so nothing was "
                            "graded.\n" + "\n".join(f"- {p}" for p in problems))
     templates = {n: _template(root, n) for n in names}
+    contexts = {n: context.of_assignment(root, n, submission.load_tests(_zip(autograder, n))) for n in names}
 
     def grade(row):
         if row.pop("zip", None):
             print(f"[course] grading {row['submission']} ({row['assignment']}) ...", flush=True)
             try:
                 row.update(grade_one(submissions / row["submission"], _zip(autograder, row["assignment"]),
-                                     template=templates[row["assignment"]], timeout=timeout,
+                                     template=templates[row["assignment"]],
+                                     context=contexts[row["assignment"]], timeout=timeout,
                                      cell_timeout=cell_timeout, sandboxed=sandboxed))
             except Exception as exc:  # noqa: BLE001 - one odd notebook must not cost the gradebook
                 row.update(status=f"error: the grader failed on this notebook ({type(exc).__name__}: "

@@ -1,6 +1,6 @@
 """The judge: runs an exercise's tests in a process that never runs student code, on the answers as data.
 
-Started by `submission` for each graded notebook (`course grade`, in the README's instructor
+Started by `judge_link` for each graded notebook (`course grade`, in the README's instructor
 section), as `python -m course_lib.tools.judge`; the grader and the judge talk in JSON lines
 over the judge's stdin and stdout. The grader sends the tests once; at each `grader.check("qN")`
 cell, it asks for qN's verdicts. To run a test case the judge needs the answers the test reads
@@ -13,9 +13,16 @@ objects (a dataset that only lives there). A submitted
 function comes as a `Remote`: calling it sends the judge's arguments to the kernel, which calls
 the student's function and sends back its result as data.
 
+A test also reads context that the course's own cells compute (`size_table`, `cm`, `CLASSES`,
+listed per exercise by `context`): the grader has the judge take each such name right after the
+course's unedited cell sets it (`keep`), and the test reads that snapshot, never the name as the
+kernel holds it later; when that cell was edited or did not run, the test has nothing to read.
+
 So nothing in the student's kernel (callbacks, AST transformers, rebound names, patched
-modules) runs a test or changes a verdict, and the tests' text never enters the kernel: only
-answer names and the arguments of calls do. A test fails when it raises; a test that cannot
+modules) runs a test, and the tests' text never enters the kernel: only answer names and the
+arguments of calls do. What the kernel still decides: the answers and the submitted functions'
+results (as it should), the context the course's cells computed there (after the student's
+earlier cells, which may have patched what those cells call), and what `in_kernel` builds. A test fails when it raises; a test that cannot
 read an answer (not defined, raises, not data) fails too. Only the judge's own failures (it
 cannot start, a course resource is missing here) are the grading machine's.
 """
@@ -26,18 +33,12 @@ import ast
 import builtins
 import json
 import os
-import queue
-import subprocess
 import sys
-import tempfile
-import threading
 
 from course_lib.tools import wire
 
-__all__ = ["START_TIMEOUT", "MACHINE_ERRORS", "StudentError", "Remote", "free_names", "JudgeError", "Judge",
-           "InKernel", "main"]
+__all__ = ["MACHINE_ERRORS", "StudentError", "Remote", "free_names", "main"]
 
-START_TIMEOUT = 300  # importing TensorFlow on a busy machine
 MACHINE_ERRORS = ("MissingResourceError", "CorruptResourceError")  # course_lib.errors, raised in the judge
 
 
@@ -88,6 +89,7 @@ class _Server:
         self.inp, self.out = channel_in, channel_out
         self.tests, self.workdir = setup["tests"], setup["workdir"]
         self.count, self.cache, self.origins = 0, {}, {}
+        self.kept, self.kept_origins = {}, {}  # context snapshots (`keep`): name -> (ok, value or error)
         self.private = os.getcwd()  # the grader made it for this judge, and removes it
 
     def send(self, message: dict) -> None:
@@ -122,6 +124,29 @@ class _Server:
     def _origin(self, ref: str, value) -> None:
         """Remember the kernel object an answer came from (it goes back as that object, `call`)."""
         self.origins[id(value)] = (ref, value)  # the value kept alive: its id stays its own
+
+    def keep(self, names: list[str]) -> None:
+        """Take these context names as the kernel holds them now, right after the course's cell set them."""
+        for name in names:
+            self.cache, self.origins = {}, {}
+            try:
+                self.kept[name] = (True, self.fetch(name))
+            except StudentError as exc:
+                self.kept[name] = (False, exc)
+            except Exception as exc:  # noqa: BLE001 - past the memory limit, say: that answer's failure
+                self.kept[name] = (False, StudentError(f"reading `{name}`: {type(exc).__name__}"))
+            self.kept_origins[name] = self.origins  # the kernel objects it came from (`call` sends them back)
+        self.cache, self.origins = {}, {}
+
+    def context(self, name: str):
+        """A context name's value as the course's cell left it (StudentError when that cell did not run unedited)."""
+        if name not in self.kept:
+            raise StudentError(f"`{name}` is set by the course's own cell, which did not run unedited before this "
+                               "exercise: restore that cell from the student notebook and run the notebook again")
+        ok, value = self.kept[name]
+        if not ok:
+            raise value
+        return value
 
     def _load_model(self, data: bytes):
         import keras
@@ -160,7 +185,8 @@ class _Server:
             raise wire.WireError(f"a test passed a {type(value).__name__} to a submitted function")
 
         def known(value):  # an answer from the kernel goes back as the kernel's own object
-            return self.origins.get(id(value), (None,))[0]
+            found = [self.origins] + list(self.kept_origins.values())
+            return next((o[id(value)][0] for o in found if id(value) in o), None)
 
         encode = lambda v: wire.encode(v, files, functions=reference, known=known)  # noqa: E731
         tree = {"args": [encode(a) for a in args], "kwargs": {str(k): encode(v) for k, v in kwargs.items()}}
@@ -182,8 +208,9 @@ class _Server:
             raise TypeError(f"in_kernel runs course_lib's own functions only; got {function!r}")
         return self.call(Remote(self, f"lib:{module}:{function.__qualname__}", function.__name__), args, kwargs)
 
-    def question(self, name: str) -> list[dict]:
-        """Run every case of one exercise; [{"passed", "message", "machine"}]."""
+    def question(self, name: str, context=()) -> list[dict]:
+        """Run every case of one exercise; [{"passed", "message", "machine"}]. The names in `context`
+        come from the snapshots (`keep`), never from the kernel as it is now."""
         import keras
         import numpy as np
         import tensorflow as tf
@@ -201,7 +228,7 @@ class _Server:
             result = {"passed": False, "message": "", "machine": ""}
             try:
                 for free in free_names(case["code"]):
-                    space[free] = self.fetch(free)
+                    space[free] = self.context(free) if free in context else self.fetch(free)
                 exec(compile(case["code"], f"<test of {name}>", "exec"), space)  # the course's own tests
                 result["passed"] = True
             except StudentError as exc:
@@ -210,6 +237,8 @@ class _Server:
                 if type(exc).__name__ in MACHINE_ERRORS and type(exc).__module__.startswith("course_lib"):
                     result["machine"] = f"{type(exc).__name__}: {str(exc)[:200]}"
                 result["message"] = f"{type(exc).__name__}: {str(exc)[:300]}" if str(exc) else type(exc).__name__
+                if isinstance(exc, (MemoryError, tf.errors.ResourceExhaustedError)):
+                    result["message"] = f"the answer took the judge past its memory limit ({type(exc).__name__})"
             results.append(result)
         return results
 
@@ -246,6 +275,10 @@ def main() -> int:
     os.dup2(2, 1)  # what tests or libraries print goes to stderr, never into the channel
     sys.stdout = sys.stderr
     setup = json.loads(sys.stdin.readline())
+    if setup.get("memory_bytes"):  # an answer that makes the judge allocate more fails its test (MemoryError)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (int(setup["memory_bytes"]),) * 2)
     server = _Server(sys.stdin, out, setup)
     try:
         server.cfg = _settings()  # the mirror is active before Keras is imported
@@ -261,120 +294,10 @@ def main() -> int:
     while True:
         message = server.receive()
         if "question" in message:
-            server.send({"results": server.question(message["question"])})
-
-
-# ---------------------------------------------------------------- the grader's side
-
-class JudgeError(RuntimeError):
-    """The judge process failed (did not start, died, answered out of protocol): the machine's fault."""
-
-
-class Judge:
-    """The grader's handle on a judge process for one submission."""
-
-    def __init__(self, tests: dict, workdir):
-        env = {**os.environ, "PYTHONPATH": _course_lib_parent(), "TF_CPP_MIN_LOG_LEVEL": "2", "COURSE_QUIET": "1"}
-        self.cwd = tempfile.mkdtemp(prefix="course_judge_cwd_")
-        self.proc = subprocess.Popen([sys.executable, "-m", "course_lib.tools.judge"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                                     cwd=self.cwd)
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self._send({"tests": tests, "workdir": str(workdir)})
-        self.ready = False
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def _send(self, message: dict) -> None:
-        try:
-            self.proc.stdin.write(json.dumps(message) + "\n")
-            self.proc.stdin.flush()
-        except OSError as exc:
-            raise JudgeError(f"the judge process is gone ({type(exc).__name__})") from None
-
-    def _receive(self, timeout: float) -> dict:
-        try:
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError from None
-        if line is None:
-            raise JudgeError(f"the judge process ended (exit code {self.proc.poll()})")
-        return json.loads(line)
-
-    def question(self, name: str, serve, timeout: float) -> list[dict]:
-        """The verdicts of `name`'s cases; `serve(request) -> reply` answers the judge's fetches and calls."""
-        if not self.ready:
-            message = self._receive(START_TIMEOUT)
-            if "ready" not in message:
-                raise JudgeError(str(message.get("machine_error", "the judge did not start"))[:300])
-            self.ready = True
-        self._send({"question": name})
-        while True:
-            message = self._receive(timeout)
-            if "results" in message:
-                return message["results"]
-            self._send(serve(message))
-
-    def close(self) -> None:
-        """Stop the judge process."""
-        import shutil
-
-        try:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-        except Exception:  # noqa: BLE001 - closing is best effort
-            pass
-        shutil.rmtree(self.cwd, ignore_errors=True)
-
-
-class InKernel:
-    """A judge for a notebook's own kernel, which serves the answers itself (CI's graded copies of the notebooks).
-
-    `InKernel(tests)` starts the judge; `check("q1")` has it run q1's tests, public and hidden, on this
-    kernel's answers, the way `course grade` does, and raises AssertionError naming each failed test.
-    """
-
-    def __init__(self, tests: dict):
-        self.folder = tempfile.mkdtemp(prefix="course_judge_answers_")
-        self.judge, self.count = Judge(tests, self.folder), 0
-
-    def _serve(self, request: dict) -> dict:
-        from course_lib.tools import answers
-
-        self.count += 1
-        prefix = f"answer-{self.count}"
-        try:
-            if "fetch" in request:
-                answers.export(str(request["fetch"]), self.folder, prefix)
-            else:
-                answers.call(str(request["call"]), str(request["request"]), self.folder, prefix)
-        except Exception as exc:  # noqa: BLE001 - the notebook's failure, reported by the test that asked
-            return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-        return {"file": f"{prefix}.json"}
-
-    def check(self, question: str, timeout: float = 1800) -> None:
-        """Run `question`'s tests in the judge; AssertionError listing the failed ones."""
-        import shutil
-
-        try:
-            results = self.judge.question(question, self._serve, timeout)
-        finally:
-            for name in os.listdir(self.folder):
-                path = os.path.join(self.folder, name)
-                shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
-        failed = [f"test {k}: {r.get('machine') or r.get('message')}" for k, r in enumerate(results, 1)
-                  if not r.get("passed")]
-        assert not failed, f"the judge failed {question}:\n" + "\n".join(failed)
-
-
-def _course_lib_parent() -> str:
-    import importlib.util
-
-    return os.path.dirname(os.path.dirname(os.path.abspath(importlib.util.find_spec("course_lib").origin)))
+            server.send({"results": server.question(message["question"], set(message.get("context") or ()))})
+        elif "keep" in message:
+            server.keep([str(n) for n in message["keep"]])
+            server.send({"kept": True})
 
 
 if __name__ == "__main__":

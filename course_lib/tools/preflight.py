@@ -100,7 +100,7 @@ def assignment(name: str, autograder: pathlib.Path, *, root=None, sandboxed: boo
     """An untouched notebook of `name` gets through its set-up cell; with `reference`, the solutions score full marks."""
     import nbformat
 
-    from course_lib.tools import classroom, release, submission
+    from course_lib.tools import classroom, context, release, submission
 
     root = notebooks.repo_root(root)
     student_path = notebooks.student_notebook(root, name)
@@ -118,7 +118,8 @@ def assignment(name: str, autograder: pathlib.Path, *, root=None, sandboxed: boo
         path = pathlib.Path(tmp) / f"{name}.ipynb"
         solved = release.fill_solutions(student, source)  # answering the keys of a private build (`private`)
         nbformat.write(classroom.answer_with(solved, classroom.zip_keys(tests)), path)
-        result = submission.grade(path, tests, template=student, sandboxed=sandboxed)
+        result = submission.grade(path, tests, template=student, sandboxed=sandboxed,
+                                  context=context.of_assignment(root, name, tests))
     short = {q: s for q, (s, p) in result["scores"].items() if s < p}
     if result["status"] != "graded" or short or len(result["scores"]) != len(tests):
         return [f"{name}: the solutions do not score full marks here (status: {result['status']}; short: "

@@ -9,7 +9,9 @@ grader, not the submission, drives the kernel (`sandbox` builds it):
   exercise's tests, public and hidden, which come from the autograder zip and never enter the
   sandbox; the kernel only hands over the answers the tests read, as data (`answers`, `wire`),
   and runs the submitted functions a test calls, on the judge's arguments. So callbacks, AST
-  transformers, rebound names or patched modules in the kernel change no verdict;
+  transformers, rebound names or patched modules in the kernel run no test. What the tests
+  read from the course's own cells (`context`) the judge takes right after such an unedited
+  cell ran, so a later student cell that rebinds or changes it is not seen;
 - only the grader's own checks of the machine make the whole submission an "error", never a
   score: the kernel or the judge does not start, the course library does not load in the kernel,
   an unedited set-up cell fails before any student code ran, or a course resource is missing in
@@ -164,9 +166,13 @@ class Kernel:
                     self.sandbox.close()
 
 
-def grade(notebook, tests: dict, *, template=None, cell_timeout: float = 600, total_timeout: float = 3600,
-          sandboxed: bool = True, mirror=None, stop_after_setup: bool = False) -> dict:
-    """Run and test one submission; returns {"status", "scores", "notes", "feedback"} (see module doc)."""
+def grade(notebook, tests: dict, *, template=None, context=None, cell_timeout: float = 600,
+          total_timeout: float = 3600, sandboxed: bool = True, mirror=None, stop_after_setup: bool = False) -> dict:
+    """Run and test one submission; returns {"status", "scores", "notes", "feedback"} (see module doc).
+
+    `context`: {question: names its tests read from the course's cells} (`context.plan`); the judge
+    takes each right after an unedited template cell sets it, and the tests read that snapshot.
+    """
     import nbformat
 
     try:
@@ -177,7 +183,8 @@ def grade(notebook, tests: dict, *, template=None, cell_timeout: float = 600, to
     try:
         (workdir / "work").mkdir()
         shutil.copyfile(notebook, workdir / "work" / pathlib.Path(notebook).name)
-        return _Run(nb, tests, template=template, workdir=workdir / "work", cell_timeout=cell_timeout,
+        return _Run(nb, tests, template=template, context=context, workdir=workdir / "work",
+                    cell_timeout=cell_timeout,
                     total_timeout=total_timeout,
                     sandboxed=sandboxed, mirror=mirror).go(stop_after_setup)
     finally:
@@ -192,11 +199,14 @@ def _result(status, tests, *, scores=None, notes=None, feedback=None) -> dict:
 class _Run:
     """The state of one grading run (see `grade`)."""
 
-    def __init__(self, nb, tests, *, template, workdir, cell_timeout, total_timeout, sandboxed, mirror):
+    def __init__(self, nb, tests, *, template, context, workdir, cell_timeout, total_timeout, sandboxed, mirror):
         self.nb, self.tests, self.workdir = nb, tests, workdir
+        self.context = {q: set(names) for q, names in (context or {}).items() if q in tests}
+        self.watched = set().union(*self.context.values()) if template else set()  # no template: nothing is kept
         self.cell_timeout, self.total_timeout = cell_timeout, total_timeout
         self.deadline = time.monotonic() + total_timeout
         self.sandboxed, self.mirror = sandboxed, mirror
+        self.template = template is not None
         self.unedited = {_source(c).strip() for c in (template.cells if template else [])
                          if c.cell_type == "code" and "otter_answer_cell" not in c.metadata.get("tags", [])}
         self.scores, self.notes, self.feedback = {}, {}, {q: [] for q in tests}
@@ -205,10 +215,10 @@ class _Run:
         self.requests = 0
 
     def go(self, stop_after_setup: bool) -> dict:
-        from course_lib.tools import judge
+        from course_lib.tools import judge_link
 
         # the judge imports its libraries while the kernel starts and runs the first cells
-        self.judge = None if stop_after_setup else judge.Judge(self.tests, self.workdir)
+        self.judge = None if stop_after_setup else judge_link.Judge(self.tests, self.workdir)
         try:
             try:
                 # CPU time: every core busy for the whole time limit, and a minute to start
@@ -222,7 +232,7 @@ class _Run:
             except _Stopped as stop:
                 where_, question, why, timeout = stop.args
                 return self._stopped(where_, question, why=why, timeout=timeout)
-            except (_MachineError, judge.JudgeError) as exc:
+            except (_MachineError, judge_link.JudgeError) as exc:
                 return _result(f"error: {exc}. Check the grading machine (`course grade` runs a preflight first).",
                                self.tests)
             finally:
@@ -263,6 +273,8 @@ class _Run:
                 self.feedback.setdefault(where, []).append(f"cell {i} raised {out['ename'][:80]}: "
                                                            f"{out['evalue'][:200]}")
             self.answered |= not template_cell
+            if template_cell and out["status"] == "ok" and self.judge is not None:
+                self._keep(source, f"cell {i}", owner[i])
             if stop_after_setup and "cl.setup(" in source:
                 return _result("setup ok", self.tests)
         for question in self.tests:  # exercises whose check cell was deleted: tested at the end
@@ -273,6 +285,21 @@ class _Run:
             self.feedback.setdefault("other cells", []).extend(limits)
         return _result("graded", self.tests, scores=self.scores, notes=self.notes, feedback=self.feedback)
 
+    def _keep(self, source: str, where_: str, question: str | None) -> None:
+        """Have the judge take the context names this course cell sets, as it left them."""
+        from course_lib.tools import context
+
+        names = context.written_names(source) & self.watched
+        if not names:
+            return
+        limit = min(JUDGE_TIMEOUT, max(self.deadline - time.monotonic(), 60))
+        try:
+            self.judge.keep(names, lambda request: self._serve(request, where_, question), limit)
+        except TimeoutError:
+            raise _Stopped(where_, question, "timeout", limit) from None
+        finally:
+            self._clean()
+
     def _test(self, question: str, index: int) -> None:
         """Have the judge run one exercise's tests (raises _Stopped when the kernel hangs or dies meanwhile)."""
         where_ = f"the tests of {question} (cell {index})"
@@ -280,7 +307,8 @@ class _Run:
         # own limit; the kernel's work for it (answers, calls) has the cell limit (`_serve`)
         limit = min(JUDGE_TIMEOUT, max(self.deadline - time.monotonic(), 60))
         try:
-            results = self.judge.question(question, lambda request: self._serve(request, where_, question), limit)
+            results = self.judge.question(question, lambda request: self._serve(request, where_, question), limit,
+                                          context=self.context.get(question, ()) if self.template else ())
         except TimeoutError:
             raise _Stopped(where_, question, "timeout", limit) from None
         finally:

@@ -4,7 +4,8 @@ Used by `answers` (in the student's kernel) and `judge` (the process that runs t
 `course grade`, in the README's instructor section). What travels, and what it becomes:
 
 - None, bool, int, float, str: themselves (JSON);
-- list, tuple, dict (keys of those scalar types): the same container, item by item; a generator:
+- list, tuple, dict (keys of those scalar types), a set of those scalars: the same container, item
+  by item; a generator:
   the list of what it yields (at most `MAX_ELEMENTS` items);
 - a NumPy array or scalar, a TensorFlow tensor or variable: an `.npy` file, read back with
   `allow_pickle=False` (a tensor comes back as a tensor, a scalar as a NumPy scalar);
@@ -131,7 +132,7 @@ def encode(value, files: Files, *, functions, refs=None, known=None, depth: int 
     if ref is not None:
         return {"t": "kref", "ref": ref}
     tree = _encode(value, files, functions=functions, refs=refs, known=known, depth=depth, budget=budget)
-    if refs is not None and tree["t"] not in ("value", "list", "tuple", "dict", "function"):
+    if refs is not None and tree["t"] not in ("value", "list", "tuple", "dict", "set", "function"):
         tree["ref"] = refs(value)
     return tree
 
@@ -152,6 +153,8 @@ def _encode(value, files: Files, *, functions, refs, known, depth: int, budget) 
         return {"t": "list", "items": [sub(v) for _, v in zip(range(MAX_ELEMENTS), value)]}
     if type(value) is dict:
         return {"t": "dict", "items": [[sub(k), sub(v)] for k, v in value.items()]}
+    if type(value) in (set, frozenset) and all(type(v) in (bool, int, float, str) for v in value):
+        return {"t": "set", "items": [sub(v) for v in sorted(value, key=repr)]}
     np, tf, keras = _module("numpy"), _module("tensorflow"), _module("keras")
     if np is not None and isinstance(value, (np.ndarray, np.generic)):
         return _array(np.asarray(value), files, {"scalar": isinstance(value, np.generic)})
@@ -220,6 +223,11 @@ def _decode(tree, files: Files, *, functions, load_model, on_ref, depth: int):
     if kind in ("list", "tuple"):
         items = [sub(t) for t in _list(tree.get("items"))]
         return items if kind == "list" else tuple(items)
+    if kind == "set":
+        items = [sub(t) for t in _list(tree.get("items"))]
+        if not all(type(v) in (bool, int, float, str) for v in items):
+            raise WireError("a set of something other than numbers and strings")
+        return set(items)
     if kind == "dict":
         out = {}
         for pair in _list(tree.get("items")):

@@ -1,0 +1,149 @@
+"""Which names an exercise's tests read from the course's own cells, and when those cells set them.
+
+Used by `submission` (`course grade`, in the README's instructor section). A test reads two kinds
+of names: the answers a student writes (`classifier_size`), and context the course's cells compute
+(`size_table`, `cm`, `CLASSES`). The grader takes the context as it stands right after the course's
+unedited cell sets it (a snapshot the judge keeps), so a student cell that rebinds or edits it
+later changes no verdict; a context cell that was edited or removed leaves the tests that read
+its names nothing to read.
+"""
+
+from __future__ import annotations
+
+import ast
+
+__all__ = ["python_of", "written_names", "plan"]
+
+_MUTATORS = frozenset({"append", "extend", "update", "insert", "setdefault", "pop", "popitem", "clear", "add",
+                       "remove", "discard", "sort", "reverse",  # containers; below, what changes a model or array
+                       "fit", "compile", "set_weights", "load_weights", "train_on_batch", "assign", "fill"})
+
+
+def python_of(source: str) -> ast.Module | None:
+    """A cell's Python syntax tree (IPython's `!` and `%` lines made plain Python); None when it does not parse."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        source = TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - without IPython, plain Python still parses
+        pass
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _root(node) -> str | None:
+    """The name an expression such as `a.b[c].d` starts from."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+class _Writes(ast.NodeVisitor):
+    """Names a cell binds or writes into at its top level (function bodies and comprehensions aside)."""
+
+    def __init__(self):
+        self.names: set[str] = set()
+
+    def visit_Name(self, node):
+        if isinstance(node.ctx, (ast.Store, ast.Del)):
+            self.names.add(node.id)
+
+    def _target(self, node):
+        root = _root(node)
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)) and root:
+            self.names.add(root)
+        self.generic_visit(node)
+
+    visit_Attribute = visit_Subscript = _target
+
+    def visit_Call(self, node):
+        if isinstance(node.func, ast.Attribute) and node.func.attr in _MUTATORS and _root(node.func.value):
+            self.names.add(_root(node.func.value))
+        self.generic_visit(node)
+
+    def _bind(self, node):
+        self.names.add(node.name)  # its body's names are its own
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _bind
+
+    def visit_Lambda(self, node):
+        pass
+
+    def visit_alias(self, node):
+        self.names.add((node.asname or node.name).split(".")[0])
+
+    def _comprehension(self, node):
+        for generator in node.generators:  # their targets are the comprehension's own
+            self.visit(generator.iter)
+
+    visit_ListComp = visit_SetComp = visit_DictComp = visit_GeneratorExp = _comprehension
+
+
+def written_names(source: str) -> set[str]:
+    """The names a cell sets or changes in place at its top level (`x = ...`, `x[k] = ...`, `x.append(...)`)."""
+    tree = python_of(source)
+    if tree is None:
+        return set()
+    visitor = _Writes()
+    visitor.visit(tree)
+    return visitor.names
+
+
+def _own_calls(tree, own: set[str]) -> set[str]:
+    """Names a cell passes to a function the notebook's answers define (it may change them in place)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in own:
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                if _root(arg):
+                    out.add(_root(arg))
+    return out
+
+
+def plan(source_nb, reads: dict[str, set[str]]) -> dict[str, list[str]]:
+    """{question: the context names its tests read}, from the source notebook (solutions and tests).
+
+    A name a test reads is context when the last code cell before the question's tests that sets
+    it (or changes it in place) is the course's, not a solution, and no solution cell after it
+    changes it (sets it, writes into it, trains it, or passes it to a function an answer defines):
+    then the answer only reads it. Otherwise the tests read it as the answer left it.
+    `reads`: the names each question's tests read (`judge.free_names`).
+    """
+    from course_lib.tools import notebooks, release
+
+    solution = dict(release.solution_regions(source_nb))
+    structure = notebooks.graded_structure(source_nb)
+    test_cells = {i for q in structure for i in q["tests"]}
+    trees = {i: python_of(c.source) for i, c in enumerate(source_nb.cells)
+             if c.cell_type == "code" and i not in test_cells}
+    own = {n for i, tree in trees.items() if solution.get(i) and tree is not None
+           for n in (node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))}
+    writes = {i: written_names(source_nb.cells[i].source)
+              | (_own_calls(t, own) if solution.get(i) and t is not None else set()) for i, t in trees.items()}
+    out = {}
+    for question in structure:
+        if not question["tests"] or question["name"] in out:
+            continue
+        first_test = question["tests"][0]
+        names = []
+        for name in sorted(reads.get(question["name"], ())):
+            setters = [i for i in writes if i < first_test and name in writes[i]]
+            if setters and not solution.get(setters[-1]):
+                names.append(name)
+        out[question["name"]] = names
+    return out
+
+
+def of_assignment(root, name: str, tests: dict) -> dict[str, list[str]] | None:
+    """`plan` for assignment `name` from its source notebook in the checkout (None when the checkout lacks it)."""
+    import nbformat
+
+    from course_lib.tools import judge, notebooks
+
+    path = notebooks.repo_root(root) / "notebooks" / "source" / f"{name}.ipynb"
+    if not path.is_file():
+        return None
+    reads = {q: {n for case in t["cases"] for n in judge.free_names(case["code"])} for q, t in tests.items()}
+    return plan(nbformat.read(path, as_version=4), reads)

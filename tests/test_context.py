@@ -1,0 +1,132 @@
+"""The course's context in grading (`course_lib.tools.context`): the names a test reads from the course's own
+cells are taken right after those cells set them, so a submission that rebinds, edits or changes them in place
+later, or edits the cell that sets them, gets no points for an answer the real context does not support."""
+
+import nbformat
+import pytest
+
+from course_lib.tools import context, submission
+
+
+def test_a_cell_writes_what_it_binds_writes_into_or_changes_in_place():
+    source = ("import numpy as np\nfrom x import y as z\ncm = np.zeros((2, 2))\ntable[3] = 1\nrow.total = 5\n"
+              "runs.append(2)\nmodel.fit(a, b)\nfor k in range(3):\n    seen = k\n"
+              "def helper(v):\n    inner = v\n    return inner\nsquares = [w * w for w in range(3)]\nprint(other)\n")
+    assert context.written_names(source) == {"np", "z", "cm", "table", "row", "runs", "model", "k", "seen",
+                                             "helper", "squares"}
+    assert context.written_names("!pip list\n%time x = 1\nvalue = 2\n") >= {"value"}
+    assert context.written_names("this is ( not python") == set()
+
+
+def _source_notebook(cells):
+    """A source notebook: ("course", code), ("solution", code) or ("tests", name, code) entries."""
+    out = [nbformat.v4.new_raw_cell("# ASSIGNMENT CONFIG\nname: 99_demo")]
+    for entry in cells:
+        if entry[0] == "course":
+            out.append(nbformat.v4.new_code_cell(entry[1]))
+        elif entry[0] == "solution":
+            out += [nbformat.v4.new_raw_cell("# BEGIN SOLUTION"), nbformat.v4.new_code_cell(entry[1]),
+                    nbformat.v4.new_raw_cell("# END SOLUTION")]
+        else:
+            out += [nbformat.v4.new_raw_cell(f"# BEGIN QUESTION\nname: {entry[1]}\npoints: 1"),
+                    nbformat.v4.new_raw_cell("# BEGIN TESTS"), nbformat.v4.new_code_cell(entry[2]),
+                    nbformat.v4.new_raw_cell("# END TESTS"), nbformat.v4.new_raw_cell("# END QUESTION")]
+    return nbformat.v4.new_notebook(cells=out)
+
+
+def test_context_is_what_the_course_sets_and_the_answers_only_read():
+    nb = _source_notebook([
+        ("course", "cm = measure()\nCLASSES = ['a', 'b']\nmodel = build()\nbackbone = load()"),
+        ("solution", "worst = CLASSES[int(np.argmin(cm.diagonal()))]\nmodel.fit(x, y)\n"
+                     "def unfreeze(m):\n    m.trainable = True\nunfreeze(backbone)"),
+        ("tests", "q1", "assert worst in CLASSES and cm.shape and model and backbone"),
+        ("course", "cm = measure_again()"),
+        ("tests", "q2", "assert cm.shape")])
+    reads = {"q1": {"worst", "CLASSES", "cm", "model", "backbone"}, "q2": {"cm"}}
+    plan = context.plan(nb, reads)
+    # the solution trains `model` and unfreezes `backbone` through its own function: the tests read them as left
+    assert plan == {"q1": ["CLASSES", "cm"], "q2": ["cm"]}
+
+
+def test_the_course_notebooks_tests_read_their_measured_context_from_the_course_cells():
+    plans = {}
+    for name in ("01_pretrained_backbones", "02_feature_extraction", "03_fine_tuning", "05_negative_transfer"):
+        tests = {q: {"cases": [{"code": c} for c in codes]} for q, codes in _source_tests(name).items()}
+        plans[name] = context.of_assignment(None, name, tests)
+    assert {"size_table", "FITTING", "CLASSIFIER_SIZES"} <= set(plans["01_pretrained_backbones"]["q1"])
+    assert {"speed_runs", "TARGET"} <= set(plans["01_pretrained_backbones"]["q4"])
+    assert {"cm", "CLASSES"} <= set(plans["02_feature_extraction"]["q3"])
+    assert {"scratch_acc", "transfer_acc", "SWEEP"} <= set(plans["02_feature_extraction"]["q5"])
+    assert "repair_runs" in plans["05_negative_transfer"]["q2"]
+    # 03's start_fine_tuning unfreezes the backbone: its tests read the backbone as the answer left it
+    assert "backbone" not in plans["03_fine_tuning"]["q5"] and "val_ds" in plans["03_fine_tuning"]["q5"]
+
+
+def _source_tests(name):
+    from course_lib.tools import notebooks
+
+    nb = nbformat.read(notebooks.repo_root() / "notebooks" / "source" / f"{name}.ipynb", as_version=4)
+    return {q["name"]: [nb.cells[i].source for i in q["tests"]] for q in notebooks.graded_structure(nb)}
+
+
+# ---------------------------------------------------------------- grading a tiny assignment
+
+_COURSE_CELL = "import numpy as np\ncm = np.array([[5, 1], [2, 2]])  # the course measures it"
+_ANSWER = "worst = int(np.argmin(np.diag(cm) / cm.sum(axis=1)))"
+_TESTS = {"q1": {"points": 1.0, "cases": [
+    {"code": "assert worst == int(np.argmin(np.diag(cm) / cm.sum(axis=1))), 'worst is the row with the lowest share'\n",
+     "hidden": True, "points": 1.0, "message": ""}]}}
+
+
+def _notebook(course_cell: str, answer: str, after: str = ""):
+    answer_cell = nbformat.v4.new_code_cell(answer)
+    answer_cell.metadata["tags"] = ["otter_answer_cell"]
+    cells = [nbformat.v4.new_code_cell(course_cell), answer_cell]
+    if after:
+        cells.append(nbformat.v4.new_code_cell(after))
+    return nbformat.v4.new_notebook(cells=cells + [nbformat.v4.new_code_cell('grader.check("q1")')])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, course_cell, answer, after, points", [
+    ("the solution", _COURSE_CELL, _ANSWER, "", 1.0),
+    ("a wrong answer with `cm` rebound to agree with it", _COURSE_CELL, "worst = 0", "cm = np.array([[1, 1], [5, 5]])",
+     0.0),
+    ("a wrong answer with `cm` changed in place", _COURSE_CELL, "worst = 0\ncm[:] = [[1, 1], [5, 5]]", "", 0.0),
+    ("a wrong answer with the course's cell edited", _COURSE_CELL.replace("[[5, 1], [2, 2]]", "[[1, 1], [5, 5]]"),
+     "worst = 0", "", 0.0),
+])
+def test_a_test_reads_the_context_as_the_course_cell_left_it(tmp_path, name, course_cell, answer, after, points):
+    template = _notebook(_COURSE_CELL, "worst = ...")
+    nbformat.write(_notebook(course_cell, answer, after), tmp_path / "sub.ipynb")
+    result = submission.grade(tmp_path / "sub.ipynb", _TESTS, template=template, context={"q1": ["cm"]},
+                              sandboxed=False)
+    assert result["status"] == "graded", (name, result)
+    assert result["scores"]["q1"] == (points, 1.0), (name, result)
+    # without the snapshots (no template: every cell is the student's), the rebinding would have scored
+    if after:
+        live = submission.grade(tmp_path / "sub.ipynb", _TESTS, sandboxed=False)
+        assert live["scores"]["q1"] == (1.0, 1.0), live
+
+
+def test_no_test_calls_a_function_a_course_cell_defines_in_the_kernel():
+    """The judge calls only the submission's own functions in the kernel: a function the course's cell defines
+    there (01's classifier_at, 02's wilson) could be changed by a later student cell, so a test rebuilds it."""
+    import ast
+
+    from course_lib.tools import notebooks, release
+
+    called = []
+    for path in notebooks.source_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        solution = dict(release.solution_regions(nb))
+        tests = {i for q in notebooks.graded_structure(nb) for i in q["tests"]}
+        defined = {node.name for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and i not in tests
+                   and not solution.get(i) for node in (context.python_of(cell.source) or ast.Module([], [])).body
+                   if isinstance(node, ast.FunctionDef)}
+        reads = {q: {c for c in codes} for q, codes in _source_tests(path.stem).items()}
+        plan = context.of_assignment(None, path.stem, {q: {"cases": [{"code": c} for c in codes]}
+                                                       for q, codes in reads.items()})
+        called += [f"{path.stem} {q}: {sorted(set(names) & defined)}" for q, names in plan.items()
+                   if set(names) & defined]
+    assert not called, called
