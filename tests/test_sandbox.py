@@ -265,3 +265,44 @@ def test_a_limit_hit_is_the_submissions_result_with_a_note(hog, tmp_path, monkey
     else:  # the submission's result, not an error of the machine
         assert result["status"] == f"graded; stopped at cell 2 (exercise q2): killed the kernel: {note}", result
         assert result["scores"] == {"q1": (1.0, 1.0), "q2": (0.0, 1.0)}
+
+
+# ------------------------------------------------------------------ cgroup v2
+
+def test_on_cgroup_v2_the_grader_writes_the_limits_and_reads_what_was_hit(tmp_path, monkeypatch):
+    """The v2 path on a stand-in tree (this machine's memory and pids controllers are v1): the files the
+    grader writes and reads. That a v2 kernel then enforces them is not tested here."""
+    monkeypatch.setattr(confine, "_own_path", lambda controller: "grader")
+    parent = tmp_path / "grader"
+    parent.mkdir()
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    (parent / "cgroup.controllers").write_text("cpu memory pids\n")
+    groups = confine.Cgroups(256 << 20, 64, root=tmp_path)
+    (path,) = set(groups.paths.values())
+    assert groups.v2 and path.parent == parent and (parent / "cgroup.subtree_control").read_text() == "+memory +pids"
+    assert (path / "memory.max").read_text() == str(256 << 20) and (path / "pids.max").read_text() == "64"
+    assert groups.procs_files() == [str(path / "cgroup.procs")]
+    assert not groups.memory_exceeded() and not groups.processes_exceeded()
+    (path / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\n")
+    (path / "pids.events").write_text("max 3\n")
+    assert groups.memory_exceeded() and groups.processes_exceeded()
+
+
+def test_on_cgroup_v2_without_the_controllers_the_watchdog_takes_over(tmp_path):
+    """A real cgroup2 mount, whose memory and pids controllers a v1 hierarchy holds (as here): no cgroup is
+    made, which hands memory and processes to the watchdog (`sandbox`: no cgroup paths, a watchdog)."""
+    if not IS_ROOT:
+        pytest.skip("mounting a cgroup2 file system needs root")
+    mount = tmp_path / "cgroup2"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "cgroup2", "none", str(mount)], capture_output=True).returncode:
+        pytest.skip("cgroup2 cannot be mounted here")
+    try:
+        controllers = (mount / "cgroup.controllers").read_text().split()
+        if {"memory", "pids"} <= set(controllers):
+            pytest.skip(f"this machine's cgroup v2 has the controllers ({controllers}): the v1 case is not here")
+        groups = confine.Cgroups(256 << 20, 64, root=mount)
+        assert groups.v2 and groups.paths == {} and groups.procs_files() == []
+        assert not any(p.name.startswith("course_grade_") for p in mount.iterdir())
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -126,19 +126,40 @@ class Kernel:
             raise
 
     def run(self, code: str, timeout: float, expression: str | None = None) -> dict:
-        """Execute `code`; {"status": ok|error|timeout|dead, "ename", "evalue", "value"}."""
+        """Execute `code`; {"status": ok|error|timeout|dead, "ename", "evalue", "value"}. A kernel that dies
+        is seen within a second, not at the end of the time limit."""
+        import queue
+
         outputs = {"ename": "", "evalue": ""}
-
-        def hook(msg):
-            if msg["msg_type"] == "error":
-                outputs.update(ename=msg["content"]["ename"], evalue=msg["content"]["evalue"])
-
-        try:
-            reply = self.kc.execute_interactive(code, timeout=timeout, output_hook=hook, store_history=False,
-                                                allow_stdin=False, stop_on_error=False,  # input() raises
-                                                user_expressions={"v": expression} if expression else None)
-        except TimeoutError:
-            return {"status": "timeout" if self.km.is_alive() else "dead", **outputs}
+        msg_id = self.kc.execute(code, store_history=False, allow_stdin=False, stop_on_error=False,  # input() raises
+                                 user_expressions={"v": expression} if expression else None)
+        deadline = time.monotonic() + timeout
+        reply, idle, grace = None, False, None  # grace: how long the last outputs may come after the reply
+        while reply is None or not idle:
+            now = time.monotonic()
+            if reply is None and now >= deadline:
+                return {"status": "timeout" if self.km.is_alive() else "dead", **outputs}
+            if reply is not None and now >= grace:
+                break
+            wait = min(0.5, (deadline if reply is None else grace) - now)
+            try:
+                if idle:  # all its outputs came: only the reply is missing
+                    answer = self.kc.get_shell_msg(timeout=wait)
+                else:
+                    msg = self.kc.get_iopub_msg(timeout=wait)  # outputs are read (and dropped) as they come
+                    if msg["parent_header"].get("msg_id") == msg_id:
+                        if msg["msg_type"] == "error":
+                            outputs.update(ename=msg["content"]["ename"], evalue=msg["content"]["evalue"])
+                        idle = msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+                    if reply is not None:
+                        continue
+                    answer = self.kc.get_shell_msg(timeout=0)
+            except queue.Empty:
+                if reply is None and not self.km.is_alive():
+                    return {"status": "dead", **outputs}
+                continue
+            if answer["parent_header"].get("msg_id") == msg_id:
+                reply, grace = answer, time.monotonic() + 5
         content = reply["content"]
         result = {"status": content["status"], **outputs}
         if content["status"] == "error":
