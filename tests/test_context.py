@@ -71,7 +71,8 @@ def _source_tests(name):
 
 # ---------------------------------------------------------------- grading a tiny assignment
 
-_COURSE_CELL = "import numpy as np\ncm = np.array([[5, 1], [2, 2]])  # the course measures it"
+_COURSE_DATA = "import numpy as np\nlabels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])\npreds = np.array([0, 0, 0, 0, 0, 1, 1, 1, 0, 0])"
+_COURSE_CELL = "cm = np.zeros((2, 2), int)  # the course measures it: [[5, 1], [2, 2]]\nfor t, p in zip(labels, preds):\n    cm[t, p] += 1"
 _ANSWER = "worst = int(np.argmin(np.diag(cm) / cm.sum(axis=1)))"
 _TESTS = {"q1": {"points": 1.0, "cases": [
     {"code": "assert worst == int(np.argmin(np.diag(cm) / cm.sum(axis=1))), 'worst is the row with the lowest share'\n",
@@ -81,7 +82,7 @@ _TESTS = {"q1": {"points": 1.0, "cases": [
 def _notebook(course_cell: str, answer: str, after: str = ""):
     answer_cell = nbformat.v4.new_code_cell(answer)
     answer_cell.metadata["tags"] = ["otter_answer_cell"]
-    cells = [nbformat.v4.new_code_cell(course_cell), answer_cell]
+    cells = [nbformat.v4.new_code_cell(_COURSE_DATA), nbformat.v4.new_code_cell(course_cell), answer_cell]
     if after:
         cells.append(nbformat.v4.new_code_cell(after))
     return nbformat.v4.new_notebook(cells=cells + [nbformat.v4.new_code_cell('grader.check("q1")')])
@@ -90,12 +91,13 @@ def _notebook(course_cell: str, answer: str, after: str = ""):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, course_cell, answer, after, points", [
     ("the solution", _COURSE_CELL, _ANSWER, "", 1.0),
-    ("a wrong answer with `cm` rebound to agree with it", _COURSE_CELL, "worst = 0", "cm = np.array([[1, 1], [5, 5]])",
+    ("a wrong answer with `cm` rebound to agree with it", _COURSE_CELL, "worst = 0", "cm = np.array([[0, 6], [4, 0]])",
      0.0),
-    ("a wrong answer with `cm` changed in place", _COURSE_CELL, "worst = 0\ncm[:] = [[1, 1], [5, 5]]", "", 0.0),
-    ("a wrong answer with the course's cell edited", _COURSE_CELL.replace("[[5, 1], [2, 2]]", "[[1, 1], [5, 5]]"),
-     "worst = 0", "", 0.0),
-])
+    ("a wrong answer with `cm` changed in place", _COURSE_CELL, "worst = 0\ncm[:] = [[0, 6], [4, 0]]", "", 0.0),
+    ("a wrong answer with the course's cell edited", "cm = np.array([[0, 6], [4, 0]])", "worst = 0", "", 0.0),
+    ("a wrong answer with the course's cell run again on rebound inputs", _COURSE_CELL, "worst = 0\npreds = 1 - labels",
+     _COURSE_CELL, 0.0),
+], ids=["solution", "rebound", "changed_in_place", "course_cell_edited", "course_cell_rerun"])
 def test_a_test_reads_the_context_as_the_course_cell_left_it(tmp_path, name, course_cell, answer, after, points):
     template = _notebook(_COURSE_CELL, "worst = ...")
     nbformat.write(_notebook(course_cell, answer, after), tmp_path / "sub.ipynb")

@@ -230,6 +230,10 @@ class _Run:
         self.template = template is not None
         self.unedited = {_source(c).strip() for c in (template.cells if template else [])
                          if c.cell_type == "code" and "otter_answer_cell" not in c.metadata.get("tags", [])}
+        self.places: dict[str, list[int]] = {}  # an unedited cell's places in the template, in order
+        for k, c in enumerate(template.cells if template else []):
+            self.places.setdefault(_source(c).strip(), []).append(k)
+        self.place = -1  # the template place of the last course cell that ran in order
         self.scores, self.notes, self.feedback = {}, {}, {q: [] for q in tests}
         self.answered = False  # an answer cell (one the student wrote in) has run
         self.alias = f"_course_answers_{secrets.token_hex(6)}"  # the kernel's name for `answers`
@@ -294,8 +298,8 @@ class _Run:
                 self.feedback.setdefault(where, []).append(f"cell {i} raised {out['ename'][:80]}: "
                                                            f"{out['evalue'][:200]}")
             self.answered |= not template_cell
-            if template_cell and out["status"] == "ok" and self.judge is not None:
-                self._keep(source, f"cell {i}", owner[i])
+            if template_cell and self._in_order(source) and out["status"] == "ok" and self.judge is not None:
+                self._keep(source, f"cell {i}", owner[i])  # a course cell run again or moved up sets no context
             if stop_after_setup and "cl.setup(" in source:
                 return _result("setup ok", self.tests)
         for question in self.tests:  # exercises whose check cell was deleted: tested at the end
@@ -305,6 +309,13 @@ class _Run:
         if limits:
             self.feedback.setdefault("other cells", []).extend(limits)
         return _result("graded", self.tests, scores=self.scores, notes=self.notes, feedback=self.feedback)
+
+    def _in_order(self, source: str) -> bool:
+        """Whether this course cell comes after the last one that ran, in the template's order (once each)."""
+        later = [k for k in self.places.get(source.strip(), []) if k > self.place]
+        if later:
+            self.place = later[0]
+        return bool(later)
 
     def _keep(self, source: str, where_: str, question: str | None) -> None:
         """Have the judge take the context names this course cell sets, as it left them."""
