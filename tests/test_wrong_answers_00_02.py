@@ -6,7 +6,8 @@ import types
 import numpy as np
 import pytest
 
-from tests.wrong_answers import check
+from tests.wrong_answers import ROOT, check, failures
+from tests.wrong_answers import test_cells as cells_of
 
 # ------------------------------------------------------------------ 00_setup
 
@@ -107,15 +108,46 @@ def test_00_q3_rejects_raw_pixels_and_random_weights():
 
 
 def test_01_q1_rejects_the_largest_and_a_too_small_size():
+    """The public test, on a stand-in table."""
     fitting = {96: 1, 128: 1, 160: 2, 224: 2}  # FITTING photos that keep a fitting class at each size
-    size_preds = {s: np.array([n]) for s, n in fitting.items()}
-    ns = {"np": np, "CLASSIFIER_SIZES": list(fitting), "FITTING": ["a", "b"], "size_preds": size_preds,
-          "size_table": {s: {"pixels": (s / 224) ** 2, "fitting": n} for s, n in fitting.items()},
-          "fitting_top1": lambda p: int(p[0]), "classifier_at": lambda s: lambda x, training: types.SimpleNamespace(numpy=lambda: size_preds[s]),
-          "preprocess": lambda x: x, "resized": lambda s: s}
+    ns = {"np": np, "CLASSIFIER_SIZES": list(fitting), "FITTING": ["a", "b"],
+          "size_table": {s: {"pixels": (s / 224) ** 2, "fitting": n} for s, n in fitting.items()}}
     right = dict(ns, classifier_size=160, size_why="160 px keeps both fitting photos with 51% of the pixels")
-    check("01_pretrained_backbones", "q1", right, dict(right, classifier_size=224, size_why="224 px, the most detail"))
-    check("01_pretrained_backbones", "q1", right, dict(right, classifier_size=96, size_why="96 px, 18% of the pixels"))
+    assert failures("01_pretrained_backbones", "q1", right)["public"] == []
+    for wrong in (dict(right, classifier_size=224, size_why="224 px, the most detail"),
+                  dict(right, classifier_size=96, size_why="96 px, 18% of the pixels")):
+        assert failures("01_pretrained_backbones", "q1", wrong)["public"], wrong["classifier_size"]
+
+
+@pytest.mark.slow
+def test_01_q1_hidden_accepts_only_the_smallest_size_that_the_judge_measures_keeps_every_photo(mirror_root):
+    """The hidden test rebuilds the photos and the classifier at each size itself (the judge never calls the
+    kernel's classifier_at): of the five sizes exactly one passes; every larger and every smaller one fails."""
+    import ast
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    import course_lib as cl
+
+    cells = ["".join(c["source"]) for c in json.loads(
+        (ROOT / "notebooks/source/01_pretrained_backbones.ipynb").read_text())["cells"]]
+    fitting_cell = next(c for c in cells if c.startswith("FITTING = {"))
+    fitting = ast.literal_eval(fitting_cell.split("=", 1)[1].split("\n}", 1)[0] + "\n}")
+    hidden = [code for kind, code in cells_of("01_pretrained_backbones", "q1") if kind == "hidden"]
+    sizes = [96, 128, 160, 192, 224]
+    passed = []
+    for size in sizes:
+        ns = {"np": np, "cl": cl, "keras": keras, "tf": tf, "CLASSIFIER_SIZES": sizes, "FITTING": fitting,
+              "classifier_size": size, "size_why": f"{size} px keeps all 3 fitting photos"}
+        try:
+            for code in hidden:
+                exec(code, dict(ns))
+            passed.append(size)
+        except AssertionError:
+            pass
+    assert len(passed) == 1, passed
 
 
 def test_01_q2_rejects_counts():
@@ -220,7 +252,7 @@ def test_02_q5_rejects_deciding_from_the_means():
         return "scratch" if scratch > transfer else "transfer"
 
     sweep, transfer_acc, scratch_acc = [5, 10, 20, 40], [0.60, 0.66, 0.70, 0.72], [0.40, 0.55, 0.71, 0.74]
-    ns = {"wilson": _wilson, "SWEEP": sweep, "transfer_acc": transfer_acc, "scratch_acc": scratch_acc,
+    ns = {"np": np, "SWEEP": sweep, "transfer_acc": transfer_acc, "scratch_acc": scratch_acc,
           "held_labels": np.zeros(300, int), "n_held": 300}
 
     def answers(rule):

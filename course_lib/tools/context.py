@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 
-__all__ = ["python_of", "written_names", "plan"]
+__all__ = ["python_of", "written_names", "plan", "of_assignment"]
 
 _MUTATORS = frozenset({"append", "extend", "update", "insert", "setdefault", "pop", "popitem", "clear", "add",
                        "remove", "discard", "sort", "reverse",  # containers; below, what changes a model or array
