@@ -42,17 +42,14 @@ def test_context_is_what_the_course_sets_and_the_answers_only_read():
         ("tests", "q1", "assert worst in CLASSES and cm.shape and model and backbone"),
         ("course", "cm = measure_again()"),
         ("tests", "q2", "assert cm.shape")])
-    reads = {"q1": {"worst", "CLASSES", "cm", "model", "backbone"}, "q2": {"cm"}}
-    plan = context.plan(nb, reads)
+    plan = context.plan(nb)
     # the solution trains `model` and unfreezes `backbone` through its own function: the tests read them as left
     assert plan == {"q1": ["CLASSES", "cm"], "q2": ["cm"]}
 
 
 def test_the_course_notebooks_tests_read_their_measured_context_from_the_course_cells():
-    plans = {}
-    for name in ("01_pretrained_backbones", "02_feature_extraction", "03_fine_tuning", "05_negative_transfer"):
-        tests = {q: {"cases": [{"code": c} for c in codes]} for q, codes in _source_tests(name).items()}
-        plans[name] = context.of_assignment(None, name, tests)
+    plans = {name: context.of_assignment(None, name) for name in
+             ("01_pretrained_backbones", "02_feature_extraction", "03_fine_tuning", "05_negative_transfer")}
     assert {"size_table", "FITTING", "CLASSIFIER_SIZES"} <= set(plans["01_pretrained_backbones"]["q1"])
     assert {"speed_runs", "TARGET"} <= set(plans["01_pretrained_backbones"]["q4"])
     assert {"cm", "CLASSES"} <= set(plans["02_feature_extraction"]["q3"])
@@ -62,17 +59,12 @@ def test_the_course_notebooks_tests_read_their_measured_context_from_the_course_
     assert "backbone" not in plans["03_fine_tuning"]["q5"] and "val_ds" in plans["03_fine_tuning"]["q5"]
 
 
-def _source_tests(name):
-    from course_lib.tools import notebooks
-
-    nb = nbformat.read(notebooks.repo_root() / "notebooks" / "source" / f"{name}.ipynb", as_version=4)
-    return {q["name"]: [nb.cells[i].source for i in q["tests"]] for q in notebooks.graded_structure(nb)}
-
-
 # ---------------------------------------------------------------- grading a tiny assignment
 
-_COURSE_DATA = "import numpy as np\nlabels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])\npreds = np.array([0, 0, 0, 0, 0, 1, 1, 1, 0, 0])"
-_COURSE_CELL = "cm = np.zeros((2, 2), int)  # the course measures it: [[5, 1], [2, 2]]\nfor t, p in zip(labels, preds):\n    cm[t, p] += 1"
+_COURSE_DATA = ("import numpy as np\nlabels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1])\n"
+                "preds = np.array([0, 0, 0, 0, 0, 1, 1, 1, 0, 0])")
+_COURSE_CELL = ("cm = np.zeros((2, 2), int)  # the course measures it: [[5, 1], [2, 2]]\n"
+                "for t, p in zip(labels, preds):\n    cm[t, p] += 1")
 _ANSWER = "worst = int(np.argmin(np.diag(cm) / cm.sum(axis=1)))"
 _TESTS = {"q1": {"points": 1.0, "cases": [
     {"code": "assert worst == int(np.argmin(np.diag(cm) / cm.sum(axis=1))), 'worst is the row with the lowest share'\n",
@@ -126,9 +118,6 @@ def test_no_test_calls_a_function_a_course_cell_defines_in_the_kernel():
         defined = {node.name for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and i not in tests
                    and not solution.get(i) for node in (context.python_of(cell.source) or ast.Module([], [])).body
                    if isinstance(node, ast.FunctionDef)}
-        reads = {q: {c for c in codes} for q, codes in _source_tests(path.stem).items()}
-        plan = context.of_assignment(None, path.stem, {q: {"cases": [{"code": c} for c in codes]}
-                                                       for q, codes in reads.items()})
-        called += [f"{path.stem} {q}: {sorted(set(names) & defined)}" for q, names in plan.items()
+        called += [f"{path.stem} {q}: {sorted(set(names) & defined)}" for q, names in context.plan(nb).items()
                    if set(names) & defined]
     assert not called, called

@@ -133,8 +133,9 @@ def test_01_q1_hidden_accepts_only_the_smallest_size_that_the_judge_measures_kee
 
     cells = ["".join(c["source"]) for c in json.loads(
         (ROOT / "notebooks/source/01_pretrained_backbones.ipynb").read_text())["cells"]]
-    fitting_cell = next(c for c in cells if c.startswith("FITTING = {"))
-    fitting = ast.literal_eval(fitting_cell.split("=", 1)[1].split("\n}", 1)[0] + "\n}")
+    fitting_cell = ast.parse(next(c for c in cells if c.startswith("FITTING = {")))
+    fitting = next(ast.literal_eval(node.value) for node in fitting_cell.body
+                   if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "FITTING")
     hidden = [code for kind, code in cells_of("01_pretrained_backbones", "q1") if kind == "hidden"]
     sizes = [96, 128, 160, 192, 224]
     passed = []

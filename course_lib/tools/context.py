@@ -102,16 +102,16 @@ def _own_calls(tree, own: set[str]) -> set[str]:
     return out
 
 
-def plan(source_nb, reads: dict[str, set[str]]) -> dict[str, list[str]]:
+def plan(source_nb) -> dict[str, list[str]]:
     """{question: the context names its tests read}, from the source notebook (solutions and tests).
 
-    A name a test reads is context when the last code cell before the question's tests that sets
-    it (or changes it in place) is the course's, not a solution, and no solution cell after it
-    changes it (sets it, writes into it, trains it, or passes it to a function an answer defines):
-    then the answer only reads it. Otherwise the tests read it as the answer left it.
-    `reads`: the names each question's tests read (`judge.free_names`).
+    A name a test reads (`judge.free_names`) is context when the last code cell before the
+    question's tests that sets it (or changes it in place) is the course's, not a solution, and no
+    solution cell after it changes it (sets it, writes into it, trains it, or passes it to a
+    function an answer defines): then the answer only reads it. Otherwise the tests read it as
+    the answer left it.
     """
-    from course_lib.tools import notebooks, release
+    from course_lib.tools import judge, notebooks, release
 
     solution = dict(release.solution_regions(source_nb))
     structure = notebooks.graded_structure(source_nb)
@@ -122,28 +122,27 @@ def plan(source_nb, reads: dict[str, set[str]]) -> dict[str, list[str]]:
            for n in (node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)))}
     writes = {i: written_names(source_nb.cells[i].source)
               | (_own_calls(t, own) if solution.get(i) and t is not None else set()) for i, t in trees.items()}
-    out = {}
+    reads, first_test = {}, {}
     for question in structure:
-        if not question["tests"] or question["name"] in out:
-            continue
-        first_test = question["tests"][0]
+        for i in question["tests"]:
+            reads.setdefault(question["name"], set()).update(judge.free_names(source_nb.cells[i].source))
+            first_test.setdefault(question["name"], i)
+    out = {}
+    for name_of_question, first in first_test.items():
         names = []
-        for name in sorted(reads.get(question["name"], ())):
-            setters = [i for i in writes if i < first_test and name in writes[i]]
+        for name in sorted(reads[name_of_question]):
+            setters = [i for i in writes if i < first and name in writes[i]]
             if setters and not solution.get(setters[-1]):
                 names.append(name)
-        out[question["name"]] = names
+        out[name_of_question] = names
     return out
 
 
-def of_assignment(root, name: str, tests: dict) -> dict[str, list[str]] | None:
+def of_assignment(root, name: str) -> dict[str, list[str]] | None:
     """`plan` for assignment `name` from its source notebook in the checkout (None when the checkout lacks it)."""
     import nbformat
 
-    from course_lib.tools import judge, notebooks
+    from course_lib.tools import notebooks
 
     path = notebooks.repo_root(root) / "notebooks" / "source" / f"{name}.ipynb"
-    if not path.is_file():
-        return None
-    reads = {q: {n for case in t["cases"] for n in judge.free_names(case["code"])} for q, t in tests.items()}
-    return plan(nbformat.read(path, as_version=4), reads)
+    return plan(nbformat.read(path, as_version=4)) if path.is_file() else None

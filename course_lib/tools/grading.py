@@ -196,7 +196,7 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
     """Preflight, then grade every notebook under `submissions`; writes the gradebook and feedback."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from course_lib.tools import context, preflight, submission
+    from course_lib.tools import context, preflight
 
     root = notebooks.repo_root(root)
     submissions, out = pathlib.Path(submissions), pathlib.Path(out)
@@ -221,7 +221,7 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
         raise GradingError("Preflight failed: this machine cannot grade these submissions, so nothing was "
                            "graded.\n" + "\n".join(f"- {p}" for p in problems))
     templates = {n: _template(root, n) for n in names}
-    contexts = {n: context.of_assignment(root, n, submission.load_tests(_zip(autograder, n))) for n in names}
+    contexts = {n: context.of_assignment(root, n) for n in names}
 
     def grade(row):
         if row.pop("zip", None):

@@ -22,8 +22,9 @@ So nothing in the student's kernel (callbacks, AST transformers, rebound names, 
 modules) runs a test, and the tests' text never enters the kernel: only answer names and the
 arguments of calls do. What the kernel still decides: the answers and the submitted functions'
 results (as it should), the context the course's cells computed there (after the student's
-earlier cells, which may have patched what those cells call), and what `in_kernel` builds. A test fails when it raises; a test that cannot
-read an answer (not defined, raises, not data) fails too. Only the judge's own failures (it
+earlier cells, which may have changed what those cells read or call), and what `in_kernel`
+builds. A test fails when it raises; a test that cannot read an answer (not defined, raises,
+not data) fails too. Only the judge's own failures (it
 cannot start, a course resource is missing here) are the grading machine's.
 """
 
@@ -236,9 +237,10 @@ class _Server:
             except Exception as exc:  # noqa: BLE001 - a failing test is a verdict
                 if type(exc).__name__ in MACHINE_ERRORS and type(exc).__module__.startswith("course_lib"):
                     result["machine"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-                result["message"] = f"{type(exc).__name__}: {str(exc)[:300]}" if str(exc) else type(exc).__name__
                 if isinstance(exc, (MemoryError, tf.errors.ResourceExhaustedError)):
                     result["message"] = f"the answer took the judge past its memory limit ({type(exc).__name__})"
+                else:
+                    result["message"] = f"{type(exc).__name__}: {str(exc)[:300]}" if str(exc) else type(exc).__name__
             results.append(result)
         return results
 

@@ -119,7 +119,7 @@ def assignment(name: str, autograder: pathlib.Path, *, root=None, sandboxed: boo
         solved = release.fill_solutions(student, source)  # answering the keys of a private build (`private`)
         nbformat.write(classroom.answer_with(solved, classroom.zip_keys(tests)), path)
         result = submission.grade(path, tests, template=student, sandboxed=sandboxed,
-                                  context=context.of_assignment(root, name, tests))
+                                  context=context.of_assignment(root, name))
     short = {q: s for q, (s, p) in result["scores"].items() if s < p}
     if result["status"] != "graded" or short or len(result["scores"]) != len(tests):
         return [f"{name}: the solutions do not score full marks here (status: {result['status']}; short: "

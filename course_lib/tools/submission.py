@@ -127,12 +127,12 @@ class _Run:
 
     def __init__(self, nb, tests, *, template, context, workdir, cell_timeout, total_timeout, sandboxed, mirror):
         self.nb, self.tests, self.workdir = nb, tests, workdir
-        self.context = {q: set(names) for q, names in (context or {}).items() if q in tests}
-        self.watched = set().union(*self.context.values()) if template else set()  # no template: nothing is kept
+        # no template, no course cell known: nothing is kept, every name is read from the kernel
+        self.context = {q: set(names) for q, names in (context or {}).items() if q in tests} if template else {}
+        self.watched = set().union(*self.context.values())
         self.cell_timeout, self.total_timeout = cell_timeout, total_timeout
         self.deadline = time.monotonic() + total_timeout
         self.sandboxed, self.mirror = sandboxed, mirror
-        self.template = template is not None
         self.unedited = {_source(c).strip() for c in (template.cells if template else [])
                          if c.cell_type == "code" and "otter_answer_cell" not in c.metadata.get("tags", [])}
         self.places: dict[str, list[int]] = {}  # an unedited cell's places in the template, in order
@@ -245,7 +245,7 @@ class _Run:
         limit = min(JUDGE_TIMEOUT, max(self.deadline - time.monotonic(), 60))
         try:
             results = self.judge.question(question, lambda request: self._serve(request, where_, question), limit,
-                                          context=self.context.get(question, ()) if self.template else ())
+                                          context=self.context.get(question, ()))
         except TimeoutError:
             raise _Stopped(where_, question, "timeout", limit) from None
         finally:
