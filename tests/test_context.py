@@ -5,7 +5,7 @@ later, or edits the cell that sets them, gets no points for an answer the real c
 import nbformat
 import pytest
 
-from course_lib.tools import context, submission
+from course_lib.tools import context, grading, submission
 
 
 def test_a_cell_writes_what_it_binds_writes_into_or_changes_in_place():
@@ -45,6 +45,15 @@ def test_context_is_what_the_course_sets_and_the_answers_only_read():
     plan = context.plan(nb)
     # the solution trains `model` and unfreezes `backbone` through its own function: the tests read them as left
     assert plan == {"q1": ["CLASSES", "cm"], "q2": ["cm"]}
+    # an item read out of a name and handed to an answer's function is that item, not the name (03's q6)
+    items = _source_notebook([
+        ("course", "summary = measure()\nmodel = build()"),
+        ("solution", "def verdict(low):\n    return low > 0\ndecision = verdict(summary['far']['low'])\n"
+                     "def rescale(table):\n    table['far'] = 0\nrescale(summary)\nrescale(model.layers[0])"),
+        ("tests", "q1", "assert decision == (summary['far']['low'] > 0) and model")])
+    assert context.plan(items) == {"q1": []}  # rescale(summary) changes it; a layer of the model changes the model
+    items.cells[3].source = items.cells[3].source.replace("\nrescale(summary)", "")  # without that call
+    assert context.plan(items) == {"q1": ["summary"]}
 
 
 def test_the_course_notebooks_tests_read_their_measured_context_from_the_course_cells():
@@ -52,11 +61,29 @@ def test_the_course_notebooks_tests_read_their_measured_context_from_the_course_
              ("01_pretrained_backbones", "02_feature_extraction", "03_fine_tuning", "05_negative_transfer")}
     assert {"size_table", "FITTING", "CLASSIFIER_SIZES"} <= set(plans["01_pretrained_backbones"]["q1"])
     assert {"speed_runs", "TARGET"} <= set(plans["01_pretrained_backbones"]["q4"])
-    assert {"cm", "CLASSES"} <= set(plans["02_feature_extraction"]["q3"])
+    assert {"feats", "head", "CLASSES"} <= set(plans["02_feature_extraction"]["q3"])  # cm is counted again
     assert {"scratch_acc", "transfer_acc", "SWEEP"} <= set(plans["02_feature_extraction"]["q5"])
     assert "repair_runs" in plans["05_negative_transfer"]["q2"]
     # 03's start_fine_tuning unfreezes the backbone: its tests read the backbone as the answer left it
     assert "backbone" not in plans["03_fine_tuning"]["q5"] and "val_ds" in plans["03_fine_tuning"]["q5"]
+    assert "summary" in plans["03_fine_tuning"]["q6"]  # verdict(summary[key][largest]["gain_ci_low"], ...) reads it
+
+
+def test_context_measured_after_an_answer_ran_is_listed_and_shown_under_the_grades():
+    nb = _source_notebook([
+        ("course", "CLASSES = ['a', 'b']"),
+        ("solution", "def patched():\n    pass"),
+        ("course", "cm = measure()"),
+        ("tests", "q1", "assert worst in CLASSES and cm.shape")])
+    assert context.plan(nb) == {"q1": ["CLASSES", "cm"]}
+    assert context.set_after_answers(nb) == {"q1": ["cm"]}  # CLASSES was set before any answer ran
+    late = {name: context.of_assignment(None, name, read=context.set_after_answers)
+            for name in ("00_setup", "01_pretrained_backbones", "02_feature_extraction")}
+    assert late["00_setup"] == {} and "q1" not in late["01_pretrained_backbones"]  # rebuilt from clean context
+    assert late["02_feature_extraction"]["q3"] == ["head"]  # feats, from before the answers, give the counts
+    row = {"submission": "a.ipynb", "assignment": "02_feature_extraction", "status": "graded", "scores": {"q3": [1, 2]}}
+    shown = grading.render_markdown([row], late=late)
+    assert "after its own code ran" in shown and "q3 reads `head`" in shown and "q5 reads `SWEEP`" in shown
 
 
 # ---------------------------------------------------------------- grading a tiny assignment

@@ -176,6 +176,27 @@ def test_the_preflight_refuses_when_there_is_no_sandbox(autograder, untouched_fo
     assert "bwrap` was not found" in err and "apt-get install bubblewrap" in err and "--no-sandbox" in err
 
 
+def test_the_preflight_imports_the_libraries_alone_only_when_a_set_up_fails(tmp_path, monkeypatch):
+    """The set-up cell imports TensorFlow in the sandbox anyway; the separate import only says why it failed."""
+    from course_lib.tools import preflight
+
+    imported = []
+
+    def sandbox(modules="course_lib, keras, tensorflow"):
+        imported.append(modules)
+        return [] if modules == "course_lib" else ["`import course_lib, keras, tensorflow` failed"]
+
+    monkeypatch.setattr(preflight, "settings", lambda: [])
+    monkeypatch.setattr(preflight, "resources", lambda assignments, sandboxed: [])
+    monkeypatch.setattr(preflight, "sandbox", sandbox)
+    monkeypatch.setattr(preflight, "assignment", lambda name, *a, **k: [f"{name}: set-up failed"] if name == "bad" else [])
+    assert preflight.run(["good"], tmp_path) == [] and imported == ["course_lib"]
+    imported.clear()
+    assert preflight.run(["good", "bad"], tmp_path) == ["`import course_lib, keras, tensorflow` failed",
+                                                        "bad: set-up failed"]
+    assert imported == ["course_lib", "course_lib, keras, tensorflow"]
+
+
 # ------------------------------------------------------------------ grading 00_setup for real, sandboxed
 
 def _answer_cells(nb):

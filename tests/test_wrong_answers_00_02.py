@@ -151,12 +151,41 @@ def test_01_q1_hidden_accepts_only_the_smallest_size_that_the_judge_measures_kee
     assert len(passed) == 1, passed
 
 
+def _01_q2_answers():
+    """A stand-in classifier with the test's interface (images in, probabilities out), photos, the right answers."""
+    import keras
+
+    import course_lib as cl
+
+    def predict(images, verbose=0):  # the class follows each image's mean brightness, on any scale
+        return np.eye(5)[np.floor(images.reshape(len(images), -1).mean(axis=1) * 7).astype(int) % 5]
+
+    classifier = types.SimpleNamespace(predict=predict)
+    brightness = np.linspace(0.2, 1, 6)[:, None, None, None]  # six photos, from dark to bright
+    x = (np.random.default_rng(0).uniform(0, 255, (6, 8, 8, 3)) * brightness).astype("float32")
+    prep = cl.backbones.get("mobilenet").preprocess_input
+    inputs = {"right ([-1, 1])": prep(x.copy()), "raw [0, 255]": x.copy(), "divided by 255": x / 255.0,
+              "ResNet-style (BGR - mean)": keras.applications.resnet50.preprocess_input(x.copy())}
+    preds = {v: classifier.predict(inp, verbose=0) for v, inp in inputs.items()}
+    right_class = preds["right ([-1, 1])"].argmax(axis=1)
+    same = {v: int(np.sum(p.argmax(axis=1) == right_class)) for v, p in preds.items()}
+    assert any(0 < n < len(x) for n in same.values()), same  # a count differs from a fraction somewhere
+    return {"np": np, "cl": cl, "keras": keras, "x": x, "classifier": classifier, "right_class": right_class,
+            "variant_preds": preds, "agreement": {v: n / len(x) for v, n in same.items()}}, same
+
+
 def test_01_q2_rejects_counts():
-    right_class = np.array([0, 1, 2, 1])
-    variant_preds = {"right ([-1, 1])": np.eye(3)[right_class], "raw": np.eye(3)[[0, 0, 0, 1]]}
-    right = {"np": np, "right_class": right_class, "variant_preds": variant_preds,
-             "agreement": {"right ([-1, 1])": 1.0, "raw": 0.5}}
-    check("01_pretrained_backbones", "q2", right, dict(right, agreement={"right ([-1, 1])": 4, "raw": 1}))
+    right, same = _01_q2_answers()
+    check("01_pretrained_backbones", "q2", right, dict(right, agreement=same))
+
+
+def test_01_q2_recounts_what_a_patched_predict_made_the_course_cell_measure():
+    """Predictions that agree everywhere (`predict` patched before the course's cell) do not pass all-1.0 answers."""
+    right, _ = _01_q2_answers()
+    rigged = {v: right["variant_preds"]["right ([-1, 1])"] for v in right["variant_preds"]}
+    failed = failures("01_pretrained_backbones", "q2", dict(right, variant_preds=rigged,
+                                                            agreement={v: 1.0 for v in rigged}))
+    assert failed["hidden"] and not failed["public"], failed
 
 
 def test_01_q3_rejects_the_sum_over_blocks_and_the_first_blocks():
@@ -225,18 +254,38 @@ def _cm():
     return np.array([[8, 2, 0], [5, 4, 1], [0, 0, 10]])  # rows: true classes; not symmetric
 
 
+def _head_and_feats(cm):
+    """A head and test features whose predictions count up to `cm` (what the hidden tests recount)."""
+    true, pred = zip(*[(t, p) for t in range(len(cm)) for p in range(len(cm)) for _ in range(cm[t, p])])
+    probs = np.eye(len(cm))[list(pred)]
+    head = types.SimpleNamespace(predict=lambda features, verbose=0: probs[features[:, 0].astype(int)])
+    return head, {"test": (np.arange(len(true))[:, None].astype("float32"), np.array(true))}
+
+
 def test_02_q3_rejects_column_sums():
     cm, classes = _cm(), ["a", "b", "c"]
-    right = {"np": np, "cm": cm, "CLASSES": classes, "per_class_acc": {"a": 0.8, "b": 0.4, "c": 1.0},
-             "worst_class": "b"}
+    head, feats = _head_and_feats(cm)
+    right = {"np": np, "cm": cm, "head": head, "feats": feats, "CLASSES": classes,
+             "per_class_acc": {"a": 0.8, "b": 0.4, "c": 1.0}, "worst_class": "b"}
     by_columns = {c: float(cm[i, i] / cm[:, i].sum()) for i, c in enumerate(classes)}  # precision, not recall
     check("02_feature_extraction", "q3", right, dict(right, per_class_acc=by_columns, worst_class="b"),
           kinds=("hidden",))
+    # a patched count (a diagonal cm, whose row and column sums agree) still fails: the test recounts
+    eye = np.diag(cm.sum(axis=1))
+    failed = failures("02_feature_extraction", "q3", dict(right, cm=eye, per_class_acc=by_columns, worst_class="b"))
+    assert failed["hidden"], failed
 
 
 def test_02_q4_rejects_the_diagonal():
-    right = {"np": np, "cm": _cm(), "CLASSES": ["a", "b", "c"], "most_confused": ("b", "a"), "most_confused_count": 5}
+    head, feats = _head_and_feats(_cm())
+    right = {"np": np, "cm": _cm(), "head": head, "feats": feats, "CLASSES": ["a", "b", "c"],
+             "most_confused": ("b", "a"), "most_confused_count": 5}
     check("02_feature_extraction", "q4", right, dict(right, most_confused=("c", "c"), most_confused_count=10))
+    # cm patched to put its largest confusion elsewhere: the recount still finds (b, a)
+    rigged = np.array([[8, 9, 0], [5, 4, 1], [0, 0, 10]])
+    failed = failures("02_feature_extraction", "q4", dict(right, cm=rigged, most_confused=("a", "b"),
+                                                          most_confused_count=9))
+    assert failed["hidden"], failed
 
 
 def _wilson(p, n, z=1.96):

@@ -36,7 +36,7 @@ def test_03_q6_rejects_deciding_from_the_mean():
     s = _summary()
     for verdict, n_failed in ((_right_verdict, 0), (_mean_verdict, 1)):  # the hidden test catches it
         decisions = {k: verdict(s[k][80]["gain_ci_low"], s[k][80]["gain_ci_high"]) for k in s}
-        ns = {"summary": s, "largest": 80, "verdict": verdict, "decisions": decisions}
+        ns = {"summary": s, "SIZES": (30, 80), "verdict": verdict, "decisions": decisions}
         assert _failures("03_fine_tuning", "q6", ns) == n_failed, verdict.__name__
 
 
@@ -227,7 +227,8 @@ def _q4_answers(unfreeze):
 
     start_fine_tuning(model, "block_13", schedule)
     return {"cl": cl, "keras": keras, "backbone": backbone, "model": model, "BACKBONE": "mobilenet_v2",
-            "FIRST_BLOCK": "block_13", "FINE_TUNE_LR": lr, "FINE_TUNE_EPOCHS": epochs, "steps_per_epoch": steps,
+            "FIRST_BLOCK": "block_13", "FINE_TUNE_LR": lr, "FINE_TUNE_EPOCHS": epochs, "math": math,
+            "splits": {"train": list(range(200))}, "BATCH": 32,  # ceil(200 / 32) = 7 steps per epoch
             "schedule": schedule, "start_fine_tuning": start_fine_tuning}
 
 

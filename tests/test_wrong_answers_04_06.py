@@ -83,7 +83,8 @@ def test_04_q5_rejects_the_largest_gain_within_the_noise():
         return max(gains, key=gains.get)
 
     label_free = {"AdaBN": 0.02, "CORAL": 0.01}  # both within a noise of 0.05
-    ns = {"np": np, "label_free": label_free, "n_mean": 400}  # the tests' noise at 400 images: 0.049
+    ns = {"np": np, "label_free": label_free, "n_test": {"art": 250, "sketch": 150},  # the tests' noise at 400
+          "TARGETS": ["art", "sketch"]}                                             # images: 0.049
     check("04_domain_mismatch", "q5", dict(ns, choose_label_free=beyond, label_free_choice="source only"),
           dict(ns, choose_label_free=largest, label_free_choice="AdaBN"), kinds=("hidden",))
 

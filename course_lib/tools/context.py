@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 
-__all__ = ["python_of", "written_names", "plan", "of_assignment"]
+__all__ = ["python_of", "written_names", "plan", "set_after_answers", "of_assignment"]
 
 _MUTATORS = frozenset({"append", "extend", "update", "insert", "setdefault", "pop", "popitem", "clear", "add",
                        "remove", "discard", "sort", "reverse",  # containers; below, what changes a model or array
@@ -91,13 +91,24 @@ def written_names(source: str) -> set[str]:
     return visitor.names
 
 
+def _item(node) -> bool:
+    """Whether an argument is an item read out of a container by keys alone (`summary["far"][n]`)."""
+    if not isinstance(node, ast.Subscript):
+        return False
+    while isinstance(node, ast.Subscript):
+        node = node.value
+    return isinstance(node, ast.Name)
+
+
 def _own_calls(tree, own: set[str]) -> set[str]:
-    """Names a cell passes to a function the notebook's answers define (it may change them in place)."""
+    """Names a cell passes to a function the notebook's answers define (it may change them in place): `f(model)`,
+    `f(model.layers[0])`; not an item read out by keys alone, `f(summary["far"]["low"])` (results, not objects
+    the answer changes: an answer that changes such an item in place should be passed its container)."""
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in own:
             for arg in [*node.args, *(k.value for k in node.keywords)]:
-                if _root(arg):
+                if _root(arg) and not _item(arg):
                     out.add(_root(arg))
     return out
 
@@ -111,6 +122,11 @@ def plan(source_nb) -> dict[str, list[str]]:
     function an answer defines): then the answer only reads it. Otherwise the tests read it as
     the answer left it.
     """
+    return {question: list(setters) for question, setters in _setters(source_nb).items()}
+
+
+def _setters(source_nb) -> dict[str, dict[str, int]]:
+    """{question: {context name its tests read: the course cell that sets it}} (see `plan`)."""
     from course_lib.tools import judge, notebooks, release
 
     solution = dict(release.solution_regions(source_nb))
@@ -129,20 +145,31 @@ def plan(source_nb) -> dict[str, list[str]]:
             first_test.setdefault(question["name"], i)
     out = {}
     for name_of_question, first in first_test.items():
-        names = []
+        found = {}
         for name in sorted(reads[name_of_question]):
             setters = [i for i in writes if i < first and name in writes[i]]
             if setters and not solution.get(setters[-1]):
-                names.append(name)
-        out[name_of_question] = names
+                found[name] = setters[-1]
+        out[name_of_question] = found
     return out
 
 
-def of_assignment(root, name: str) -> dict[str, list[str]] | None:
-    """`plan` for assignment `name` from its source notebook in the checkout (None when the checkout lacks it)."""
+def set_after_answers(source_nb) -> dict[str, list[str]]:
+    """{question: its context names that a course cell sets after the first answer cell}: measured in a kernel
+    where the learner's code has already run (it may have patched what the course cell calls)."""
+    from course_lib.tools import release
+
+    first_answer = min((i for i, is_solution in release.solution_regions(source_nb) if is_solution), default=None)
+    late = {q: [n for n, i in setters.items() if first_answer is not None and i > first_answer]
+            for q, setters in _setters(source_nb).items()}
+    return {q: names for q, names in late.items() if names}
+
+
+def of_assignment(root, name: str, *, read=None) -> dict[str, list[str]] | None:
+    """`plan` (or `read`) of assignment `name`'s source notebook in the checkout (None when the checkout lacks it)."""
     import nbformat
 
     from course_lib.tools import notebooks
 
     path = notebooks.repo_root(root) / "notebooks" / "source" / f"{name}.ipynb"
-    return plan(nbformat.read(path, as_version=4)) if path.is_file() else None
+    return (read or plan)(nbformat.read(path, as_version=4)) if path.is_file() else None

@@ -222,6 +222,7 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
                            "graded.\n" + "\n".join(f"- {p}" for p in problems))
     templates = {n: _template(root, n) for n in names}
     contexts = {n: context.of_assignment(root, n) for n in names}
+    late = {n: context.of_assignment(root, n, read=context.set_after_answers) or {} for n in names}
 
     def grade(row):
         if row.pop("zip", None):
@@ -240,7 +241,7 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
         rows = list(pool.map(grade, rows))
     out.mkdir(parents=True, exist_ok=True)
     write_feedback(rows, out / "feedback")  # first: a file it could not write is said in the tables
-    write_tables(rows, out)
+    write_tables(rows, out, late=late)
     return rows
 
 
@@ -290,7 +291,7 @@ def _totals(row) -> tuple[float | None, float]:
     return (sum(s for s, _ in row["scores"].values()) if graded else None, sum(possible.values()))
 
 
-def write_tables(rows: list[dict], out: pathlib.Path) -> None:
+def write_tables(rows: list[dict], out: pathlib.Path, *, late=None) -> None:
     """Write the per-exercise scores as `grades.csv` (one row per submission) and `grades.md`."""
     questions = _questions(rows)
     buf = io.StringIO()
@@ -304,7 +305,7 @@ def write_tables(rows: list[dict], out: pathlib.Path) -> None:
                          *(_num(r["scores"][q][0]) if q in r["scores"] else "" for q in questions),
                          _cell(f"feedback/{names[r['submission']]}")])
     (out / "grades.csv").write_text(buf.getvalue(), encoding="utf-8")
-    (out / "grades.md").write_text(render_markdown(rows), encoding="utf-8")
+    (out / "grades.md").write_text(render_markdown(rows, late=late), encoding="utf-8")
 
 
 def _num(x) -> str:
@@ -316,8 +317,9 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def render_markdown(rows: list[dict]) -> str:
-    """One Markdown table per assignment: a row per submission, a column per exercise (with its points)."""
+def render_markdown(rows: list[dict], *, late=None) -> str:
+    """One Markdown table per assignment: a row per submission, a column per exercise (with its points); under
+    it, the exercises whose tests read what a course cell measured after the submission's code ran (`late`)."""
     lines, names = ["# Grades", ""], feedback_names(rows)
     for name in sorted({r["assignment"] for r in rows}):
         group = [r for r in rows if r["assignment"] == name]
@@ -336,6 +338,10 @@ def render_markdown(rows: list[dict]) -> str:
             cell = lambda text: str(text).replace("|", "\\|").replace("\n", " ")  # noqa: E731 - one table cell
             lines.append(f"| {cell(r['submission'])} | " + "".join(c + " | " for c in cells)
                          + f"{shown} | {cell(r['status'])} | {cell('feedback/' + names[r['submission']])} |")
+        if (late or {}).get(name):
+            lines += ["", "Measured in each submission's kernel after its own code ran, so a submission could bend "
+                      "them: " + "; ".join(f"{q} reads {', '.join(f'`{n}`' for n in v)}" for q, v in late[name].items())
+                      + " (README, Grading: the judge)."]
         lines.append("")
     return "\n".join(lines)
 

@@ -4,8 +4,9 @@ Used by `grading` (`course grade`, in the README's instructor section). `run` re
 problems found, each with how to fix it; `course grade` grades nothing while there is one.
 It checks the settings, the sandbox, the data (a mirror: a sandboxed submission has no
 network), then runs each assignment's untouched student notebook up to its set-up cell in
-the sandbox, as a submission would run; with `reference=True` it also grades the solutions,
-which must score full marks.
+the sandbox, as a submission would run (that imports TensorFlow there; when it fails, the sandbox
+check imports it again on its own, to say what to fix); with `reference=True` it also grades
+the solutions, which must score full marks.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ def run(assignments, autograder, *, root=None, sandboxed: bool = True, reference
     """The problems that stop grading of `assignments` here (empty when it can go ahead)."""
     problems = settings() + resources(assignments, sandboxed)
     if sandboxed and not problems:
-        problems += sandbox()
+        problems += sandbox(modules="course_lib")  # starts, and reads what it needs; TensorFlow comes next
     if problems:
         return problems
     for name in assignments:
-        problems += assignment(name, pathlib.Path(autograder), root=root, sandboxed=sandboxed, reference=reference)
+        found = assignment(name, pathlib.Path(autograder), root=root, sandboxed=sandboxed, reference=reference)
+        if found and sandboxed:  # the libraries themselves, imported alone in the sandbox, may say why
+            found = sandbox() + found
+        problems += found
     return problems
 
 
@@ -68,14 +72,14 @@ def resources(assignments, sandboxed: bool) -> list[str]:
             for name in assignments if report["missing_by_notebook"].get(name)]
 
 
-def sandbox() -> list[str]:
-    """The sandbox starts, its user can read what it needs, and the course imports inside it."""
+def sandbox(modules: str = "course_lib, keras, tensorflow") -> list[str]:
+    """The sandbox starts, its user can read what it needs, and `modules` import inside it."""
     from course_lib.tools import sandbox as sb
 
     with tempfile.TemporaryDirectory(prefix="course_preflight_") as tmp:
         try:
             with sb.Sandbox(tmp) as box:
-                cmd = box.command([sys.executable, "-c", "import course_lib, keras, tensorflow"])
+                cmd = box.command([sys.executable, "-c", f"import {modules}"])
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
                 if box.as_root:  # the submission runs as another user: what it reads must be open to all
                     python = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, sys.exec_prefix)}
@@ -89,7 +93,7 @@ def sandbox() -> list[str]:
             return [str(exc)]
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        return [f"The grading sandbox does not work here: `import course_lib, keras, tensorflow` failed in it "
+        return [f"The grading sandbox does not work here: `import {modules}` failed in it "
                 f"({tail[:300]}). Fix: run `course grade` from the course's environment; if bubblewrap "
                 "cannot create namespaces on this machine, grade where it can (or --no-sandbox for code you trust)."]
     return []
