@@ -341,7 +341,7 @@ def render_markdown(rows: list[dict], *, late=None) -> str:
         if (late or {}).get(name):
             lines += ["", "Measured in each submission's kernel after its own code ran, so a submission could bend "
                       "them: " + "; ".join(f"{q} reads {', '.join(f'`{n}`' for n in v)}" for q, v in late[name].items())
-                      + " (README, Grading: the judge)."]
+                      + " (README: \"A judge runs the tests\")."]
         lines.append("")
     return "\n".join(lines)
 
