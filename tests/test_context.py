@@ -130,6 +130,32 @@ def test_a_test_reads_the_context_as_the_course_cell_left_it(tmp_path, name, cou
         assert live["scores"]["q1"] == (1.0, 1.0), live
 
 
+_RECOUNT = {"q1": {"points": 1.0, "cases": [  # cm counted again from the data set before any answer ran
+    {"code": "_cm = np.zeros((2, 2), int)\nfor _t, _p in zip(labels, preds):\n    _cm[_t, _p] += 1\n"
+             "assert worst == int(np.argmin(np.diag(_cm) / _cm.sum(axis=1)))\n", "hidden": True, "points": 1.0,
+     "message": ""}]}}
+
+
+@pytest.mark.slow
+def test_a_patch_before_the_course_cell_bends_its_context_and_a_recount_from_earlier_context_does_not(tmp_path):
+    """The gap `set_after_answers` lists, shown: an answer cell that runs before the course's cell changes what that
+    cell measures (here its inputs, in place); a test that counts again from what was set earlier is not fooled."""
+    def notebook(answer):
+        answer_cell = nbformat.v4.new_code_cell(answer)
+        answer_cell.metadata["tags"] = ["otter_answer_cell"]
+        return nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(_COURSE_DATA), answer_cell,
+                                               nbformat.v4.new_code_cell(_COURSE_CELL),
+                                               nbformat.v4.new_code_cell('grader.check("q1")')])
+
+    template = notebook("worst = ...")
+    nbformat.write(notebook("worst = 0\npreds[:] = 1 - labels  # the wrong answer's row now looks worst"),
+                   tmp_path / "sub.ipynb")
+    plans = {"late cm": (_TESTS, {"q1": ["cm"]}), "recount": (_RECOUNT, {"q1": ["labels", "preds"]})}
+    scores = {kind: submission.grade(tmp_path / "sub.ipynb", tests, template=template, context=names,
+                                     sandboxed=False)["scores"]["q1"] for kind, (tests, names) in plans.items()}
+    assert scores == {"late cm": (1.0, 1.0), "recount": (0.0, 1.0)}, scores
+
+
 def test_no_test_calls_a_function_a_course_cell_defines_in_the_kernel():
     """The judge calls only the submission's own functions in the kernel: a function the course's cell defines
     there (01's classifier_at, 02's wilson) could be changed by a later student cell, so a test rebuilds it."""
