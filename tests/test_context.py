@@ -69,21 +69,24 @@ def test_the_course_notebooks_tests_read_their_measured_context_from_the_course_
     assert "summary" in plans["03_fine_tuning"]["q6"]  # verdict(summary[key][largest]["gain_ci_low"], ...) reads it
 
 
-def test_context_measured_after_an_answer_ran_is_listed_and_shown_under_the_grades():
+def test_what_the_tests_read_after_the_answers_ran_is_listed_and_shown_under_the_grades():
     nb = _source_notebook([
-        ("course", "CLASSES = ['a', 'b']"),
-        ("solution", "def patched():\n    pass"),
+        ("course", "CLASSES = ['a', 'b']\ntable = {}"),
+        ("solution", "def patched():\n    pass\ndef fill(t):\n    t['a'] = 1\nfill(table)"),
         ("course", "cm = measure()"),
-        ("tests", "q1", "assert worst in CLASSES and cm.shape")])
+        ("tests", "q1", "assert worst in CLASSES and cm.shape and table")])
     assert context.plan(nb) == {"q1": ["CLASSES", "cm"]}
-    assert context.set_after_answers(nb) == {"q1": ["cm"]}  # CLASSES was set before any answer ran
-    late = {name: context.of_assignment(None, name, read=context.set_after_answers)
-            for name in ("00_setup", "01_pretrained_backbones", "02_feature_extraction")}
-    assert late["00_setup"] == {} and "q1" not in late["01_pretrained_backbones"]  # rebuilt from clean context
-    assert late["02_feature_extraction"]["q3"] == ["head"]  # feats, from before the answers, give the counts
+    # CLASSES was set before any answer ran; cm after one; table is set by the course and changed by an answer
+    assert context.after_answers(nb) == {"q1": {"measured": ["cm"], "live": ["table"]}}
+    late = {name: context.of_assignment(None, name, read=context.after_answers)
+            for name in ("00_setup", "01_pretrained_backbones", "02_feature_extraction", "04_domain_mismatch")}
+    assert late["00_setup"] == {} and set(late["01_pretrained_backbones"]) == {"q4"}  # q1, q2: rebuilt, recounted
+    assert late["02_feature_extraction"]["q3"] == {"measured": ["head"], "live": []}  # feats: before the answers
+    assert late["04_domain_mismatch"] == {"q5": {"measured": [], "live": ["label_free"]}}
     row = {"submission": "a.ipynb", "assignment": "02_feature_extraction", "status": "graded", "scores": {"q3": [1, 2]}}
     shown = grading.render_markdown([row], late=late)
-    assert "after its own code ran" in shown and "q3 reads `head`" in shown and "q5 reads `SWEEP`" in shown
+    assert "where its code ran first" in shown and "q3 `head`; q4 `head`; q5 `SWEEP`" in shown
+    assert "as the answers left them, at the tests: none" in shown
 
 
 # ---------------------------------------------------------------- grading a tiny assignment
@@ -138,7 +141,7 @@ _RECOUNT = {"q1": {"points": 1.0, "cases": [  # cm counted again from the data s
 
 @pytest.mark.slow
 def test_a_patch_before_the_course_cell_bends_its_context_and_a_recount_from_earlier_context_does_not(tmp_path):
-    """The gap `set_after_answers` lists, shown: an answer cell that runs before the course's cell changes what that
+    """The gap `after_answers` lists, shown: an answer cell that runs before the course's cell changes what that
     cell measures (here its inputs, in place); a test that counts again from what was set earlier is not fooled."""
     def notebook(answer):
         answer_cell = nbformat.v4.new_code_cell(answer)
@@ -154,6 +157,15 @@ def test_a_patch_before_the_course_cell_bends_its_context_and_a_recount_from_ear
     scores = {kind: submission.grade(tmp_path / "sub.ipynb", tests, template=template, context=names,
                                      sandboxed=False)["scores"]["q1"] for kind, (tests, names) in plans.items()}
     assert scores == {"late cm": (1.0, 1.0), "recount": (0.0, 1.0)}, scores
+    # a cell the student adds before the course's cell does the same where `grades.md` lists nothing: the
+    # feedback says so
+    nb = _notebook(_COURSE_CELL, "worst = 0")
+    nb.cells.insert(1, nbformat.v4.new_code_cell("preds[:] = 1 - labels"))
+    nbformat.write(nb, tmp_path / "added.ipynb")
+    result = submission.grade(tmp_path / "added.ipynb", _TESTS, template=_notebook(_COURSE_CELL, "worst = ..."),
+                              context={"q1": ["cm"]}, sandboxed=False)
+    assert result["scores"]["q1"] == (1.0, 1.0), result
+    assert "the course's cell 2 set cm after cells you added or edited had run" in str(result["feedback"]), result
 
 
 def test_no_test_calls_a_function_a_course_cell_defines_in_the_kernel():

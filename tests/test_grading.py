@@ -177,7 +177,7 @@ def test_the_preflight_refuses_when_there_is_no_sandbox(autograder, untouched_fo
 
 
 def test_the_preflight_imports_the_libraries_alone_only_when_a_set_up_fails(tmp_path, monkeypatch):
-    """The set-up cell imports TensorFlow in the sandbox anyway; the separate import only says why it failed."""
+    """The set-up cell imports TensorFlow in the sandbox anyway; the separate import, once, only says why it failed."""
     from course_lib.tools import preflight
 
     imported = []
@@ -186,14 +186,20 @@ def test_the_preflight_imports_the_libraries_alone_only_when_a_set_up_fails(tmp_
         imported.append(modules)
         return [] if modules == "course_lib" else ["`import course_lib, keras, tensorflow` failed"]
 
+    def assignment(name, *args, **kwargs):
+        return {"bad": [f"bad: {preflight.SETUP_FAILED}: error"], "worse": [f"worse: {preflight.SETUP_FAILED}: error"],
+                "short": ["short: the solutions do not score full marks here"]}.get(name, [])
+
     monkeypatch.setattr(preflight, "settings", lambda: [])
     monkeypatch.setattr(preflight, "resources", lambda assignments, sandboxed: [])
     monkeypatch.setattr(preflight, "sandbox", sandbox)
-    monkeypatch.setattr(preflight, "assignment", lambda name, *a, **k: [f"{name}: set-up failed"] if name == "bad" else [])
-    assert preflight.run(["good"], tmp_path) == [] and imported == ["course_lib"]
+    monkeypatch.setattr(preflight, "assignment", assignment)
+    assert preflight.run(["good", "short"], tmp_path) == ["short: the solutions do not score full marks here"]
+    assert imported == ["course_lib"]
     imported.clear()
-    assert preflight.run(["good", "bad"], tmp_path) == ["`import course_lib, keras, tensorflow` failed",
-                                                        "bad: set-up failed"]
+    assert preflight.run(["good", "bad", "worse"], tmp_path) == [
+        "`import course_lib, keras, tensorflow` failed", f"bad: {preflight.SETUP_FAILED}: error",
+        f"worse: {preflight.SETUP_FAILED}: error"]
     assert imported == ["course_lib", "course_lib, keras, tensorflow"]
 
 

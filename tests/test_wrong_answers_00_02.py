@@ -270,10 +270,12 @@ def test_02_q3_rejects_column_sums():
     by_columns = {c: float(cm[i, i] / cm[:, i].sum()) for i, c in enumerate(classes)}  # precision, not recall
     check("02_feature_extraction", "q3", right, dict(right, per_class_acc=by_columns, worst_class="b"),
           kinds=("hidden",))
-    # a patched count (a diagonal cm, whose row and column sums agree) still fails: the test recounts
+    # a patched count (a diagonal cm: every class all right) with answers that fit it fails: the test recounts
     eye = np.diag(cm.sum(axis=1))
-    failed = failures("02_feature_extraction", "q3", dict(right, cm=eye, per_class_acc=by_columns, worst_class="b"))
-    assert failed["hidden"], failed
+    fits_eye = dict(right, cm=eye, per_class_acc={c: 1.0 for c in classes}, worst_class="a")
+    assert failures("02_feature_extraction", "q3", dict(fits_eye, head=_head_and_feats(eye)[0],
+                                                        feats=_head_and_feats(eye)[1])) == {"public": [], "hidden": []}
+    assert failures("02_feature_extraction", "q3", fits_eye)["hidden"]
 
 
 def test_02_q4_rejects_the_diagonal():

@@ -176,8 +176,8 @@ def _grade(args) -> int:
     except grading.GradingError as exc:
         print(f"[course] {exc}", file=sys.stderr)
         return 2
-    print(grading.render_markdown(rows))
     out = pathlib.Path(args.out)
+    print((out / "grades.md").read_text(encoding="utf-8"))  # the table grade_folder wrote, its notes included
     print(f"[course] wrote {out / 'grades.csv'}, {out / 'grades.md'} and {out / 'feedback'}/")
     errors = [r for r in rows if r["status"].startswith("error")]
     if errors:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ast
 
-__all__ = ["python_of", "written_names", "plan", "set_after_answers", "of_assignment"]
+__all__ = ["python_of", "written_names", "plan", "after_answers", "in_words", "of_assignment"]
 
 _MUTATORS = frozenset({"append", "extend", "update", "insert", "setdefault", "pop", "popitem", "clear", "add",
                        "remove", "discard", "sort", "reverse",  # containers; below, what changes a model or array
@@ -92,10 +92,13 @@ def written_names(source: str) -> set[str]:
 
 
 def _item(node) -> bool:
-    """Whether an argument is an item read out of a container by keys alone (`summary["far"][n]`)."""
+    """Whether an argument is an item read out of a container by keys alone (`summary["far"][n]`; not a slice,
+    `x[:, 0]`, which may be a view of the array itself)."""
     if not isinstance(node, ast.Subscript):
         return False
     while isinstance(node, ast.Subscript):
+        if not isinstance(node.slice, (ast.Constant, ast.Name)):
+            return False
         node = node.value
     return isinstance(node, ast.Name)
 
@@ -118,15 +121,18 @@ def plan(source_nb) -> dict[str, list[str]]:
 
     A name a test reads (`judge.free_names`) is context when the last code cell before the
     question's tests that sets it (or changes it in place) is the course's, not a solution, and no
-    solution cell after it changes it (sets it, writes into it, trains it, or passes it to a
-    function an answer defines): then the answer only reads it. Otherwise the tests read it as
-    the answer left it.
+    solution cell after it changes it (sets it, writes into it, trains it, or passes it, or a part
+    of it reached through an attribute or a slice, to a function an answer defines; an item read
+    out by keys alone, `verdict(summary["far"]["low"])`, is not a change): then the answer only
+    reads it. Otherwise the tests read it as the answer left it.
     """
-    return {question: list(setters) for question, setters in _setters(source_nb).items()}
+    return {question: [n for n, (_, course) in setters.items() if course]
+            for question, setters in _setters(source_nb).items()}
 
 
-def _setters(source_nb) -> dict[str, dict[str, int]]:
-    """{question: {context name its tests read: the course cell that sets it}} (see `plan`)."""
+def _setters(source_nb) -> dict[str, dict[str, tuple[int, bool]]]:
+    """{question: {name its tests read that a course cell sets before them: (the last cell before the tests that
+    sets or changes it, whether that cell is the course's)}} (see `plan`)."""
     from course_lib.tools import judge, notebooks, release
 
     solution = dict(release.solution_regions(source_nb))
@@ -148,21 +154,38 @@ def _setters(source_nb) -> dict[str, dict[str, int]]:
         found = {}
         for name in sorted(reads[name_of_question]):
             setters = [i for i in writes if i < first and name in writes[i]]
-            if setters and not solution.get(setters[-1]):
-                found[name] = setters[-1]
+            if any(not solution.get(i) for i in setters):
+                found[name] = (setters[-1], not solution.get(setters[-1]))
         out[name_of_question] = found
     return out
 
 
-def set_after_answers(source_nb) -> dict[str, list[str]]:
-    """{question: its context names that a course cell sets after the first answer cell}: measured in a kernel
-    where the learner's code has already run (it may have patched what the course cell calls)."""
+def after_answers(source_nb) -> dict[str, dict[str, list[str]]]:
+    """{question: {"measured": context a course cell sets after the first answer cell (in a kernel where the
+    learner's code has run: it may have patched what the cell calls), "live": names a course cell sets that an
+    answer then changes (read as the kernel holds them at the tests)}}; questions with neither left out."""
     from course_lib.tools import release
 
     first_answer = min((i for i, is_solution in release.solution_regions(source_nb) if is_solution), default=None)
-    late = {q: [n for n, i in setters.items() if first_answer is not None and i > first_answer]
-            for q, setters in _setters(source_nb).items()}
-    return {q: names for q, names in late.items() if names}
+    if first_answer is None:
+        return {}
+    out = {}
+    for question, setters in _setters(source_nb).items():
+        found = {"measured": [n for n, (i, course) in setters.items() if course and i > first_answer],
+                 "live": [n for n, (_, course) in setters.items() if not course]}
+        if found["measured"] or found["live"]:
+            out[question] = found
+    return out
+
+
+def in_words(after: dict) -> str:
+    """`after_answers` of one assignment as the sentence `course grade` writes under its table in `grades.md`."""
+    ordered = sorted(after.items(), key=lambda item: (len(item[0]), item[0]))
+    said = {kind: "; ".join(f"{q} `{'`, `'.join(v[kind])}`" for q, v in ordered if v[kind]) or "none"
+            for kind in ("measured", "live")}
+    return ("Read from each submission's kernel, where its code ran first, so a submission could bend them: "
+            f"measured by the course's cells after the answers ran: {said['measured']}; as the answers left them, "
+            f"at the tests: {said['live']} (README: \"A judge runs the tests\").")
 
 
 def of_assignment(root, name: str, *, read=None) -> dict[str, list[str]] | None:

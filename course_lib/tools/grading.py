@@ -222,7 +222,7 @@ def grade_folder(submissions, out="build/grades", *, autograder=None, timeout: f
                            "graded.\n" + "\n".join(f"- {p}" for p in problems))
     templates = {n: _template(root, n) for n in names}
     contexts = {n: context.of_assignment(root, n) for n in names}
-    late = {n: context.of_assignment(root, n, read=context.set_after_answers) or {} for n in names}
+    late = {n: context.of_assignment(root, n, read=context.after_answers) or {} for n in names}
 
     def grade(row):
         if row.pop("zip", None):
@@ -320,6 +320,8 @@ def _cell(text: str) -> str:
 def render_markdown(rows: list[dict], *, late=None) -> str:
     """One Markdown table per assignment: a row per submission, a column per exercise (with its points); under
     it, the exercises whose tests read what a course cell measured after the submission's code ran (`late`)."""
+    from course_lib.tools import context
+
     lines, names = ["# Grades", ""], feedback_names(rows)
     for name in sorted({r["assignment"] for r in rows}):
         group = [r for r in rows if r["assignment"] == name]
@@ -339,9 +341,7 @@ def render_markdown(rows: list[dict], *, late=None) -> str:
             lines.append(f"| {cell(r['submission'])} | " + "".join(c + " | " for c in cells)
                          + f"{shown} | {cell(r['status'])} | {cell('feedback/' + names[r['submission']])} |")
         if (late or {}).get(name):
-            lines += ["", "Measured in each submission's kernel after its own code ran, so a submission could bend "
-                      "them: " + "; ".join(f"{q} reads {', '.join(f'`{n}`' for n in v)}" for q, v in late[name].items())
-                      + " (README: \"A judge runs the tests\")."]
+            lines += ["", context.in_words(late[name])]
         lines.append("")
     return "\n".join(lines)
 

@@ -29,7 +29,9 @@ class Judge:
     """The grader's handle on a judge process for one submission."""
 
     def __init__(self, tests: dict, workdir):
-        env = {**os.environ, "PYTHONPATH": _course_lib_parent(), "TF_CPP_MIN_LOG_LEVEL": "2", "COURSE_QUIET": "1"}
+        # on the CPU, as the sandboxed kernel is (no GPU device there): a test that predicts again gets its numbers
+        env = {**os.environ, "PYTHONPATH": _course_lib_parent(), "TF_CPP_MIN_LOG_LEVEL": "2", "COURSE_QUIET": "1",
+               "CUDA_VISIBLE_DEVICES": "-1"}
         self.cwd = tempfile.mkdtemp(prefix="course_judge_cwd_")
         self.proc = subprocess.Popen([sys.executable, "-m", "course_lib.tools.judge"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,

@@ -20,7 +20,9 @@ import tempfile
 from course_lib import config, errors
 from course_lib.tools import notebooks
 
-__all__ = ["run", "settings", "resources", "sandbox", "assignment"]
+__all__ = ["run", "settings", "resources", "sandbox", "assignment", "SETUP_FAILED"]
+
+SETUP_FAILED = "an untouched notebook does not get through its set-up here"
 
 
 def run(assignments, autograder, *, root=None, sandboxed: bool = True, reference: bool = False) -> list[str]:
@@ -31,10 +33,9 @@ def run(assignments, autograder, *, root=None, sandboxed: bool = True, reference
     if problems:
         return problems
     for name in assignments:
-        found = assignment(name, pathlib.Path(autograder), root=root, sandboxed=sandboxed, reference=reference)
-        if found and sandboxed:  # the libraries themselves, imported alone in the sandbox, may say why
-            found = sandbox() + found
-        problems += found
+        problems += assignment(name, pathlib.Path(autograder), root=root, sandboxed=sandboxed, reference=reference)
+    if sandboxed and any(SETUP_FAILED in p for p in problems):  # the libraries, imported alone there, may say why
+        problems = sandbox() + problems
     return problems
 
 
@@ -114,7 +115,7 @@ def assignment(name: str, autograder: pathlib.Path, *, root=None, sandboxed: boo
     student = nbformat.read(student_path, as_version=4)
     setup = submission.grade(student_path, tests, template=student, sandboxed=sandboxed, stop_after_setup=True)
     if setup["status"] != "setup ok":
-        return [f"{name}: an untouched notebook does not get through its set-up here: {setup['status']}"]
+        return [f"{name}: {SETUP_FAILED}: {setup['status']}"]
     if not reference:
         return []
     source = nbformat.read(root / "notebooks" / "source" / f"{name}.ipynb", as_version=4)

@@ -139,6 +139,8 @@ class _Run:
         for k, c in enumerate(template.cells if template else []):
             self.places.setdefault(_source(c).strip(), []).append(k)
         self.place = -1  # the template place of the last course cell that ran in order
+        self.first_answer = next((k for k, c in enumerate(template.cells if template else [])
+                                  if "otter_answer_cell" in c.metadata.get("tags", [])), -1)
         self.scores, self.notes, self.feedback = {}, {}, {q: [] for q in tests}
         self.answered = False  # an answer cell (one the student wrote in) has run
         self.alias = f"_course_answers_{secrets.token_hex(6)}"  # the kernel's name for `answers`
@@ -229,6 +231,10 @@ class _Run:
         names = context.written_names(source) & self.watched
         if not names:
             return
+        if self.answered and self.place < self.first_answer:  # `grades.md` counts it as set before any answer
+            self.feedback.setdefault("other cells", []).append(
+                f"the course's {where_} set {', '.join(sorted(names))} after cells you added or edited had run; "
+                "the tests read what it set then")
         limit = min(JUDGE_TIMEOUT, max(self.deadline - time.monotonic(), 60))
         try:
             self.judge.keep(names, lambda request: self._serve(request, where_, question), limit)
