@@ -24,6 +24,8 @@ from course_lib.tools import notebooks, release
 CHECK = re.compile(r'grader\.check\("(\w+)"\)')
 KERNEL_ENV = {"COURSE_PROFILE": "fast"}  # what a learner's CPU run gets; COURSE_DATASET: the course's data
 KERNEL_UNSET = ["COURSE_DATASET"]
+# the last cell: nbval kills the kernel (no atexit), so the judge and the temporary folders go here
+CLOSE = "_course_judge.close()\nimport shutil\nshutil.rmtree(_tests_dir, ignore_errors=True)  # the grader cell's"
 
 
 def first_answer_cell(nb) -> int:
@@ -53,6 +55,7 @@ def graded_copy(student, source):
             f'assert _check.passed_all, "public check {name} failed:\\n" + _check.summary()\n'
             f'_course_judge.check("{name}")  # public and hidden tests, in the judge'))
     assert checked == set(tests), f"checks missing from the student notebook: {sorted(set(tests) - checked)}"
+    cells.append(nbformat.v4.new_code_cell(CLOSE))
     for cell in cells:
         cell.pop("id", None)  # nbformat 4.4 has no cell ids (new_code_cell draws random ones)
     nb.cells = cells

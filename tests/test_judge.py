@@ -190,3 +190,61 @@ def test_a_model_that_would_take_the_judge_past_its_memory_limit_fails_its_test_
     assert not first[0]["passed"] and not first[0]["machine"], first
     assert "could not be loaded safely (ResourceExhaustedError" in first[0]["message"], first
     assert second[0]["passed"], second  # the judge is still there
+
+
+def test_a_kernel_that_stops_leaves_no_judge_or_public_tests_folder_behind(tmp_path):
+    """CI's graded copies start `InKernel` and every student notebook runs the grader cell: both folders in the
+    temporary directory go when the kernel's process ends."""
+    import subprocess
+    import sys
+
+    from course_lib.tools import grader_cell
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    code = (f"from course_lib.tools.judge_link import InKernel\n_judge = InKernel({{}})\n"
+            f"{grader_cell.grader_cell_source({'q1': 'OK_FORMAT = False'})}\n"
+            f"import os\nprint(sorted(n[:-9] for n in os.listdir({str(tmp)!r})))\n")
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": judge_link._course_lib_parent()}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)  # otter writes its log there
+    assert out.returncode == 0, out.stderr[-2000:]
+    while_running = out.stdout.strip().splitlines()[-1]
+    assert while_running == "['course_judge_answers', 'course_judge_cwd', 'otter_tests']", out.stdout
+    assert list(tmp.iterdir()) == []  # after it ended
+
+
+@pytest.mark.slow
+def test_the_judge_imports_tensorflow_only_when_a_test_uses_it_and_seeds_it_as_at_the_start_of_the_case(tmp_path):
+    """A test that reads NumPy answers leaves TensorFlow unloaded (the questionnaire, most failed answers); one that
+    first touches it mid-case draws the same numbers as when it was loaded before the case (seeded, the NumPy
+    stream untouched)."""
+    def case(code):
+        return {"code": code, "hidden": True, "points": 1, "message": ""}
+
+    draws = ("_a = np.random.rand()\n_t = float(tf.random.uniform(()))\n_k = cl.backbones.__name__\n"
+             "_b = np.random.rand()\nraise ValueError(repr((_a, _t, _b)))\n")
+    tests = {"q1": {"points": 2, "cases": [case("import sys\nassert 'tensorflow' not in sys.modules\n"),
+                                           case("assert cl.quiz.__name__ and np.allclose(x, 1)\n")]},
+             "q2": {"points": 1, "cases": [case(draws)]},
+             "q3": {"points": 2, "cases": [case("import keras\n"), case(draws)]}}
+    space = {"x": np.ones(3)}
+    assert [r["passed"] for r in _judged(tests, "q1", space, tmp_path)] == [True, True]
+    lazy = _judged(tests, "q2", space, tmp_path)[0]["message"]
+    loaded = _judged(tests, "q3", space, tmp_path)[1]["message"]
+    assert lazy.startswith("ValueError: (") and lazy == loaded, (lazy, loaded)
+    # a library the judge cannot import (imported late now) is the grading machine's failure, not the answer's
+    missing = _judged({"q4": {"points": 1, "cases": [case("import a_library_this_machine_lacks\n")]}}, "q4", space,
+                      tmp_path)[0]
+    assert not missing["passed"] and "cannot import" in missing["machine"], missing
+
+
+@pytest.mark.slow
+def test_answers_that_fill_the_judges_memory_never_make_its_late_tensorflow_import_fail(tmp_path, monkeypatch):
+    """TensorFlow is imported when a test first uses it, maybe after the answers took most of the memory limit: the
+    import has address space of its own (`judge.IMPORT_HEADROOM`), so it is never the grading machine's failure."""
+    monkeypatch.setattr(judge_link, "MEMORY_BYTES", 1536 << 20)  # 1.1 GiB taken, then TensorFlow's 1.8 GiB
+    tests = {"q1": {"points": 1, "cases": [{"code": "_big = np.ones((1100 << 20) // 8)\nassert tf.__version__\n",
+                                            "hidden": True, "points": 1, "message": ""}]}}
+    result = _judged(tests, "q1", {}, tmp_path)[0]
+    assert result["passed"] and not result["machine"], result

@@ -26,7 +26,7 @@ import nbformat
 import pytest
 
 from course_lib.tools import notebooks, release
-from tests.graded_notebooks import CHECK, first_answer_cell, graded_copy, write_graded_copies
+from tests.graded_notebooks import CHECK, CLOSE, first_answer_cell, graded_copy, write_graded_copies
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
 NAMES = [p.stem for p in notebooks.source_notebooks(ROOT)]
@@ -66,6 +66,7 @@ def test_graded_copy_asserts_each_check_and_has_the_judge_run_every_test():
               for i in q["tests"] if notebooks.is_hidden_test(source.cells[i].source)]
     assert hidden and all(repr(h) in start[0] for h in hidden)  # every hidden test, judged outside the kernel
     assert not any(h in c.source for h in hidden for c in nb.cells if c.source is not start[0])
+    assert nb.cells[-1].source == CLOSE  # nbval kills the kernel: the judge and the temporary folders go before
 
 
 def test_graded_copies_are_written_once_per_run_with_the_same_bytes(tmp_path):

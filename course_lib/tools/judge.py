@@ -18,6 +18,9 @@ listed per exercise by `context`): the grader has the judge take each such name 
 course's unedited cell sets it (`keep`), and the test reads that snapshot, never the name as the
 kernel holds it later; when that cell was edited or did not run, the test has nothing to read.
 
+The judge imports TensorFlow when a test first uses it (`keras`, `tf`, a `cl` module other than
+`quiz` and `stats`, or a model it receives) and seeds it then, as the case's start would have.
+
 So nothing in the student's kernel (callbacks, AST transformers, rebound names, patched
 modules) runs a test, and the tests' text never enters the kernel: only answer names and the
 arguments of calls do. What the kernel still decides: the answers and the submitted functions'
@@ -41,6 +44,7 @@ from course_lib.tools import wire
 __all__ = ["MACHINE_ERRORS", "StudentError", "Remote", "free_names", "main"]
 
 MACHINE_ERRORS = ("MissingResourceError", "CorruptResourceError")  # course_lib.errors, raised in the judge
+IMPORT_HEADROOM = 4 << 30  # address space above the answers' limit, for importing TensorFlow (1.8 GiB here)
 
 
 class StudentError(Exception):
@@ -61,6 +65,7 @@ class Remote:
 
 
 _BASE_NAMES = ("np", "cl", "keras", "tf", "math", "answer", "cfg", "in_kernel")
+_NO_TENSORFLOW = ("quiz", "stats")  # the course_lib modules the tests use that never import TensorFlow
 
 
 def free_names(code: str) -> list[str]:
@@ -150,8 +155,7 @@ class _Server:
         return value
 
     def _load_model(self, data: bytes):
-        import keras
-
+        keras = _tensorflow(self.cfg.seed)[0]
         self.count += 1
         path = os.path.join(self.private, f"model-{self.count}.keras")
         with open(path, "wb") as f:
@@ -195,10 +199,10 @@ class _Server:
         reply = self._ask({"call": function._ref, "request": request, "name": function.__name__})
         if not isinstance(reply, dict) or "result" not in reply:
             raise StudentError("the call's result could not be read")
-        import keras
+        keras = sys.modules.get("keras")  # no model was sent when Keras is not loaded here
 
         for arg, after in zip(args, reply.get("after") or []):
-            if after is not None and isinstance(arg, keras.Model):
+            if after is not None and keras is not None and isinstance(arg, keras.Model):
                 _copy_model_state(self._decode(after), arg)
         return self._decode(reply["result"])
 
@@ -211,25 +215,23 @@ class _Server:
 
     def question(self, name: str, context=()) -> list[dict]:
         """Run every case of one exercise; [{"passed", "message", "machine"}]. The names in `context`
-        come from the snapshots (`keep`), never from the kernel as it is now."""
-        import keras
+        come from the snapshots (`keep`), never from the kernel as it is now. TensorFlow is imported
+        when a case first uses it (`keras`, `tf`, `cl` but `cl.quiz` and `cl.stats`) or receives a model."""
         import numpy as np
-        import tensorflow as tf
 
-        import course_lib as cl
         import math
 
         self.cache, self.origins = {}, {}
         results = []
         cfg = self.cfg
         for case in self.tests[name]["cases"]:
-            cl.session.set_seed(cfg.seed)
-            space = {"np": np, "cl": cl, "keras": keras, "tf": tf, "math": math, "answer": self.fetch, "cfg": cfg,
-                     "in_kernel": self.in_kernel, "__name__": "__judge__"}
+            space = {"np": np, "math": math, "answer": self.fetch, "cfg": cfg, "in_kernel": self.in_kernel,
+                     "__name__": "__judge__", **{lib: _Lazy(lib, cfg.seed) for lib in ("cl", "keras", "tf")}}
             result = {"passed": False, "message": "", "machine": ""}
             try:
                 for free in free_names(case["code"]):
                     space[free] = self.context(free) if free in context else self.fetch(free)
+                _seed(cfg.seed)  # TensorFlow's too, when it is loaded
                 exec(compile(case["code"], f"<test of {name}>", "exec"), space)  # the course's own tests
                 result["passed"] = True
             except StudentError as exc:
@@ -237,7 +239,10 @@ class _Server:
             except Exception as exc:  # noqa: BLE001 - a failing test is a verdict
                 if type(exc).__name__ in MACHINE_ERRORS and type(exc).__module__.startswith("course_lib"):
                     result["machine"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-                if isinstance(exc, (MemoryError, tf.errors.ResourceExhaustedError)):
+                if isinstance(exc, ImportError):  # the judge's own libraries: no answer makes it import anything
+                    result["machine"] = f"the judge cannot import its libraries ({type(exc).__name__}: {exc})"[:300]
+                tf = sys.modules.get("tensorflow")
+                if isinstance(exc, MemoryError) or tf is not None and isinstance(exc, tf.errors.ResourceExhaustedError):
                     result["message"] = f"the answer took the judge past its memory limit ({type(exc).__name__})"
                 else:
                     result["message"] = f"{type(exc).__name__}: {str(exc)[:300]}" if str(exc) else type(exc).__name__
@@ -246,13 +251,78 @@ class _Server:
 
 
 def _settings():
-    """The judge's `cfg`: what `cl.setup` decides on this machine (profile, budget, seed, mirror), silently."""
+    """The judge's `cfg`: what `cl.setup` decides in the sandboxed kernel (profile, budget, seed, mirror), silently.
+    Both compute on the CPU (the sandbox has no GPU device; `judge_link` hides every GPU from the judge), so
+    without COURSE_PROFILE the profile is the CPU's, and TensorFlow need not be imported to find the device."""
     from course_lib import config, mirror, session
 
     budget = config.get_budget()
     mirror.activate()
-    return session.Settings("judge", config.budgeted(config.get_profile(), budget), config.seed_value(),
-                            config.mirror_dir(), config.user_dataset_dir(), config.accelerator(), budget)
+    profile = config.get_profile(os.environ.get("COURSE_PROFILE") or "fast")
+    return session.Settings("judge", config.budgeted(profile, budget), config.seed_value(),
+                            config.mirror_dir(), config.user_dataset_dir(), "cpu", budget)
+
+
+class _Lazy:
+    """`cl`, `keras` or `tf` as a test sees them: TensorFlow is imported, and seeded, when first used."""
+
+    def __init__(self, name: str, seed: int):
+        self._name, self._seed = name, seed
+
+    def __getattr__(self, attr: str):
+        if self._name == "cl":
+            import course_lib
+
+            if attr not in _NO_TENSORFLOW:
+                _tensorflow(self._seed)
+            return getattr(course_lib, attr)
+        keras, tf = _tensorflow(self._seed)
+        return getattr(keras if self._name == "keras" else tf, attr)
+
+    def __repr__(self):
+        return f"<the judge's {self._name}>"
+
+
+def _tensorflow(seed: int):
+    """(keras, tensorflow), imported on first need, in the address space kept for it (`IMPORT_HEADROOM`: the
+    answers read so far never make the import fail); then seeded as at the start of the case (`_seed`), before
+    any of its random operations, with Python's and NumPy's random states left as they are."""
+    if "keras" not in sys.modules:
+        import random
+        import resource
+
+        import numpy as np
+
+        from course_lib import session
+
+        states = random.getstate(), np.random.get_state()
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+        try:
+            session.set_seed(seed)  # imports Keras and TensorFlow
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))  # below what is mapped now, maybe: no new maps
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+    import keras
+    import tensorflow as tf
+
+    return keras, tf
+
+
+def _seed(seed: int) -> None:
+    """Seed Python and NumPy, and TensorFlow (deterministic ops) once it is loaded: `cl.session.set_seed`."""
+    if "keras" in sys.modules:
+        from course_lib import session
+
+        session.set_seed(seed)
+    else:
+        import random
+
+        import numpy as np
+
+        random.seed(seed)
+        np.random.seed(seed)
 
 
 def _copy_model_state(source, target) -> None:
@@ -280,15 +350,20 @@ def main() -> int:
     if setup.get("memory_bytes"):  # an answer that makes the judge allocate more fails its test (MemoryError)
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (int(setup["memory_bytes"]),) * 2)
+        limit = int(setup["memory_bytes"])
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit + IMPORT_HEADROOM))  # the hard one: `_tensorflow`'s
     server = _Server(sys.stdin, out, setup)
     try:
+        import importlib.util
+
         server.cfg = _settings()  # the mirror is active before Keras is imported
-        import keras  # noqa: F401 - the judge's own libraries, loaded before the first question
-        import numpy  # noqa: F401
-        import tensorflow  # noqa: F401
+        import numpy  # noqa: F401 - the judge's own libraries; TensorFlow on first need (`question`)
 
         import course_lib  # noqa: F401
+
+        missing = [m for m in ("keras", "tensorflow") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(f"no module named {', '.join(missing)}")
     except Exception as exc:  # noqa: BLE001 - reported to the grader: the machine's fault
         server.send({"machine_error": f"the judge cannot import its libraries ({type(exc).__name__}: {exc})"})
         return 1

@@ -17,7 +17,7 @@ import threading
 
 __all__ = ["START_TIMEOUT", "MEMORY_BYTES", "JudgeError", "Judge", "InKernel"]
 
-START_TIMEOUT = 300  # importing TensorFlow on a busy machine
+START_TIMEOUT = 300  # a busy machine (the judge imports TensorFlow later, for the first test that may use it)
 MEMORY_BYTES = 8 << 30  # the judge's address space: the solutions' tests peak near 4.3 GiB of it (03)
 
 
@@ -101,11 +101,22 @@ class InKernel:
 
     `InKernel(tests)` starts the judge; `check("q1")` has it run q1's tests, public and hidden, on this
     kernel's answers, the way `course grade` does, and raises AssertionError naming each failed test.
+    The judge and the answers' folder go when the kernel stops (or at `close()`).
     """
 
     def __init__(self, tests: dict):
+        import atexit
+
         self.folder = tempfile.mkdtemp(prefix="course_judge_answers_")
         self.judge, self.count = Judge(tests, self.folder), 0
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Stop the judge and remove the answers' folder."""
+        import shutil
+
+        self.judge.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def _serve(self, request: dict) -> dict:
         from course_lib.tools import answers

@@ -149,7 +149,7 @@ class _Run:
     def go(self, stop_after_setup: bool) -> dict:
         from course_lib.tools import judge_link
 
-        # the judge imports its libraries while the kernel starts and runs the first cells
+        # the judge starts while the kernel starts and runs the first cells
         self.judge = None if stop_after_setup else judge_link.Judge(self.tests, self.workdir)
         try:
             try:
