@@ -236,30 +236,30 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
     subs = {
         "untouched.ipynb": student,
         "raises_in_q1.ipynb": solved({0: lambda s: 'raise RuntimeError("gave up")\n' + s}),
-        "hangs_in_q3.ipynb": solved({2: lambda s: "import time\ntime.sleep(600)\n" + s}),
-        "dies_in_q3.ipynb": solved({2: lambda s: "import os\nos._exit(1)\n" + s}),
-        # right everywhere, except that q3 feeds the raw [0, 255] pixels to the backbone
-        "raw_pixels_in_q3.ipynb": solved({2: _raw_pixels}),
-        # cheating, one kernel for three exercises: a wrong answer plus a replaced builtin (q1),
-        # NumPy function (q2) and course function (questionnaire); q3 is answered honestly
-        "cheats.ipynb": solved({0: lambda s: s + "\nimport builtins\nbuiltins.all = lambda *a: True\n"
-                                             "per_image = {k: 0.0 for k in per_image}\n",
-                                1: cheat_numpy,
-                                3: lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
-                                             "cl.quiz.correct = lambda *a, **k: True\n"}),
-        # the questionnaire answered wrong on questions 1 and 2 (the autograder's hidden tests hold the keys)
-        "wrong_quiz.ipynb": solved({3: lambda s: re.sub(r'^(quiz\[[12]\] = )"(\w)"', _other_letter, s, flags=re.M)}),
-        # the notebook a class gets (no questionnaire key in it), solved
-        "class_copy.ipynb": release.fill_solutions(classroom.class_notebook(student, "00_setup"), source),
-        # ... and one that also silences the grader's between-cells check (a kernel method)
-        "cheat_kernel.ipynb": solved({1: lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: "
-                                      "{k: {'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n"}),
-        # reaching beyond itself: a file outside its folder, another submission, the sources, the network
-        "snoop.ipynb": solved({0: lambda s: s + "\n" + "\n".join(
+        # reaching beyond itself in q1 (a file outside its folder, another submission, the sources, the
+        # network), then hanging in q3
+        "snoops_then_hangs_in_q3.ipynb": solved({0: lambda s: s + "\n" + "\n".join(
             f"try:\n    _leak = open({str(p)!r}).read()\n    print('LEAKED', {str(p)!r})\nexcept OSError as e:\n"
             f"    print('blocked', type(e).__name__)" for p in (
                 secret, folder / "alice" / "00_setup.ipynb", ROOT / "notebooks" / "source" / "00_setup.ipynb"))
-            + f"\nimport socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)\n"}),
+            + f"\nimport socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)\n",
+            2: lambda s: "import time\ntime.sleep(600)\n" + s}),
+        "dies_in_q3.ipynb": solved({2: lambda s: "import os\nos._exit(1)\n" + s}),
+        # right everywhere, except that q3 feeds the raw [0, 255] pixels to the backbone and the questionnaire
+        # is answered wrong on questions 1 and 2 (the autograder's hidden tests hold the keys)
+        "raw_pixels_and_wrong_quiz.ipynb": solved(
+            {2: _raw_pixels, 3: lambda s: re.sub(r'^(quiz\[[12]\] = )"(\w)"', _other_letter, s, flags=re.M)}),
+        # cheating, one kernel for three exercises: a wrong answer (q1); a replaced NumPy function and kernel
+        # method, the one that once ran the grader's between-cells check (q2); a replaced course function and
+        # builtin (questionnaire); q3 is answered honestly
+        "cheats.ipynb": solved({0: lambda s: s + "\nper_image = {k: 0.0 for k in per_image}\n",
+                                1: lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: {k: "
+                                             "{'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n",
+                                3: lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
+                                             "cl.quiz.correct = lambda *a, **k: True\n"
+                                             "import builtins\nbuiltins.all = lambda *a: True\n"}),
+        # the notebook a class gets (no questionnaire key in it), solved
+        "class_copy.ipynb": release.fill_solutions(classroom.class_notebook(student, "00_setup"), source),
     }
     for name, nb in subs.items():
         nbformat.write(nb, folder / name)
@@ -351,12 +351,12 @@ def test_the_solved_notebook_scores_full_marks(graded):
 @pytest.mark.slow
 def test_wrong_questionnaire_answers_lose_their_points_and_a_class_notebook_scores_full_marks(graded):
     rows, out, _, _ = graded
-    wrong = rows["wrong_quiz.ipynb"]
+    wrong = rows["raw_pixels_and_wrong_quiz.ipynb"]
     assert wrong["status"] == "graded" and not wrong["notes"]
-    assert _scores(wrong) == {**POINTS, "questionnaire": POINTS["questionnaire"] - 2}
+    assert _scores(wrong)["questionnaire"] == POINTS["questionnaire"] - 2
     klass = rows["class_copy.ipynb"]
     assert klass["status"] == "graded" and _scores(klass) == POINTS and not klass["notes"]
-    feedback = (out / "feedback" / "wrong_quiz.md").read_text()
+    feedback = (out / "feedback" / "raw_pixels_and_wrong_quiz.md").read_text()
     assert "hidden test" in feedback and "not right" not in feedback  # which question is wrong stays hidden
 
 
@@ -378,12 +378,12 @@ def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_ful
 
 
 @pytest.mark.slow
-def test_raw_pixels_into_the_backbone_lose_q3_and_keep_every_other_point(graded):
+def test_raw_pixels_into_the_backbone_lose_q3_and_wrong_quiz_answers_only_their_own_points(graded):
     rows = graded[0]
-    row = rows["raw_pixels_in_q3.ipynb"]
+    row = rows["raw_pixels_and_wrong_quiz.ipynb"]
     assert row["status"] == "graded", row["status"]
-    assert _scores(row) == dict(POINTS, q3=0), _scores(row)
-    assert sum(POINTS.values()) - POINTS["q3"] == 11 and POINTS["q3"] == 3
+    assert _scores(row) == dict(POINTS, q3=0, questionnaire=POINTS["questionnaire"] - 2), _scores(row)
+    assert POINTS["q3"] == 3 and POINTS["questionnaire"] == 7
 
 
 @pytest.mark.slow
@@ -408,7 +408,7 @@ def test_an_exercise_that_raises_keeps_the_other_points(graded):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, why", [("hangs_in_q3.ipynb", "timed out after 20 s"),
+@pytest.mark.parametrize("name, why", [("snoops_then_hangs_in_q3.ipynb", "timed out after 20 s"),
                                        ("dies_in_q3.ipynb", "killed the kernel")])
 def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, why):
     rows, out, _, _ = graded
@@ -421,14 +421,12 @@ def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, wh
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, expected", [
-    # q1: per_image all zeros passes the public test only; q2: x divided by 255; the questionnaire all wrong;
-    # q3: the replaced builtin `all` breaks the submission's own backbone cell (Keras uses it), so no answer
-    ("cheats.ipynb", {"q1": 1, "q2": 0, "q3": 0, "questionnaire": 0}),
-    ("cheat_kernel.ipynb", {**POINTS, "q2": 0})])
-def test_replacing_what_the_tests_use_changes_no_verdict(graded, name, expected):
-    row = graded[0][name]
+def test_replacing_what_the_tests_use_changes_no_verdict(graded):
+    row = graded[0]["cheats.ipynb"]
     assert row["status"] == "graded"
+    # q1: per_image all zeros passes the public test only; q2: x divided by 255; q3 right; the questionnaire
+    # all wrong
+    expected = {"q1": 1, "q2": 0, "q3": POINTS["q3"], "questionnaire": 0}
     assert _scores(row) == expected and not row["notes"], (_scores(row), row["notes"])
 
 
@@ -461,8 +459,8 @@ def test_an_assignment_name_is_never_a_path_the_student_chose(tmp_path, autograd
 @pytest.mark.slow
 def test_a_submission_reaches_nothing_outside_its_folder(graded):
     rows, out, _, reached = graded
-    row = rows["snoop.ipynb"]
-    feedback = (out / "feedback" / "snoop.md").read_text()
+    row = rows["snoops_then_hangs_in_q3.ipynb"]
+    feedback = (out / "feedback" / "snoops_then_hangs_in_q3.md").read_text()
     assert "LEAKED" not in json.dumps(row)
     assert not reached, "the sandboxed kernel connected to a server on the grader's loopback"
     assert "raised ConnectionRefusedError" in feedback or "raised OSError" in feedback or "raised TimeoutError" in feedback
