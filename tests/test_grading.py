@@ -253,8 +253,9 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
         # method, the one that once ran the grader's between-cells check (q2); a replaced course function and
         # builtin (questionnaire); q3 is answered honestly
         "cheats.ipynb": solved({0: lambda s: s + "\nper_image = {k: 0.0 for k in per_image}\n",
-                                1: lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: {k: "
-                                             "{'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} for k in e}\n",
+                                1: lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: {"
+                                             "k: {'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} "
+                                             "for k in e}\n",
                                 3: lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
                                              "cl.quiz.correct = lambda *a, **k: True\n"
                                              "import builtins\nbuiltins.all = lambda *a: True\n"}),

@@ -227,12 +227,15 @@ def test_the_judge_imports_tensorflow_only_when_a_test_uses_it_and_seeds_it_as_a
     tests = {"q1": {"points": 2, "cases": [case("import sys\nassert 'tensorflow' not in sys.modules\n"),
                                            case("assert cl.quiz.__name__ and np.allclose(x, 1)\n")]},
              "q2": {"points": 1, "cases": [case(draws)]},
-             "q3": {"points": 2, "cases": [case("import keras\n"), case(draws)]}}
+             "q3": {"points": 2, "cases": [case("assert keras.__name__\n"), case(draws)]},
+             # a test's own import (03 imports its probe layer) loads and seeds TensorFlow before the test runs
+             "q5": {"points": 1, "cases": [case(draws.replace("_a = ", "from course_lib.tools import probes\n_a = "))]}}
     space = {"x": np.ones(3)}
     assert [r["passed"] for r in _judged(tests, "q1", space, tmp_path)] == [True, True]
     lazy = _judged(tests, "q2", space, tmp_path)[0]["message"]
     loaded = _judged(tests, "q3", space, tmp_path)[1]["message"]
     assert lazy.startswith("ValueError: (") and lazy == loaded, (lazy, loaded)
+    assert _judged(tests, "q5", space, tmp_path)[0]["message"] == loaded
     # a library the judge cannot import (imported late now) is the grading machine's failure, not the answer's
     missing = _judged({"q4": {"points": 1, "cases": [case("import a_library_this_machine_lacks\n")]}}, "q4", space,
                       tmp_path)[0]

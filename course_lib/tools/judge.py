@@ -19,7 +19,8 @@ course's unedited cell sets it (`keep`), and the test reads that snapshot, never
 kernel holds it later; when that cell was edited or did not run, the test has nothing to read.
 
 The judge imports TensorFlow when a test first uses it (`keras`, `tf`, a `cl` module other than
-`quiz` and `stats`, or a model it receives) and seeds it then, as the case's start would have.
+`quiz` and `stats`, its own import of one of them, or a model it receives) and seeds it then, as the
+case's start would have.
 
 So nothing in the student's kernel (callbacks, AST transformers, rebound names, patched
 modules) runs a test, and the tests' text never enters the kernel: only answer names and the
@@ -216,7 +217,7 @@ class _Server:
     def question(self, name: str, context=()) -> list[dict]:
         """Run every case of one exercise; [{"passed", "message", "machine"}]. The names in `context`
         come from the snapshots (`keep`), never from the kernel as it is now. TensorFlow is imported
-        when a case first uses it (`keras`, `tf`, `cl` but `cl.quiz` and `cl.stats`) or receives a model."""
+        when a case first uses it (`keras`, `tf`, `cl` but `cl.quiz` and `cl.stats`, an import) or receives a model."""
         import numpy as np
 
         import math
@@ -229,6 +230,8 @@ class _Server:
                      "__name__": "__judge__", **{lib: _Lazy(lib, cfg.seed) for lib in ("cl", "keras", "tf")}}
             result = {"passed": False, "message": "", "machine": ""}
             try:
+                if _imports_libraries(case["code"]):  # its own import would load TensorFlow unseeded
+                    _tensorflow(cfg.seed)
                 for free in free_names(case["code"]):
                     space[free] = self.context(free) if free in context else self.fetch(free)
                 _seed(cfg.seed)  # TensorFlow's too, when it is loaded
@@ -261,6 +264,16 @@ def _settings():
     profile = config.get_profile(os.environ.get("COURSE_PROFILE") or "fast")
     return session.Settings("judge", config.budgeted(profile, budget), config.seed_value(),
                             config.mirror_dir(), config.user_dataset_dir(), "cpu", budget)
+
+
+def _imports_libraries(code: str) -> bool:
+    """Whether a test imports Keras, TensorFlow or course_lib itself (03's probe layer: that may load TensorFlow)."""
+    for node in ast.walk(ast.parse(code)):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        if any(n.split(".")[0] in ("keras", "tensorflow", "course_lib") for n in names):
+            return True
+    return False
 
 
 class _Lazy:
