@@ -245,9 +245,23 @@ def test_the_judge_imports_tensorflow_only_when_a_test_uses_it_and_seeds_it_as_a
 @pytest.mark.slow
 def test_answers_that_fill_the_judges_memory_never_make_its_late_tensorflow_import_fail(tmp_path, monkeypatch):
     """TensorFlow is imported when a test first uses it, maybe after the answers took most of the memory limit: the
-    import has address space of its own (`judge.IMPORT_HEADROOM`), so it is never the grading machine's failure."""
+    import has address space of its own (`judge_libraries.IMPORT_HEADROOM`), so it is never the grading machine's failure."""
     monkeypatch.setattr(judge_link, "MEMORY_BYTES", 1536 << 20)  # 1.1 GiB taken, then TensorFlow's 1.8 GiB
     tests = {"q1": {"points": 1, "cases": [{"code": "_big = np.ones((1100 << 20) // 8)\nassert tf.__version__\n",
                                             "hidden": True, "points": 1, "message": ""}]}}
     result = _judged(tests, "q1", {}, tmp_path)[0]
     assert result["passed"] and not result["machine"], result
+
+
+def test_tensorflow_is_loaded_before_an_answer_or_a_test_that_would_load_it_unseeded():
+    """`judge_libraries`: an answer holding a model, a layer, a dataset or a tensor, and a test importing Keras,
+    TensorFlow or course_lib, load TensorFlow through the judge (seeded); NumPy answers and tests do not."""
+    from course_lib.tools import judge_libraries as libraries
+
+    model = {"t": "dict", "items": [[{"t": "value", "v": "head"}, {"t": "model", "file": "a.keras"}]]}
+    assert libraries.holds_tensorflow(model) and libraries.holds_tensorflow({"t": "array", "file": "x.npy",
+                                                                              "tensor": True})
+    assert not libraries.holds_tensorflow({"t": "list", "items": [{"t": "array", "file": "x.npy"},
+                                                                  {"t": "value", "v": 1}]})
+    assert libraries.imports_them("from course_lib.tools import probes\n") and libraries.imports_them("import keras")
+    assert not libraries.imports_them("import math\nassert cl.quiz.correct(quiz, 'x', 1, 'h')\n")

@@ -20,7 +20,7 @@ kernel holds it later; when that cell was edited or did not run, the test has no
 
 The judge imports TensorFlow when a test first uses it (`keras`, `tf`, a `cl` module other than
 `quiz` and `stats`, its own import of one of them, or a model it receives) and seeds it then, as the
-case's start would have.
+case's start would have (`judge_libraries`).
 
 So nothing in the student's kernel (callbacks, AST transformers, rebound names, patched
 modules) runs a test, and the tests' text never enters the kernel: only answer names and the
@@ -40,12 +40,11 @@ import json
 import os
 import sys
 
-from course_lib.tools import wire
+from course_lib.tools import judge_libraries as libraries, wire
 
 __all__ = ["MACHINE_ERRORS", "StudentError", "Remote", "free_names", "main"]
 
 MACHINE_ERRORS = ("MissingResourceError", "CorruptResourceError")  # course_lib.errors, raised in the judge
-IMPORT_HEADROOM = 4 << 30  # address space above the answers' limit, for importing TensorFlow (1.8 GiB here)
 
 
 class StudentError(Exception):
@@ -66,7 +65,6 @@ class Remote:
 
 
 _BASE_NAMES = ("np", "cl", "keras", "tf", "math", "answer", "cfg", "in_kernel")
-_NO_TENSORFLOW = ("quiz", "stats")  # the course_lib modules the tests use that never import TensorFlow
 
 
 def free_names(code: str) -> list[str]:
@@ -122,6 +120,8 @@ class _Server:
             raise StudentError(f"the answer could not be read: {exc}") from None
 
     def _decode(self, tree):
+        if libraries.holds_tensorflow(tree):  # imported and seeded here, as for a test, not by the decoder
+            libraries.load(self.cfg.seed)
         try:
             return wire.decode(tree, wire.Files(self.workdir, ""), load_model=self._load_model, on_ref=self._origin,
                                functions=lambda t: Remote(self, str(t.get("ref")), str(t.get("name"))[:80]))
@@ -156,7 +156,8 @@ class _Server:
         return value
 
     def _load_model(self, data: bytes):
-        keras = _tensorflow(self.cfg.seed)[0]
+        import keras
+
         self.count += 1
         path = os.path.join(self.private, f"model-{self.count}.keras")
         with open(path, "wb") as f:
@@ -226,15 +227,16 @@ class _Server:
         results = []
         cfg = self.cfg
         for case in self.tests[name]["cases"]:
+            lazy = {lib: libraries.Lazy(lib, cfg.seed) for lib in ("cl", "keras", "tf")}
             space = {"np": np, "math": math, "answer": self.fetch, "cfg": cfg, "in_kernel": self.in_kernel,
-                     "__name__": "__judge__", **{lib: _Lazy(lib, cfg.seed) for lib in ("cl", "keras", "tf")}}
+                     "__name__": "__judge__", **lazy}
             result = {"passed": False, "message": "", "machine": ""}
             try:
-                if _imports_libraries(case["code"]):  # its own import would load TensorFlow unseeded
-                    _tensorflow(cfg.seed)
+                if libraries.imports_them(case["code"]):  # its own import would load TensorFlow unseeded
+                    libraries.load(cfg.seed)
                 for free in free_names(case["code"]):
                     space[free] = self.context(free) if free in context else self.fetch(free)
-                _seed(cfg.seed)  # TensorFlow's too, when it is loaded
+                libraries.reseed(cfg.seed)  # TensorFlow's too, when it is loaded
                 exec(compile(case["code"], f"<test of {name}>", "exec"), space)  # the course's own tests
                 result["passed"] = True
             except StudentError as exc:
@@ -266,78 +268,6 @@ def _settings():
                             config.mirror_dir(), config.user_dataset_dir(), "cpu", budget)
 
 
-def _imports_libraries(code: str) -> bool:
-    """Whether a test imports Keras, TensorFlow or course_lib itself (03's probe layer: that may load TensorFlow)."""
-    for node in ast.walk(ast.parse(code)):
-        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-        if any(n.split(".")[0] in ("keras", "tensorflow", "course_lib") for n in names):
-            return True
-    return False
-
-
-class _Lazy:
-    """`cl`, `keras` or `tf` as a test sees them: TensorFlow is imported, and seeded, when first used."""
-
-    def __init__(self, name: str, seed: int):
-        self._name, self._seed = name, seed
-
-    def __getattr__(self, attr: str):
-        if self._name == "cl":
-            import course_lib
-
-            if attr not in _NO_TENSORFLOW:
-                _tensorflow(self._seed)
-            return getattr(course_lib, attr)
-        keras, tf = _tensorflow(self._seed)
-        return getattr(keras if self._name == "keras" else tf, attr)
-
-    def __repr__(self):
-        return f"<the judge's {self._name}>"
-
-
-def _tensorflow(seed: int):
-    """(keras, tensorflow), imported on first need, in the address space kept for it (`IMPORT_HEADROOM`: the
-    answers read so far never make the import fail); then seeded as at the start of the case (`_seed`), before
-    any of its random operations, with Python's and NumPy's random states left as they are."""
-    if "keras" not in sys.modules:
-        import random
-        import resource
-
-        import numpy as np
-
-        from course_lib import session
-
-        states = random.getstate(), np.random.get_state()
-        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
-        try:
-            session.set_seed(seed)  # imports Keras and TensorFlow
-        finally:
-            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))  # below what is mapped now, maybe: no new maps
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-    import keras
-    import tensorflow as tf
-
-    return keras, tf
-
-
-def _seed(seed: int) -> None:
-    """Seed Python and NumPy, and TensorFlow (deterministic ops) once it is loaded: `cl.session.set_seed`."""
-    if "keras" in sys.modules:
-        from course_lib import session
-
-        session.set_seed(seed)
-    else:
-        import random
-
-        import numpy as np
-
-        random.seed(seed)
-        np.random.seed(seed)
-
-
 def _copy_model_state(source, target) -> None:
     """Give `target` what a submitted function changed in place in `source`'s original: every layer's
     trainable flag (nested models too), the weights, and the optimizer it was compiled with."""
@@ -364,7 +294,7 @@ def main() -> int:
         import resource
 
         limit = int(setup["memory_bytes"])
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit + IMPORT_HEADROOM))  # the hard one: `_tensorflow`'s
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit + libraries.IMPORT_HEADROOM))  # the hard one: `load`'s
     server = _Server(sys.stdin, out, setup)
     try:
         import importlib.util
