@@ -249,16 +249,18 @@ def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
         # is answered wrong on questions 1 and 2 (the autograder's hidden tests hold the keys)
         "raw_pixels_and_wrong_quiz.ipynb": solved(
             {2: _raw_pixels, 3: lambda s: re.sub(r'^(quiz\[[12]\] = )"(\w)"', _other_letter, s, flags=re.M)}),
-        # cheating, one kernel for three exercises: a wrong answer (q1); a replaced NumPy function and kernel
-        # method, the one that once ran the grader's between-cells check (q2); a replaced course function and
-        # builtin (questionnaire); q3 is answered honestly
-        "cheats.ipynb": solved({0: lambda s: s + "\nper_image = {k: 0.0 for k in per_image}\n",
-                                1: lambda s: cheat_numpy(s) + "\nget_ipython().user_expressions = lambda e: {"
+        # cheating, one kernel for three exercises: a wrong answer and a replaced builtin (q1); a replaced NumPy
+        # function and kernel method, the one that once ran the grader's between-cells check (q2); a replaced
+        # course function (questionnaire); q3 is answered honestly (the builtin is back by then)
+        "cheats.ipynb": solved({0: lambda s: s + "\nimport builtins\n"
+                                             "_all, builtins.all = builtins.all, lambda *a: True\n"
+                                             "per_image = {k: 0.0 for k in per_image}\n",
+                                1: lambda s: "builtins.all = _all  # Keras needs it in q3\n" + cheat_numpy(s)
+                                             + "\nget_ipython().user_expressions = lambda e: {"
                                              "k: {'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} "
                                              "for k in e}\n",
                                 3: lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
-                                             "cl.quiz.correct = lambda *a, **k: True\n"
-                                             "import builtins\nbuiltins.all = lambda *a: True\n"}),
+                                             "cl.quiz.correct = lambda *a, **k: True\n"}),
         # the notebook a class gets (no questionnaire key in it), solved
         "class_copy.ipynb": release.fill_solutions(classroom.class_notebook(student, "00_setup"), source),
     }
@@ -358,7 +360,8 @@ def test_wrong_questionnaire_answers_lose_their_points_and_a_class_notebook_scor
     klass = rows["class_copy.ipynb"]
     assert klass["status"] == "graded" and _scores(klass) == POINTS and not klass["notes"]
     feedback = (out / "feedback" / "raw_pixels_and_wrong_quiz.md").read_text()
-    assert "hidden test" in feedback and "not right" not in feedback  # which question is wrong stays hidden
+    quiz = feedback[feedback.index("## questionnaire"):].split("\n## ")[0]
+    assert "hidden test" in quiz and "not right" not in quiz  # which question is wrong stays hidden
 
 
 @pytest.mark.slow

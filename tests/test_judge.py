@@ -222,8 +222,9 @@ def test_the_judge_imports_tensorflow_only_when_a_test_uses_it_and_seeds_it_as_a
     def case(code):
         return {"code": code, "hidden": True, "points": 1, "message": ""}
 
-    draws = ("_a = np.random.rand()\n_t = float(tf.random.uniform(()))\n_k = cl.backbones.__name__\n"
-             "_b = np.random.rand()\nraise ValueError(repr((_a, _t, _b)))\n")
+    draws = ("import random\n_a = np.random.rand(), random.random()\n_t = float(tf.random.uniform(()))\n"
+             "_k = cl.backbones.__name__\n_b = np.random.rand(), random.random()\n"
+             "raise ValueError(repr((_a, _t, _b)))\n")
     tests = {"q1": {"points": 2, "cases": [case("import sys\nassert 'tensorflow' not in sys.modules\n"),
                                            case("assert cl.quiz.__name__ and np.allclose(x, 1)\n")]},
              "q2": {"points": 1, "cases": [case(draws)]},
@@ -236,19 +237,17 @@ def test_the_judge_imports_tensorflow_only_when_a_test_uses_it_and_seeds_it_as_a
     loaded = _judged(tests, "q3", space, tmp_path)[1]["message"]
     assert lazy.startswith("ValueError: (") and lazy == loaded, (lazy, loaded)
     assert _judged(tests, "q5", space, tmp_path)[0]["message"] == loaded
-    # a library the judge cannot import (imported late now) is the grading machine's failure, not the answer's
-    missing = _judged({"q4": {"points": 1, "cases": [case("import a_library_this_machine_lacks\n")]}}, "q4", space,
-                      tmp_path)[0]
-    assert not missing["passed"] and "cannot import" in missing["machine"], missing
 
 
 @pytest.mark.slow
 def test_answers_that_fill_the_judges_memory_never_make_its_late_tensorflow_import_fail(tmp_path, monkeypatch):
     """TensorFlow is imported when a test first uses it, maybe after the answers took most of the memory limit: the
-    import has address space of its own (`judge_libraries.IMPORT_HEADROOM`), so it is never the grading machine's failure."""
+    import has address space of its own (`judge_libraries.IMPORT_HEADROOM`), so it is never the grading machine's
+    failure; the answers' limit is back after it."""
     monkeypatch.setattr(judge_link, "MEMORY_BYTES", 1536 << 20)  # 1.1 GiB taken, then TensorFlow's 1.8 GiB
-    tests = {"q1": {"points": 1, "cases": [{"code": "_big = np.ones((1100 << 20) // 8)\nassert tf.__version__\n",
-                                            "hidden": True, "points": 1, "message": ""}]}}
+    code = ("_big = np.ones((1100 << 20) // 8)\nassert tf.__version__\nimport resource\n"
+            "assert resource.getrlimit(resource.RLIMIT_AS)[0] == 1536 << 20  # the answers' limit again\n")
+    tests = {"q1": {"points": 1, "cases": [{"code": code, "hidden": True, "points": 1, "message": ""}]}}
     result = _judged(tests, "q1", {}, tmp_path)[0]
     assert result["passed"] and not result["machine"], result
 
@@ -265,3 +264,35 @@ def test_tensorflow_is_loaded_before_an_answer_or_a_test_that_would_load_it_unse
                                                                   {"t": "value", "v": 1}]})
     assert libraries.imports_them("from course_lib.tools import probes\n") and libraries.imports_them("import keras")
     assert not libraries.imports_them("import math\nassert cl.quiz.correct(quiz, 'x', 1, 'h')\n")
+
+
+@pytest.mark.slow
+def test_only_the_judges_own_libraries_failing_to_import_are_the_machines(tmp_path, monkeypatch):
+    """A Keras the judge cannot import (here a stand-in that raises) makes the test the machine's failure; an answer
+    naming a course_lib class that does not exist fails its own test, as the student's."""
+    import json
+
+    broken = tmp_path / "broken"
+    (broken / "keras").mkdir(parents=True)
+    (broken / "keras" / "__init__.py").write_text("raise ImportError('this machine has a broken Keras')\n")
+    real = judge_link._course_lib_parent()
+    tests = {"q1": {"points": 2, "cases": [
+        {"code": "assert x is not None\n", "hidden": True, "points": 1, "message": ""},
+        {"code": "assert tf.constant(1.0) is not None\n", "hidden": True, "points": 1, "message": ""}]}}
+
+    def serve(request):  # the kernel's answer: a class course_lib does not have
+        (tmp_path / "answer-x.json").write_text(json.dumps({"t": "class", "class": "course_lib.nothing:Here"}))
+        return {"file": "answer-x.json"}
+
+    def judged():
+        j = judge_link.Judge(tests, tmp_path)
+        try:
+            return j.question("q1", serve, timeout=600)
+        finally:
+            j.close()
+
+    student = judged()[0]
+    monkeypatch.setattr(judge_link, "_course_lib_parent", lambda: f"{broken}{os.pathsep}{real}")
+    machine = judged()[1]
+    assert not student["passed"] and not student["machine"] and "not a class of course_lib" in student["message"]
+    assert not machine["passed"] and "broken Keras" in machine["machine"], machine

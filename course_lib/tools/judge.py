@@ -29,7 +29,7 @@ results (as it should), the context the course's cells computed there (after the
 earlier cells, which may have changed what those cells read or call), and what `in_kernel`
 builds. A test fails when it raises; a test that cannot read an answer (not defined, raises,
 not data) fails too. Only the judge's own failures (it
-cannot start, a course resource is missing here) are the grading machine's.
+cannot start or import its libraries, a course resource is missing here) are the grading machine's.
 """
 
 from __future__ import annotations
@@ -140,6 +140,8 @@ class _Server:
                 self.kept[name] = (True, self.fetch(name))
             except StudentError as exc:
                 self.kept[name] = (False, exc)
+            except libraries.Unavailable:  # the machine's: the judge ends, the grader reports it
+                raise
             except Exception as exc:  # noqa: BLE001 - past the memory limit, say: that answer's failure
                 self.kept[name] = (False, StudentError(f"reading `{name}`: {type(exc).__name__}"))
             self.kept_origins[name] = self.origins  # the kernel objects it came from (`call` sends them back)
@@ -217,8 +219,8 @@ class _Server:
 
     def question(self, name: str, context=()) -> list[dict]:
         """Run every case of one exercise; [{"passed", "message", "machine"}]. The names in `context`
-        come from the snapshots (`keep`), never from the kernel as it is now. TensorFlow is imported
-        when a case first uses it (`keras`, `tf`, `cl` but `cl.quiz` and `cl.stats`, an import) or receives a model."""
+        come from the snapshots (`keep`), never from the kernel as it is now."""
+        # TensorFlow is imported when a case first uses it, or receives a model (`judge_libraries`)
         import numpy as np
 
         import math
@@ -232,11 +234,11 @@ class _Server:
                      "__name__": "__judge__", **lazy}
             result = {"passed": False, "message": "", "machine": ""}
             try:
+                libraries.reseed(cfg.seed)  # TensorFlow's too, when it is loaded (later: `load` seeds it then)
                 if libraries.imports_them(case["code"]):  # its own import would load TensorFlow unseeded
                     libraries.load(cfg.seed)
                 for free in free_names(case["code"]):
                     space[free] = self.context(free) if free in context else self.fetch(free)
-                libraries.reseed(cfg.seed)  # TensorFlow's too, when it is loaded
                 exec(compile(case["code"], f"<test of {name}>", "exec"), space)  # the course's own tests
                 result["passed"] = True
             except StudentError as exc:
@@ -244,8 +246,8 @@ class _Server:
             except Exception as exc:  # noqa: BLE001 - a failing test is a verdict
                 if type(exc).__name__ in MACHINE_ERRORS and type(exc).__module__.startswith("course_lib"):
                     result["machine"] = f"{type(exc).__name__}: {str(exc)[:200]}"
-                if isinstance(exc, ImportError):  # the judge's own libraries: no answer makes it import anything
-                    result["machine"] = f"the judge cannot import its libraries ({type(exc).__name__}: {exc})"[:300]
+                if isinstance(exc, libraries.Unavailable):
+                    result["machine"] = str(exc)
                 tf = sys.modules.get("tensorflow")
                 if isinstance(exc, MemoryError) or tf is not None and isinstance(exc, tf.errors.ResourceExhaustedError):
                     result["message"] = f"the answer took the judge past its memory limit ({type(exc).__name__})"

@@ -13,11 +13,15 @@ from __future__ import annotations
 import ast
 import sys
 
-__all__ = ["IMPORT_HEADROOM", "Lazy", "holds_tensorflow", "imports_them", "load", "reseed"]
+__all__ = ["IMPORT_HEADROOM", "Unavailable", "Lazy", "holds_tensorflow", "imports_them", "load", "reseed"]
 
-IMPORT_HEADROOM = 4 << 30  # address space above the answers' limit, for importing TensorFlow (1.8 GiB here)
+IMPORT_HEADROOM = 4 << 30  # address space above the answers' limit, for TensorFlow's import (it maps 1.8 GiB here)
 _NO_TENSORFLOW = ("quiz", "stats")  # the course_lib modules the tests use that never import TensorFlow
 _TENSORFLOW_KINDS = ("model", "layer", "early_stopping", "dataset", "class", "object")  # wire kinds that load it
+
+
+class Unavailable(RuntimeError):
+    """Keras or TensorFlow cannot be imported in the judge: the grading machine's failure, never the answer's."""
 
 
 def holds_tensorflow(tree) -> bool:
@@ -65,9 +69,9 @@ class Lazy:
 
 
 def load(seed: int):
-    """(keras, tensorflow), imported on first need, in the address space kept for it (`IMPORT_HEADROOM`: the
-    answers read so far never make the import fail); then seeded as at the start of the case (`reseed`), before
-    any of its random operations, with Python's and NumPy's random states left as they are."""
+    """(keras, tensorflow), imported on first need and seeded as `reseed` did at the case's start (`Unavailable`)."""
+    # in the address space kept for it (IMPORT_HEADROOM: the answers read so far never make the import fail);
+    # TensorFlow seeded before any of its random operations, Python's and NumPy's random states left as they are
     if "keras" not in sys.modules:
         import random
         import resource
@@ -81,6 +85,8 @@ def load(seed: int):
         resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
         try:
             session.set_seed(seed)  # imports Keras and TensorFlow
+        except ImportError as exc:
+            raise Unavailable(f"the judge cannot import its libraries ({type(exc).__name__}: {exc})"[:300]) from None
         finally:
             resource.setrlimit(resource.RLIMIT_AS, (soft, hard))  # below what is mapped now, maybe: no new maps
         random.setstate(states[0])

@@ -313,9 +313,12 @@ def _course_class(qualified: str) -> type:
     module_name, _, qualname = qualified.partition(":")
     if not module_name.startswith("course_lib.") or not re.fullmatch(r"[\w.]+", module_name + qualname):
         raise WireError(f"the class {qualified[:80]!r}: only course_lib's own classes travel")
-    cls = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
+    try:
+        cls = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            cls = getattr(cls, part)
+    except (ImportError, AttributeError):  # a name course_lib does not have: the answer's problem
+        raise WireError(f"{qualified[:80]} is not a class of course_lib") from None
     if not isinstance(cls, type):
         raise WireError(f"{qualified[:80]} is not a class")
     return cls
