@@ -55,9 +55,14 @@ LONG_FILES = ("test_grading.py", "test_reproducibility.py", "test_comparison.py"
               "test_colab_install.py", "test_recipe.py", "test_finetune.py", "test_features.py")
 
 
+# Test files that share another's module of fixtures and run on its worker, right after it
+SAME_WORKER = {"test_hostile_submissions.py": "test_grading.py"}  # both read `batch_00`, graded once
+
+
 def _file(item) -> str:
-    """The name of the file a test item comes from."""
-    return pathlib.Path(str(item.fspath)).name
+    """The name of the file a test item comes from (for a file of SAME_WORKER, the file it goes with)."""
+    name = pathlib.Path(str(item.fspath)).name
+    return SAME_WORKER.get(name, name)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
@@ -82,8 +87,9 @@ def pytest_collection_modifyitems(items):
         file = _file(item)
         return len(LONG_FIRST) + 1 + (LONG_FILES.index(file) if file in LONG_FILES else len(LONG_FILES))
 
-    for item in items:
-        if weight(item) > len(LONG_FIRST) and "::Cell " not in item.nodeid:
+    for item in items:  # a test marked with its own group (to run beside its file's long fixture) keeps it
+        if (weight(item) > len(LONG_FIRST) and "::Cell " not in item.nodeid
+                and not item.get_closest_marker("xdist_group")):
             item.add_marker(pytest.mark.xdist_group(_file(item)))
     items.sort(key=weight)  # stable: the order inside each group is kept
 
@@ -108,6 +114,24 @@ def student_build(tmp_path_factory):
     out = tmp_path_factory.mktemp("student")
     release.build_student(out, notebooks.repo_root(pathlib.Path(__file__).parent))
     return out
+
+
+@pytest.fixture(scope="session")
+def autograder_00(tmp_path_factory):
+    """The 00_setup autograder zip's folder, built once per test session."""
+    from course_lib.tools import grading, notebooks
+
+    folder = tmp_path_factory.mktemp("autograder")
+    grading.build_autograder(folder, notebooks.repo_root(pathlib.Path(__file__).parent), only=["00_setup"])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def batch_00(tmp_path_factory, autograder_00):
+    """The 00_setup batch (tests/batch_00.py), graded once per test session for real (`batch_00.grade`)."""
+    from tests import batch_00
+
+    return batch_00.grade(tmp_path_factory.mktemp("grading"), autograder_00)
 
 
 @pytest.fixture

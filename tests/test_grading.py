@@ -8,21 +8,24 @@ its kernel in an exercise keeps the points earned before it; replacing a NumPy f
 a course function or the kernel's own methods changes no verdict (each exercise scores what its
 answers earn); a submission cannot read outside its folder or reach the network. The preflight and the
 folder checks refuse to grade, with exit code 2, on a machine or folder that cannot give
-right grades. `tests/test_hostile_submissions.py` grades a batch of hostile submissions.
+right grades. The submissions are graded once per test run in one batch (`tests/batch_00.py`, the
+`batch_00` fixture), beside the hostile ones of `tests/test_hostile_submissions.py`.
 """
 
 import json
 import os
 import pathlib
-import re
 
 import nbformat
 import pytest
 
-from course_lib.tools import classroom, cli, grading, notebooks, release, submission
+from course_lib.tools import cli, grading, notebooks, release, submission
 from tests import odd_submissions
+from tests.batch_00 import needs_sandbox
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
+# a test that grades on its own runs on the other worker than `batch_00`'s (conftest.py groups the rest by file)
+BESIDE_THE_BATCH = pytest.mark.xdist_group("test_grading.py, beside the batch")
 v4 = nbformat.v4
 
 
@@ -126,12 +129,10 @@ def test_a_missing_or_empty_folder_is_refused(tmp_path, capsys):
     assert not (tmp_path / "g").exists()
 
 
-@pytest.fixture(scope="module")
-def autograder(tmp_path_factory):
-    """The 00_setup autograder zip, built once for this module."""
-    folder = tmp_path_factory.mktemp("autograder")
-    grading.build_autograder(folder, ROOT, only=["00_setup"])
-    return folder
+@pytest.fixture
+def autograder(autograder_00):
+    """The 00_setup autograder zip's folder (conftest.py builds it once per session)."""
+    return autograder_00
 
 
 @pytest.fixture
@@ -205,125 +206,6 @@ def test_the_preflight_imports_the_libraries_alone_only_when_a_set_up_fails(tmp_
 
 # ------------------------------------------------------------------ grading 00_setup for real, sandboxed
 
-def _answer_cells(nb):
-    return [c for c in nb.cells if "otter_answer_cell" in c.metadata.get("tags", [])]
-
-
-def _raw_pixels(source: str) -> str:
-    """q3's answer with the raw [0, 255] pixels, not the scaled batch x, fed to the backbone."""
-    assert "backbone.predict(x, verbose=0)" in source, source
-    return source.replace("backbone.predict(x, verbose=0)", "backbone.predict(batch.astype('float32'), verbose=0)")
-
-
-def _submissions(folder: pathlib.Path, secret: pathlib.Path, port: int) -> None:
-    """Write the submissions the `graded` fixture grades (see the module docstring)."""
-    source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
-    student = nbformat.read(ROOT / "notebooks" / "student" / "00_setup.ipynb", as_version=4)
-
-    def solved(edits=None):
-        """The solutions filled in, then `edits` {answer cell index: function of its source} applied."""
-        nb = release.fill_solutions(student, source)
-        for index, edit in (edits or {}).items():
-            cell = _answer_cells(nb)[index]
-            cell.source = edit(cell.source)
-        return nb
-
-    def cheat_numpy(s):
-        return (s.replace("\nx = ", "\nnp.allclose = lambda *a, **k: True\nx = ")
-                .replace("preprocess = ", "preprocess = lambda v: v / 255.0\n_ = "))
-
-    (folder / "alice").mkdir(parents=True)
-    subs = {
-        "untouched.ipynb": student,
-        "raises_in_q1.ipynb": solved({0: lambda s: 'raise RuntimeError("gave up")\n' + s}),
-        # reaching beyond itself in q1 (a file outside its folder, another submission, the sources, the
-        # network), then hanging in q3
-        "snoops_then_hangs_in_q3.ipynb": solved({0: lambda s: s + "\n" + "\n".join(
-            f"try:\n    _leak = open({str(p)!r}).read()\n    print('LEAKED', {str(p)!r})\nexcept OSError as e:\n"
-            f"    print('blocked', type(e).__name__)" for p in (
-                secret, folder / "alice" / "00_setup.ipynb", ROOT / "notebooks" / "source" / "00_setup.ipynb"))
-            + f"\nimport socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)\n",
-            2: lambda s: "import time\ntime.sleep(600)\n" + s}),
-        "dies_in_q3.ipynb": solved({2: lambda s: "import os\nos._exit(1)\n" + s}),
-        # right everywhere, except that q3 feeds the raw [0, 255] pixels to the backbone and the questionnaire
-        # is answered wrong on questions 1 and 2 (the autograder's hidden tests hold the keys)
-        "raw_pixels_and_wrong_quiz.ipynb": solved(
-            {2: _raw_pixels, 3: lambda s: re.sub(r'^(quiz\[[12]\] = )"(\w)"', _other_letter, s, flags=re.M)}),
-        # cheating, one kernel for three exercises: a wrong answer and a replaced builtin (q1); a replaced NumPy
-        # function and kernel method, the one that once ran the grader's between-cells check (q2); a replaced
-        # course function (questionnaire); q3 is answered honestly (the builtin is back by then)
-        "cheats.ipynb": solved({0: lambda s: s + "\nimport builtins\n"
-                                             "_all, builtins.all = builtins.all, lambda *a: True\n"
-                                             "per_image = {k: 0.0 for k in per_image}\n",
-                                1: lambda s: "builtins.all = _all  # Keras needs it in q3\n" + cheat_numpy(s)
-                                             + "\nget_ipython().user_expressions = lambda e: {"
-                                             "k: {'status': 'ok', 'data': {'text/plain': '[]'}, 'metadata': {}} "
-                                             "for k in e}\n",
-                                3: lambda s: "quiz = {k: 'z' for k in range(1, 8)}\n"
-                                             "cl.quiz.correct = lambda *a, **k: True\n"}),
-        # the notebook a class gets (no questionnaire key in it), solved
-        "class_copy.ipynb": release.fill_solutions(classroom.class_notebook(student, "00_setup"), source),
-    }
-    for name, nb in subs.items():
-        nbformat.write(nb, folder / name)
-    (folder / "readme.txt").write_text("not a submission")
-    # the solved notebook, hand-edited in a text editor: a code cell with no source, one with null
-    odd = json.loads(nbformat.writes(solved()))
-    odd["cells"][4:4] = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None},
-                         {"cell_type": "code", "metadata": {}, "outputs": [], "source": None, "execution_count": None}]
-    (folder / "alice" / "00_setup.ipynb").write_text(json.dumps(odd))
-
-
-def _other_letter(match) -> str:
-    """A questionnaire answer line with another letter than the right one."""
-    return f'{match.group(1)}"{"c" if match.group(2) == "b" else "b"}"'
-
-
-def _needs_sandbox():
-    from course_lib.tools import sandbox
-
-    if not os.environ.get("COURSE_MIRROR"):
-        pytest.skip("needs COURSE_MIRROR (the README's offline route)")
-    if sandbox.bwrap() is None and not os.environ.get("CI"):  # .ci/run installs it: CI fails instead
-        pytest.skip("needs bubblewrap for the grading sandbox (sudo apt-get install bubblewrap)")
-
-
-ODD: dict = {}  # the odd files in the graded folder: what each one's status starts with (`odd_submissions`)
-
-
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory, autograder):
-    """Grade the submissions of `_submissions` with a private TMPDIR; returns (rows, out, tmpdir, reached)."""
-    import socket
-    import tempfile
-
-    _needs_sandbox()
-    tmp = tmp_path_factory.mktemp("grading")
-    secret = tmp / "secret.txt"
-    secret.write_text("the hidden tests")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.5)
-    _submissions(tmp / "submissions", secret, server.getsockname()[1])
-    ODD.update(odd_submissions.write(tmp / "submissions", tmp / "submissions" / "alice" / "00_setup.ipynb"))
-    private_tmp = tmp / "TMPDIR"
-    private_tmp.mkdir()
-    saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
-    try:
-        rows = grading.grade_folder(tmp / "submissions", tmp / "grades", autograder=autograder, root=ROOT, jobs=2,
-                                    timeout=900, cell_timeout=20)
-    finally:
-        tempfile.tempdir = saved
-    try:
-        server.accept()
-        reached = True
-    except OSError:
-        reached = False
-    server.close()
-    return {r["submission"]: r for r in rows}, tmp / "grades", private_tmp, reached
-
-
 def _points(source_nb) -> dict:
     """{question: points} from the source's BEGIN QUESTION cells."""
     import yaml
@@ -341,8 +223,8 @@ def _scores(row) -> dict:
 
 
 @pytest.mark.slow
-def test_the_solved_notebook_scores_full_marks(graded):
-    rows, out, _, _ = graded
+def test_the_solved_notebook_scores_full_marks(batch_00):
+    rows, out = batch_00.rows, batch_00.out
     row = rows["alice/00_setup.ipynb"]
     assert row["status"] == "graded" and _scores(row) == POINTS and not row["notes"]
     cells = " | ".join(f"{p:g}" for p in POINTS.values())
@@ -352,8 +234,8 @@ def test_the_solved_notebook_scores_full_marks(graded):
 
 
 @pytest.mark.slow
-def test_wrong_questionnaire_answers_lose_their_points_and_a_class_notebook_scores_full_marks(graded):
-    rows, out, _, _ = graded
+def test_wrong_questionnaire_answers_lose_their_points_and_a_class_notebook_scores_full_marks(batch_00):
+    rows, out = batch_00.rows, batch_00.out
     wrong = rows["raw_pixels_and_wrong_quiz.ipynb"]
     assert wrong["status"] == "graded" and not wrong["notes"]
     assert _scores(wrong)["questionnaire"] == POINTS["questionnaire"] - 2
@@ -365,11 +247,12 @@ def test_wrong_questionnaire_answers_lose_their_points_and_a_class_notebook_scor
 
 
 @pytest.mark.slow
+@BESIDE_THE_BATCH
 def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_full_marks(tmp_path):
     """`course autograder --private`: the zip's keys are the private ones; `--reference` answers with them."""
     from course_lib.tools import classroom, preflight
 
-    _needs_sandbox()
+    needs_sandbox()
     keys = classroom.source_keys(nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4),
                                  "00_setup")
     (tmp_path / "private").mkdir()
@@ -382,8 +265,8 @@ def test_a_private_build_grades_with_its_keys_and_the_reference_still_scores_ful
 
 
 @pytest.mark.slow
-def test_raw_pixels_into_the_backbone_lose_q3_and_wrong_quiz_answers_only_their_own_points(graded):
-    rows = graded[0]
+def test_raw_pixels_into_the_backbone_lose_q3_and_wrong_quiz_answers_only_their_own_points(batch_00):
+    rows = batch_00.rows
     row = rows["raw_pixels_and_wrong_quiz.ipynb"]
     assert row["status"] == "graded", row["status"]
     assert _scores(row) == dict(POINTS, q3=0, questionnaire=POINTS["questionnaire"] - 2), _scores(row)
@@ -391,8 +274,8 @@ def test_raw_pixels_into_the_backbone_lose_q3_and_wrong_quiz_answers_only_their_
 
 
 @pytest.mark.slow
-def test_an_untouched_notebook_scores_zero_with_public_feedback_only(graded, autograder):
-    rows, out, _, _ = graded
+def test_an_untouched_notebook_scores_zero_with_public_feedback_only(batch_00, autograder):
+    rows, out = batch_00.rows, batch_00.out
     row = rows["untouched.ipynb"]
     assert row["status"] == "graded" and set(row["scores"]) == set(POINTS)
     assert all(score == 0 and possible > 0 for score, possible in row["scores"].values())
@@ -404,8 +287,8 @@ def test_an_untouched_notebook_scores_zero_with_public_feedback_only(graded, aut
 
 
 @pytest.mark.slow
-def test_an_exercise_that_raises_keeps_the_other_points(graded):
-    row = graded[0]["raises_in_q1.ipynb"]
+def test_an_exercise_that_raises_keeps_the_other_points(batch_00):
+    row = batch_00.rows["raises_in_q1.ipynb"]
     assert row["status"] == "graded"
     assert row["scores"]["q1"][0] == 0
     assert all(score == possible for q, (score, possible) in row["scores"].items() if q != "q1")
@@ -414,8 +297,8 @@ def test_an_exercise_that_raises_keeps_the_other_points(graded):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, why", [("snoops_then_hangs_in_q3.ipynb", "timed out after 20 s"),
                                        ("dies_in_q3.ipynb", "killed the kernel")])
-def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, why):
-    rows, out, _, _ = graded
+def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(batch_00, name, why):
+    rows, out = batch_00.rows, batch_00.out
     row = rows[name]
     assert row["status"].startswith("graded; stopped at cell") and "(exercise q3)" in row["status"]
     assert why in row["status"]
@@ -425,8 +308,8 @@ def test_a_hang_or_a_dead_kernel_keeps_the_points_earned_before(graded, name, wh
 
 
 @pytest.mark.slow
-def test_replacing_what_the_tests_use_changes_no_verdict(graded):
-    row = graded[0]["cheats.ipynb"]
+def test_replacing_what_the_tests_use_changes_no_verdict(batch_00):
+    row = batch_00.rows["cheats.ipynb"]
     assert row["status"] == "graded"
     # q1: per_image all zeros passes the public test only; q2: x divided by 255; q3 right; the questionnaire
     # all wrong
@@ -435,8 +318,8 @@ def test_replacing_what_the_tests_use_changes_no_verdict(graded):
 
 
 @pytest.mark.slow
-def test_a_hand_edited_notebook_with_odd_cells_is_graded(graded):
-    rows, _, _, _ = graded
+def test_a_hand_edited_notebook_with_odd_cells_is_graded(batch_00):
+    rows = batch_00.rows
     row = rows["alice/00_setup.ipynb"]  # the solved notebook holds a code cell with no source and one with null
     assert row["status"] == "graded" and _scores(row) == POINTS and not row["notes"]
 
@@ -461,29 +344,29 @@ def test_an_assignment_name_is_never_a_path_the_student_chose(tmp_path, autograd
 
 
 @pytest.mark.slow
-def test_a_submission_reaches_nothing_outside_its_folder(graded):
-    rows, out, _, reached = graded
+def test_a_submission_reaches_nothing_outside_its_folder(batch_00):
+    rows, out = batch_00.rows, batch_00.out
     row = rows["snoops_then_hangs_in_q3.ipynb"]
     feedback = (out / "feedback" / "snoops_then_hangs_in_q3.md").read_text()
     assert "LEAKED" not in json.dumps(row)
-    assert not reached, "the sandboxed kernel connected to a server on the grader's loopback"
+    assert not batch_00.reached, "the sandboxed kernel connected to a server on the grader's loopback"
     assert "raised ConnectionRefusedError" in feedback or "raised OSError" in feedback or "raised TimeoutError" in feedback
     assert _scores(row)["q1"] == POINTS["q1"]  # its answers still count
 
 
 @pytest.mark.slow
-def test_grading_leaves_no_temporary_files_and_lists_skipped_files(graded):
-    rows, _, private_tmp, _ = graded
-    assert list(private_tmp.iterdir()) == []
+def test_grading_leaves_no_temporary_files_and_lists_skipped_files(batch_00):
+    rows = batch_00.rows
+    assert list(batch_00.tmpdir.iterdir()) == []
     assert rows["readme.txt"]["status"] == "skipped: not a notebook"
 
 
 @pytest.mark.slow
-def test_odd_files_beside_the_solved_notebook_are_skipped_or_errored_alone(graded):
-    rows, out, _, _ = graded
+def test_odd_files_beside_the_solved_notebook_are_skipped_or_errored_alone(batch_00):
+    rows, out = batch_00.rows, batch_00.out
     assert _scores(rows["alice/00_setup.ipynb"]) == POINTS and sum(POINTS.values()) == 14
-    assert ODD, "the graded folder holds the odd files"
-    for name, status in ODD.items():
+    assert batch_00.odd, "the graded folder holds the odd files"
+    for name, status in batch_00.odd.items():
         assert rows[name]["status"].startswith(status), (name, rows[name]["status"])
         assert rows[name]["scores"] == {}
     files = [r["feedback_file"] for r in rows.values()]
@@ -530,9 +413,10 @@ def test_one_bad_file_never_stops_a_class(tmp_path, autograder, monkeypatch, cap
 
 
 @pytest.mark.slow
+@BESIDE_THE_BATCH
 def test_a_broken_grading_machine_gives_an_error_not_a_score(tmp_path, autograder, monkeypatch):
     """Past the preflight, the mirror goes missing: the submission is an error, with no points."""
-    _needs_sandbox()
+    needs_sandbox()
     (tmp_path / "mirror" / "keras").mkdir(parents=True)
     monkeypatch.setenv("COURSE_MIRROR", str(tmp_path / "mirror"))
     source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
