@@ -182,27 +182,26 @@ def grade(tmp: pathlib.Path, autograder: pathlib.Path) -> types.SimpleNamespace:
     folder.mkdir()
     secret = tmp / "secret.txt"
     secret.write_text("the hidden tests")
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.5)
-    _graded_behaviour(folder, secret, server.getsockname()[1], source, student)
-    _hostile(folder)
-    odd = odd_submissions.write(folder, folder / SOLVED)
     private_tmp = tmp / "TMPDIR"
     private_tmp.mkdir()
-    saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
-    try:
-        rows = grading.grade_folder(folder, tmp / "grades", autograder=autograder, root=ROOT, jobs=2,
-                                    timeout=900, cell_timeout=20)
-    finally:
-        tempfile.tempdir = saved
-    try:
-        server.accept()
-        reached = True
-    except OSError:
-        reached = False
-    server.close()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.5)
+        _graded_behaviour(folder, secret, server.getsockname()[1], source, student)
+        _hostile(folder)
+        odd = odd_submissions.write(folder, folder / SOLVED)
+        saved, tempfile.tempdir = tempfile.tempdir, str(private_tmp)
+        try:
+            rows = grading.grade_folder(folder, tmp / "grades", autograder=autograder, root=ROOT, jobs=2,
+                                        timeout=900, cell_timeout=20)
+        finally:
+            tempfile.tempdir = saved
+        try:
+            server.accept()[0].close()
+            reached = True
+        except OSError:
+            reached = False
     return types.SimpleNamespace(rows={r["submission"]: r for r in rows}, out=tmp / "grades", tmpdir=private_tmp,
                                  reached=reached, odd=odd,
                                  tests=submission.load_tests(autograder / "00_setup-autograder.zip"))

@@ -55,7 +55,7 @@ LONG_FILES = ("test_grading.py", "test_reproducibility.py", "test_comparison.py"
               "test_colab_install.py", "test_recipe.py", "test_finetune.py", "test_features.py")
 
 
-# Test files that share another's module of fixtures and run on its worker, right after it
+# Test files that read a session fixture another file reads too, and run in its group (one worker), right after it
 SAME_WORKER = {"test_hostile_submissions.py": "test_grading.py"}  # both read `batch_00`, graded once
 
 
@@ -71,8 +71,9 @@ def pytest_collection_modifyitems(items):
 
     A notebook's nbval cells are one unit (conftest.py groups them and marks them `slow`) and the
     longest notebooks start first, each followed by its full-profile smoke test; every other
-    test file stays whole on one worker (its module fixtures are built once), the longest files
-    first, so that the last units to start are short ones. pytest-xdist keeps this order only with
+    test file stays whole on one worker (its module fixtures are built once), with the file
+    SAME_WORKER names (their session fixture is built once), the longest files first (a test marked
+    with a group of its own keeps it), so that the last units to start are short ones. pytest-xdist keeps this order only with
     `--no-loadscope-reorder` (pyproject.toml): by default it starts the units with the most tests
     first, which put the notebooks, 03's 10 minutes among them, at the end.
     """
@@ -127,11 +128,12 @@ def autograder_00(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def batch_00(tmp_path_factory, autograder_00):
+def batch_00(tmp_path_factory, request):
     """The 00_setup batch (tests/batch_00.py), graded once per test session for real (`batch_00.grade`)."""
     from tests import batch_00
 
-    return batch_00.grade(tmp_path_factory.mktemp("grading"), autograder_00)
+    batch_00.needs_sandbox()  # before the autograder is built
+    return batch_00.grade(tmp_path_factory.mktemp("grading"), request.getfixturevalue("autograder_00"))
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Odd files in a folder of submissions, made at test time: each is skipped or errored alone, and the batch goes on.
 
-Used by `test_grading.py` (a fast batch with a stand-in grader, and the real graded batch, where
-they lie beside the solved 00 notebook). `write` returns what each one's status starts with.
+Used by `test_grading.py` (a fast batch with a stand-in grader) and `batch_00.py` (the real graded batch,
+where they lie beside the solved 00 notebook). `write` returns what each one's status starts with.
 """
 
 import json

@@ -24,7 +24,7 @@ from tests import odd_submissions
 from tests.batch_00 import needs_sandbox
 
 ROOT = notebooks.repo_root(pathlib.Path(__file__).parent)
-# a test that grades on its own runs on the other worker than `batch_00`'s (conftest.py groups the rest by file)
+# a test that grades on its own, in a group of its own: it may run on the other worker while `batch_00` grades
 BESIDE_THE_BATCH = pytest.mark.xdist_group("test_grading.py, beside the batch")
 v4 = nbformat.v4
 
