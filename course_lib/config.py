@@ -158,9 +158,9 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[name]
 
 
-def default_profile_name() -> str:
-    """`full` when an accelerator is visible, else `fast`."""
-    return "full" if accelerator() != "cpu" else "fast"
+def default_profile_name(device: str | None = None) -> str:
+    """`full` on an accelerator (`device`, or the one visible), else `fast`."""
+    return "full" if (device or accelerator()) != "cpu" else "fast"
 
 
 def accelerator() -> str:

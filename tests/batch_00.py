@@ -171,11 +171,10 @@ def grade(tmp: pathlib.Path, autograder: pathlib.Path) -> types.SimpleNamespace:
 
     Returns rows ({submission: row}), out (the grades folder), tmpdir (the private TMPDIR), reached
     (whether a submission reached a server on the grader's loopback), odd ({odd file: its status's
-    start}) and tests (the autograder's tests, hidden ones included)."""
+    start}) and tests (the autograder's tests, hidden ones included). Call `needs_sandbox` first."""
     import socket
     import tempfile
 
-    needs_sandbox()
     source = nbformat.read(ROOT / "notebooks" / "source" / "00_setup.ipynb", as_version=4)
     student = nbformat.read(ROOT / "notebooks" / "student" / "00_setup.ipynb", as_version=4)
     folder = tmp / "submissions"

@@ -265,7 +265,7 @@ def _settings():
 
     budget = config.get_budget()
     mirror.activate()
-    profile = config.get_profile(os.environ.get("COURSE_PROFILE") or "fast")
+    profile = config.get_profile(os.environ.get("COURSE_PROFILE") or config.default_profile_name("cpu"))
     return session.Settings("judge", config.budgeted(profile, budget), config.seed_value(),
                             config.mirror_dir(), config.user_dataset_dir(), "cpu", budget)
 
